@@ -1,0 +1,141 @@
+package rbatch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/internal/route"
+)
+
+// Config says where Redis is and how to connect.
+type Config struct {
+	Addrs        []string      // "host:port" seeds; a cluster is detected (INFO cluster)
+	Username     string        // ACL user (empty: default user)
+	Password     string        // never appears in an error
+	DB           int           // standalone only
+	TLSConfig    *tls.Config   // nil: plain TCP
+	DialTimeout  time.Duration // 0: 5s
+	ReadTimeout  time.Duration // bound on each reply; 0: 30s; WithResponseTimeout overrides it per batch
+	WriteTimeout time.Duration // bound on each write; 0: 30s
+	PoolSize     int           // max connections per node; 0: 10
+	ReadFrom     ReadFrom      // Primary (default), Replica, PreferReplica: where read-only work may go
+}
+
+const (
+	defaultDialTimeout = 5 * time.Second
+	defaultIOTimeout   = 30 * time.Second
+	defaultPoolSize    = 10
+)
+
+// withDefaults validates cfg and fills in the defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	switch {
+	case len(cfg.Addrs) == 0:
+		return cfg, errors.New("rbatch: invalid config: no addresses in Config.Addrs")
+	case cfg.DB < 0:
+		return cfg, fmt.Errorf("rbatch: invalid config: DB %d is negative", cfg.DB)
+	case cfg.PoolSize < 0:
+		return cfg, fmt.Errorf("rbatch: invalid config: PoolSize %d is negative", cfg.PoolSize)
+	case cfg.DialTimeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0:
+		return cfg, errors.New("rbatch: invalid config: negative timeout")
+	case cfg.ReadFrom < Primary || cfg.ReadFrom > PreferReplica:
+		return cfg, fmt.Errorf("rbatch: invalid config: unknown ReadFrom %d", int(cfg.ReadFrom))
+	}
+	for _, a := range cfg.Addrs {
+		if a == "" {
+			return cfg, errors.New("rbatch: invalid config: empty address in Config.Addrs")
+		}
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = defaultIOTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = defaultIOTimeout
+	}
+	if cfg.PoolSize == 0 {
+		cfg.PoolSize = defaultPoolSize
+	}
+	return cfg, nil
+}
+
+// Client runs batches against one Redis server (a cluster comes through the
+// same routing). A Client is safe for concurrent use; make one per
+// application and Close it at the end.
+type Client struct {
+	router route.Router
+	info   pool.ServerInfo // what the server said when first connected
+	closed atomic.Bool
+}
+
+// NewClient connects to the first reachable address of cfg.Addrs, checks the
+// credentials, and returns a client whose connections are pooled per node.
+func NewClient(ctx context.Context, cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	opts := pool.Options{
+		Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: cfg.TLSConfig,
+		DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+	}
+	var errs []error
+	for _, addr := range cfg.Addrs {
+		conn, err := pool.Dial(ctx, addr, opts)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		info, err := conn.Info()
+		if err != nil {
+			conn.Close()
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		if info.Cluster {
+			conn.Close()
+			return nil, fmt.Errorf("rbatch: %s runs in cluster mode: %w (cluster support)", addr, ErrNotImplemented)
+		}
+		p := pool.New(addr, cfg.PoolSize, func(ctx context.Context) (*pool.Conn, error) {
+			return pool.Dial(ctx, addr, opts)
+		})
+		p.AddIdle(conn)
+		return &Client{router: route.Single{Node: p}, info: info}, nil
+	}
+	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
+}
+
+// NewClientFromPool returns a client that runs batches on connections of an
+// existing redigo pool to a standalone server. With such a pool, a cancelled
+// context interrupts a batch only at its next reply (or the pool's read
+// timeout), and WAITAOF is sent without a version check.
+func NewClientFromPool(p *redis.Pool) *Client {
+	return &Client{router: route.Single{Node: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
+}
+
+// NewBatch starts an empty batch. Invalid options are reported by Execute.
+func (c *Client) NewBatch(opts ...Option) *Batch {
+	return newBatch(c, opts)
+}
+
+// Close closes the client's idle connections; connections in use by running
+// batches are closed as those finish. Batches executed afterwards fail with
+// ErrClosed.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.router.Close()
+}

@@ -1,0 +1,150 @@
+package rbatch
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Each says when it happens and whether the command may have
+// run on the server. Match them with errors.Is; never compare message text.
+var (
+	// ErrNil is a nil reply: the key, field or member does not exist. The
+	// command ran; a future resolved with ErrNil is not a failure of the batch.
+	ErrNil = errors.New("rbatch: nil reply")
+
+	// ErrNotExecuted is returned by Future.Get before the batch ran.
+	ErrNotExecuted = errors.New("rbatch: batch not executed yet")
+
+	// ErrAlreadyExecuted is returned when Execute, ExecuteAsync or Discard is
+	// called a second time, and by futures queued after that. Nothing was sent.
+	ErrAlreadyExecuted = errors.New("rbatch: batch already executed or discarded")
+
+	// ErrDiscarded resolves the futures of a discarded batch. Nothing was applied.
+	ErrDiscarded = errors.New("rbatch: batch discarded")
+
+	// ErrResultSkipped resolves the futures of a WithSkipResult batch: the
+	// command was sent, and no reply was asked for.
+	ErrResultSkipped = errors.New("rbatch: result skipped")
+
+	// ErrCrossSlot fails an atomic batch whose keys span more than one slot in
+	// a cluster. Nothing was sent.
+	ErrCrossSlot = errors.New("rbatch: keys of an atomic batch span more than one slot")
+
+	// ErrTxAborted resolves every command of a transaction that Redis discarded
+	// (EXECABORT, or a nil EXEC). Nothing of the transaction was applied.
+	ErrTxAborted = errors.New("rbatch: transaction aborted")
+
+	// ErrUnknownOutcome resolves a command that was written but not answered
+	// (connection lost, response timeout, context cancelled): it may or may not
+	// have been applied. rbatch never re-sends such a write by itself.
+	ErrUnknownOutcome = errors.New("rbatch: outcome unknown: sent but not answered")
+
+	// ErrReadOnlyBatch fails a write command queued in a RedisReadAtomic batch.
+	// Nothing of the batch was sent.
+	ErrReadOnlyBatch = errors.New("rbatch: write command in a read-only batch")
+
+	// ErrUnsupported fails a batch that asks for a feature the server lacks
+	// (WAITAOF before Redis 7.2, …). Nothing was sent.
+	ErrUnsupported = errors.New("rbatch: unsupported by the server")
+
+	// ErrNotImplemented fails a batch that asks for something this version of
+	// rbatch does not do yet. Nothing was sent.
+	ErrNotImplemented = errors.New("rbatch: not implemented yet")
+
+	// ErrClosed is returned when the Client was closed. Nothing was sent.
+	ErrClosed = errors.New("rbatch: client closed")
+
+	// ErrNotSent resolves the futures of a batch that was refused as a whole
+	// before anything was written (a bad argument, a cancelled context): the
+	// cause is wrapped alongside. Safe to retry.
+	ErrNotSent = errors.New("rbatch: not sent")
+)
+
+// RedisError is an error reply from the server, such as "WRONGTYPE Operation
+// against a key holding the wrong kind of value". The command was rejected
+// (or, inside EXEC, failed on its own while the others were applied).
+type RedisError struct {
+	Msg string // the whole reply, without the leading '-'
+}
+
+func (e *RedisError) Error() string { return "rbatch: server error: " + e.Msg }
+
+// Prefix is the reply's first word: "WRONGTYPE", "MOVED", "ERR", …
+func (e *RedisError) Prefix() string {
+	if i := strings.IndexByte(e.Msg, ' '); i >= 0 {
+		return e.Msg[:i]
+	}
+	return e.Msg
+}
+
+// CommandError is one failed command of a batch.
+type CommandError struct {
+	Index   int    // submission index
+	Command string // command name, such as "SET"
+	Err     error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("command %d (%s): %v", e.Index, e.Command, e.Err)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// BatchError is Execute's error when not every command succeeded. It lists the
+// failed commands in submission order, plus Err for a failure of the batch as
+// a whole (nil when each failure belongs to its own command). errors.Is and
+// errors.As reach every cause.
+type BatchError struct {
+	Err      error
+	Commands []CommandError
+}
+
+// maxListed bounds how many command failures Error spells out.
+const maxListed = 3
+
+func (e *BatchError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("rbatch: batch failed")
+	if e.Err != nil {
+		sb.WriteString(": ")
+		sb.WriteString(e.Err.Error())
+	}
+	if n := len(e.Commands); n > 0 {
+		fmt.Fprintf(&sb, "; %d command(s) failed", n)
+		for i := 0; i < n && i < maxListed; i++ {
+			sb.WriteString("; ")
+			sb.WriteString(e.Commands[i].Error())
+		}
+		if n > maxListed {
+			sb.WriteString("; …")
+		}
+	}
+	return sb.String()
+}
+
+// Unwrap returns the batch-wide error (if any) and every command's error.
+func (e *BatchError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Commands)+1)
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	for i := range e.Commands {
+		errs = append(errs, &e.Commands[i])
+	}
+	return errs
+}
+
+// notSent wraps a batch-wide refusal so that it matches both ErrNotSent and the cause.
+type notSentError struct{ cause error }
+
+func (e *notSentError) Error() string  { return "rbatch: not sent: " + strings.TrimPrefix(e.cause.Error(), "rbatch: ") }
+func (e *notSentError) Unwrap() []error { return []error{ErrNotSent, e.cause} }
+
+// unknownError is ErrUnknownOutcome with its cause.
+type unknownError struct{ cause error }
+
+func (e *unknownError) Error() string {
+	return "rbatch: outcome unknown: sent but not answered: " + e.cause.Error()
+}
+func (e *unknownError) Unwrap() []error { return []error{ErrUnknownOutcome, e.cause} }

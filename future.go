@@ -1,0 +1,105 @@
+package rbatch
+
+import (
+	"context"
+	"errors"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Future is the result of one queued command. It resolves when its batch is
+// executed or discarded. A Future is safe for concurrent use: Get, Wait and
+// Done may be called from any goroutine.
+type Future[T any] struct {
+	done <-chan struct{} // closed when the batch finished; val and err are set before
+	val  T
+	err   error
+	dec   func(reply any) (T, error)
+	index int // submission index; -1 for a future that never joined a batch
+}
+
+// closedChan is the done channel of futures that fail as they are created.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// failedFuture returns a future already resolved with err.
+func failedFuture[T any](err error) *Future[T] {
+	return &Future[T]{done: closedChan, err: err, index: -1}
+}
+
+// Index is the command's submission index in its batch: its position in
+// BatchResult.Responses. It is -1 for a command refused at queueing (queued
+// after Execute).
+func (f *Future[T]) Index() int { return f.index }
+
+// Get returns the command's result once its batch ran, and ErrNotExecuted
+// before that. A nil reply gives the zero value and ErrNil.
+func (f *Future[T]) Get() (T, error) {
+	select {
+	case <-f.done:
+		return f.val, f.err
+	default:
+		var zero T
+		return zero, ErrNotExecuted
+	}
+}
+
+// Wait blocks until the future resolved or ctx ended.
+func (f *Future[T]) Wait(ctx context.Context) (T, error) {
+	select {
+	case <-f.done:
+		return f.val, f.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// Done is closed when the future resolved.
+func (f *Future[T]) Done() <-chan struct{} { return f.done }
+
+// Resolve implements queue.Sink: it decodes the server's reply, or records
+// why there is none. It runs once, before the batch's done channel closes.
+func (f *Future[T]) Resolve(reply any, err error) {
+	switch {
+	case err != nil:
+		f.err = err
+	case isRedisError(reply):
+		f.err = &RedisError{Msg: string(reply.(redis.Error))}
+	default:
+		f.val, f.err = f.dec(reply)
+	}
+}
+
+// response is the command's entry in BatchResult.Responses: its value, nil
+// for a nil reply, or its error.
+func (f *Future[T]) response() any {
+	switch {
+	case f.err == nil:
+		return f.val
+	case errors.Is(f.err, ErrNil):
+		return nil
+	}
+	return f.err
+}
+
+// failure is the command's error when it failed (ErrNil is not a failure).
+func (f *Future[T]) failure() error {
+	if f.err == nil || errors.Is(f.err, ErrNil) {
+		return nil
+	}
+	return f.err
+}
+
+// outcome is what the batch needs of every future, whatever its type.
+type outcome interface {
+	Resolve(reply any, err error)
+	response() any
+	failure() error
+}
+
+var _ outcome = (*Future[int64])(nil)
+
+func isRedisError(reply any) bool {
+	_, ok := reply.(redis.Error)
+	return ok
+}

@@ -1,0 +1,126 @@
+package pool
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Options says how to dial and set up a connection.
+type Options struct {
+	Username     string
+	Password     string
+	DB           int
+	TLSConfig    *tls.Config
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+// Dial connects to addr, authenticates and selects the database. Errors never
+// contain the password.
+func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
+	d := net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	var nc net.Conn
+	var err error
+	if o.TLSConfig != nil {
+		cfg := o.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		td := tls.Dialer{NetDialer: &d, Config: cfg}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c := newConn(nc, o.ReadTimeout, o.WriteTimeout)
+	if err := c.handshake(ctx, o); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (c *Conn) handshake(ctx context.Context, o Options) error {
+	if dl, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(dl)
+		defer c.nc.SetDeadline(time.Time{})
+	}
+	if o.Password != "" || o.Username != "" {
+		args := []any{o.Password}
+		if o.Username != "" {
+			args = []any{o.Username, o.Password}
+		}
+		if _, err := c.Do("AUTH", args...); err != nil {
+			if _, ok := err.(redis.Error); ok {
+				return fmt.Errorf("AUTH as %q refused: %w", userName(o.Username), err)
+			}
+			return fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	if o.DB != 0 {
+		if _, err := c.Do("SELECT", o.DB); err != nil {
+			return fmt.Errorf("SELECT %d: %w", o.DB, err)
+		}
+	}
+	return nil
+}
+
+func userName(u string) string {
+	if u == "" {
+		return "default"
+	}
+	return u
+}
+
+// ServerInfo is what a node said about itself when first connected.
+type ServerInfo struct {
+	Version [3]int // redis_version, such as 7.0.15
+	Cluster bool   // cluster_enabled:1
+}
+
+// AtLeast reports whether the server's version is major.minor or later.
+func (s ServerInfo) AtLeast(major, minor int) bool {
+	return s.Version[0] > major || s.Version[0] == major && s.Version[1] >= minor
+}
+
+// Info asks the node for its version and whether it runs in cluster mode.
+func (c *Conn) Info() (ServerInfo, error) {
+	var si ServerInfo
+	text, err := redis.String(c.Do("INFO", "server"))
+	if err != nil {
+		return si, fmt.Errorf("INFO server: %w", err)
+	}
+	if v, ok := infoField(text, "redis_version"); ok {
+		for i, part := range strings.SplitN(v, ".", 3) {
+			si.Version[i], _ = strconv.Atoi(part)
+		}
+	}
+	text, err = redis.String(c.Do("INFO", "cluster"))
+	if err != nil {
+		return si, fmt.Errorf("INFO cluster: %w", err)
+	}
+	v, _ := infoField(text, "cluster_enabled")
+	si.Cluster = v == "1"
+	return si, nil
+}
+
+func infoField(text, name string) (string, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v, true
+		}
+	}
+	return "", false
+}

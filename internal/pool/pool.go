@@ -1,0 +1,114 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/rbatch/rbatch/batch"
+)
+
+// ErrClosed is returned by Get after Close.
+var ErrClosed = errors.New("pool closed")
+
+// Pool keeps up to Size connections to one node. Get waits, honouring its
+// context, while all of them are in use. A Pool is safe for concurrent use.
+type Pool struct {
+	addr  string
+	dial  func(ctx context.Context) (*Conn, error)
+	slots chan struct{} // one token per connection in use; its capacity is the pool size
+
+	mu     sync.Mutex // guards idle and closed
+	idle   []*Conn
+	closed bool
+}
+
+// New returns a pool of at most size connections made by dial.
+func New(addr string, size int, dial func(ctx context.Context) (*Conn, error)) *Pool {
+	return &Pool{addr: addr, dial: dial, slots: make(chan struct{}, size)}
+}
+
+// Addr is the node's address.
+func (p *Pool) Addr() string { return p.addr }
+
+var _ Node = (*Pool)(nil)
+
+// Get returns an idle connection or dials one, waiting for a free slot.
+func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, ErrClosed
+	}
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	c, err := p.dial(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return c, nil
+}
+
+// Put gives c back. Only a clean connection (no pending replies, no open
+// transaction, replies on) may be reused; any other is closed.
+func (p *Pool) Put(bc batch.Conn, clean bool) {
+	c := bc.(*Conn)
+	p.mu.Lock()
+	if clean && !p.closed && !c.Aborted() {
+		p.idle = append(p.idle, c)
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	<-p.slots
+}
+
+// AddIdle adds a connection dialed outside the pool (the client's first).
+func (p *Pool) AddIdle(c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idle = append(p.idle, c)
+}
+
+// Close closes the idle connections; connections in use are closed when put back.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+	return nil
+}
+
+// Idle returns the number of idle connections.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// Node is where a group runs: connections to one server.
+type Node interface {
+	Addr() string
+	// Get returns a connection, waiting (honouring ctx) while all are in use.
+	Get(ctx context.Context) (batch.Conn, error)
+	// Put gives a connection back; an unclean one is closed, not reused.
+	Put(c batch.Conn, clean bool)
+	Close() error
+}

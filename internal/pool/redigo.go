@@ -1,0 +1,128 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/batch"
+)
+
+// RedigoNode runs groups on connections of an existing redigo pool
+// (rbatch.NewClientFromPool). Commands are re-parsed from RESP and sent with
+// redigo's Send. A redigo connection cannot be interrupted from outside, so a
+// cancelled context takes effect at the next reply or at the pool's read
+// timeout.
+type RedigoNode struct {
+	Pool *redis.Pool
+}
+
+var _ Node = RedigoNode{}
+
+func (n RedigoNode) Addr() string { return "redigo-pool" }
+
+func (n RedigoNode) Get(ctx context.Context) (batch.Conn, error) {
+	c, err := n.Pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &redigoConn{c: c}, nil
+}
+
+// Put gives the connection back to the redigo pool. redigo reuses whatever is
+// closed without an error, so an unclean connection is first broken: a read
+// with an expired deadline makes redigo mark it failed and drop it.
+func (n RedigoNode) Put(bc batch.Conn, clean bool) {
+	c := bc.(*redigoConn).c
+	if !clean {
+		for i := 0; c.Err() == nil && i < 1000; i++ {
+			redis.ReceiveWithTimeout(c, time.Nanosecond)
+		}
+	}
+	c.Close()
+}
+
+func (n RedigoNode) Close() error { return nil }
+
+type redigoConn struct {
+	c    redis.Conn
+	args []any // scratch for Send
+}
+
+func (r *redigoConn) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		var err error
+		var name string
+		name, r.args, rest, err = parseCommand(rest, r.args[:0])
+		if err != nil {
+			return 0, err
+		}
+		if err := r.c.Send(name, r.args...); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (r *redigoConn) Flush() error { return r.c.Flush() }
+
+func (r *redigoConn) Receive(timeout time.Duration) (any, error) {
+	var reply any
+	var err error
+	if timeout > 0 {
+		reply, err = redis.ReceiveWithTimeout(r.c, timeout)
+	} else {
+		reply, err = r.c.Receive()
+	}
+	if e, ok := err.(redis.Error); ok {
+		return e, nil
+	}
+	return reply, err
+}
+
+// Abort cannot interrupt a redigo connection; Put breaks it instead.
+func (r *redigoConn) Abort() {}
+
+var errBadRESP = errors.New("malformed encoded command")
+
+// parseCommand reads one RESP array of bulk strings from p: the command name
+// and its arguments (appended to args as []byte).
+func parseCommand(p []byte, args []any) (name string, _ []any, rest []byte, err error) {
+	n, p, err := parseHeader(p, '*')
+	if err != nil || n < 1 {
+		return "", args, nil, errBadRESP
+	}
+	for i := 0; i < n; i++ {
+		var size int
+		if size, p, err = parseHeader(p, '$'); err != nil || len(p) < size+2 {
+			return "", args, nil, errBadRESP
+		}
+		if i == 0 {
+			name = string(p[:size])
+		} else {
+			args = append(args, p[:size:size])
+		}
+		p = p[size+2:]
+	}
+	return name, args, p, nil
+}
+
+func parseHeader(p []byte, kind byte) (int, []byte, error) {
+	if len(p) < 4 || p[0] != kind {
+		return 0, nil, errBadRESP
+	}
+	for i := 1; i+1 < len(p); i++ {
+		if p[i] == '\r' {
+			n, err := strconv.Atoi(string(p[1:i]))
+			if err != nil {
+				return 0, nil, fmt.Errorf("%w: %v", errBadRESP, err)
+			}
+			return n, p[i+2:], nil
+		}
+	}
+	return 0, nil, errBadRESP
+}

@@ -1,0 +1,394 @@
+package rbatch_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+)
+
+func TestExecuteOnce(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch()
+	f := b.Bucket("once:a").SetAsync("1")
+	_, err := f.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNotExecuted)
+	select {
+	case <-f.Done():
+		t.Fatal("Done closed before Execute")
+	default:
+	}
+
+	_, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	<-f.Done()
+
+	_, err = b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+	assert.ErrorIs(t, b.Discard(context.Background()), rbatch.ErrAlreadyExecuted)
+	r, err := b.ExecuteAsync(context.Background()).Wait(context.Background())
+	assert.Nil(t, r)
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+
+	late := b.Bucket("once:b").SetAsync("2")
+	_, err = late.Get()
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+	assert.Equal(t, -1, late.Index())
+	assert.Equal(t, 1, b.Len())
+}
+
+func TestExecuteFromTwoGoroutines(t *testing.T) {
+	c := newClient(t)
+	for range 20 {
+		b := c.NewBatch()
+		b.AtomicLong("twice:ctr").IncrementAndGetAsync()
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range errs {
+			wg.Add(1)
+			go func() { defer wg.Done(); _, errs[i] = b.Execute(context.Background()) }()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else {
+				assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+			}
+		}
+		assert.Equal(t, 1, ok, "exactly one Execute runs")
+	}
+}
+
+func TestDiscard(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	f := b.Bucket("discard:a").SetAsync("1")
+	require.NoError(t, b.Discard(context.Background()))
+	_, err := f.Get()
+	assert.ErrorIs(t, err, rbatch.ErrDiscarded)
+	_, err = b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+	assert.Zero(t, calls(t, "set"))
+}
+
+func TestEmptyBatch(t *testing.T) {
+	c := newClient(t)
+	res, err := c.NewBatch().Execute(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, res.Responses)
+	assert.NotNil(t, res.Responses)
+}
+
+func TestExecuteAsync(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch()
+	f := b.AtomicLong("async:ctr").AddAndGetAsync(7)
+	fut := b.ExecuteAsync(context.Background())
+	res, err := fut.Wait(context.Background())
+	require.NoError(t, err)
+	require.Len(t, res.Responses, 1)
+	<-f.Done()
+	n, err := f.Get()
+	require.NoError(t, err)
+	assert.Equal(t, res.Responses[0], n)
+}
+
+func TestFutureWaitHonoursContext(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch()
+	f := b.Bucket("wait:a").GetAsync()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := f.Wait(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, b.Discard(context.Background()))
+}
+
+func TestInvalidOptionsSendNothing(t *testing.T) {
+	cases := map[string]rbatch.Option{
+		"negative sync replicas": rbatch.WithSync(-1, time.Second),
+		"negative sync timeout":  rbatch.WithSync(1, -time.Second),
+		"negative aof replicas":  rbatch.WithSyncAOF(true, -1, time.Second),
+		"aof asking nothing":     rbatch.WithSyncAOF(false, 0, time.Second),
+		"negative response":      rbatch.WithResponseTimeout(-time.Second),
+		"negative attempts":      rbatch.WithRetry(-1, time.Second),
+		"negative interval":      rbatch.WithRetry(1, -time.Second),
+		"retry without interval": rbatch.WithRetry(3, 0),
+		"unknown mode":           rbatch.WithMode(rbatch.ExecutionMode(9)),
+	}
+	for name, opt := range cases {
+		t.Run(name, func(t *testing.T) {
+			fresh(t)
+			c := newClient(t)
+			b := c.NewBatch(opt)
+			f := b.Bucket("opt:a").SetAsync("1")
+			_, err := b.Execute(context.Background())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "invalid option")
+			assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+			assert.Zero(t, calls(t, "set"))
+		})
+	}
+}
+
+func TestOptionsView(t *testing.T) {
+	c := newClient(t)
+	o := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithSync(1, time.Second),
+		rbatch.WithResponseTimeout(2*time.Second), rbatch.WithRetry(3, 10*time.Millisecond),
+		rbatch.WithCodec(rbatch.JSONCodec), rbatch.WithSkipResult()).Options()
+	assert.Equal(t, rbatch.RedisWriteAtomic, o.Mode)
+	assert.True(t, o.Sync)
+	assert.Equal(t, 1, o.SyncReplicas)
+	assert.Equal(t, time.Second, o.SyncTimeout)
+	assert.Equal(t, 2*time.Second, o.ResponseTimeout)
+	assert.Equal(t, 3, o.RetryAttempts)
+	assert.Equal(t, 10*time.Millisecond, o.RetryInterval)
+	assert.Equal(t, rbatch.JSONCodec, o.Codec)
+	assert.True(t, o.SkipResult)
+	assert.Equal(t, "REDIS_WRITE_ATOMIC", o.Mode.String())
+	assert.Equal(t, "IN_MEMORY", rbatch.InMemory.String())
+	assert.Equal(t, "IN_MEMORY_ATOMIC", rbatch.InMemoryAtomic.String())
+	assert.Equal(t, "REDIS_READ_ATOMIC", rbatch.RedisReadAtomic.String())
+}
+
+func TestCancelledBeforeExecuteSendsNothing(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	f := b.Bucket("ctx:a").SetAsync("1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := b.Execute(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(f), context.Canceled)
+	assert.Zero(t, calls(t, "set"))
+}
+
+// A command the server holds (BLPOP on an empty list) keeps the batch
+// waiting; cancelling returns promptly. The command before it was answered,
+// the held one and the one after were written and are unknown.
+func TestCancelWhileReading(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	before := b.AtomicLong("cancel:ctr").IncrementAndGetAsync()
+	held := b.Do("BLPOP", "cancel:empty", 10)
+	after := b.AtomicLong("cancel:ctr").IncrementAndGetAsync()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := b.Execute(ctx)
+	assert.Less(t, time.Since(start), 5*time.Second, "Execute returns promptly once ctx ends")
+	assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	n, err := before.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.ErrorIs(t, errOf(held), rbatch.ErrUnknownOutcome)
+	assert.ErrorIs(t, errOf(after), rbatch.ErrUnknownOutcome)
+
+	// The aborted connection was not reused: the next batch works normally.
+	b2 := c.NewBatch()
+	echo := b2.Do("ECHO", "still fine")
+	_, err = b2.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := echo.Get()
+	assert.Equal(t, "still fine", v)
+}
+
+func TestResponseTimeoutEndsUnknown(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithResponseTimeout(100 * time.Millisecond))
+	held := b.Do("BLPOP", "timeout:empty", 5)
+	start := time.Now()
+	_, err := b.Execute(context.Background())
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+	assert.ErrorIs(t, errOf(held), rbatch.ErrUnknownOutcome)
+}
+
+// With one connection in the pool, a second batch waits for it and gives up
+// when its context ends, sending nothing.
+func TestContextWhileWaitingForConnection(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	slow := c.NewBatch()
+	slow.Do("BLPOP", "pool:empty", 1)
+	done := slow.ExecuteAsync(context.Background())
+	time.Sleep(100 * time.Millisecond) // let it take the connection
+
+	b := c.NewBatch()
+	f := b.Bucket("pool:a").SetAsync("1")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := b.Execute(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+	_, err = done.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, calls(t, "set"))
+}
+
+func TestClosedClient(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	require.NoError(t, c.Close())
+	b := c.NewBatch()
+	f := b.Bucket("closed:a").SetAsync("1")
+	_, err := b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrClosed)
+	assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+	assert.Zero(t, calls(t, "set"))
+}
+
+func TestConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	_, err := rbatch.NewClient(ctx, rbatch.Config{})
+	assert.ErrorContains(t, err, "no addresses")
+	_, err = rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{srv.Addr}, PoolSize: -1})
+	assert.ErrorContains(t, err, "PoolSize")
+	_, err = rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{srv.Addr}, ReadTimeout: -1})
+	assert.ErrorContains(t, err, "negative timeout")
+
+	// Nothing listens on a closed port: the error names the address.
+	_, err = rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
+	assert.ErrorContains(t, err, "127.0.0.1:1")
+}
+
+func TestACLUserAndPassword(t *testing.T) {
+	const password = "s3cret-pa55"
+	srv.MustDo(t, "ACL", "SETUSER", "orders", "on", ">"+password, "~order:*", "+@all")
+	t.Cleanup(func() { srv.MustDo(t, "ACL", "DELUSER", "orders") })
+
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.Username, cfg.Password = "orders", password })
+	b := c.NewBatch()
+	ok := b.Bucket("order:1").SetAsync("paid")
+	denied := b.Bucket("stock:1").SetAsync("0")
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.NoError(t, errOf(ok))
+	var rerr *rbatch.RedisError
+	require.ErrorAs(t, errOf(denied), &rerr)
+	assert.Equal(t, "NOPERM", rerr.Prefix())
+
+	_, err = rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{srv.Addr}, Username: "orders", Password: "wrong-" + password})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "WRONGPASS")
+	assert.NotContains(t, err.Error(), password)
+}
+
+func TestDatabaseSelection(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.DB = 3 })
+	b := c.NewBatch()
+	b.Bucket("db:a").SetAsync("three")
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	conn := srv.Conn(t)
+	_, err = conn.Do("SELECT", 3)
+	require.NoError(t, err)
+	v, err := redis.String(conn.Do("GET", "db:a"))
+	require.NoError(t, err)
+	assert.Equal(t, "three", v)
+	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "db:a"), "not in DB 0")
+}
+
+func TestClientFromRedigoPool(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	b := c.NewBatch()
+	var fs []*rbatch.Future[int64]
+	for range 1000 {
+		fs = append(fs, b.AtomicLong("pool:ctr").IncrementAndGetAsync())
+	}
+	push := b.List("pool:list").AddAllAsync("a", []byte("b"), 3)
+	wrong := b.List("pool:ctr").SizeAsync()
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	for i, f := range fs {
+		n, err := f.Get()
+		require.NoError(t, err)
+		assert.Equal(t, int64(i+1), n)
+	}
+	assert.NoError(t, errOf(push))
+	assert.ErrorContains(t, errOf(wrong), "WRONGTYPE")
+	vals, err := redis.Strings(srv.Call("LRANGE", "pool:list", 0, -1))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b", "3"}, vals)
+	// The connection went back clean and serves the next command.
+	conn := p.Get()
+	defer conn.Close()
+	pong, err := redis.String(conn.Do("PING"))
+	require.NoError(t, err)
+	assert.Equal(t, "PONG", pong)
+}
+
+func TestModesNotBuiltYetSendNothing(t *testing.T) {
+	for _, opt := range []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithMode(rbatch.RedisReadAtomic),
+		rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithSkipResult(), rbatch.WithSync(0, time.Second)} {
+		fresh(t)
+		c := newClient(t)
+		b := c.NewBatch(opt)
+		b.Bucket("modes:a").SetAsync("1")
+		_, err := b.Execute(context.Background())
+		assert.ErrorIs(t, err, rbatch.ErrNotImplemented)
+		assert.Zero(t, calls(t, "set"))
+	}
+}
+
+// A large batch streams: 200k commands on one connection, every reply in order.
+func TestLargeBatchStreams(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	const n = 200_000
+	for i := range n {
+		b.Set("large:set").AddAsync(i)
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	require.Len(t, res.Responses, n)
+	for i, r := range res.Responses {
+		if r != true {
+			t.Fatalf("Responses[%d] = %v, want true", i, r)
+		}
+	}
+	assert.Equal(t, int64(n), srv.MustDo(t, "SCARD", "large:set"))
+	assert.Equal(t, int64(n), calls(t, "sadd"))
+}
+
+func TestBatchErrorMessage(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch()
+	b.Bucket("msg:str").SetAsync("x")
+	for range 5 {
+		b.List("msg:str").AddAsync("y")
+	}
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	msg := err.Error()
+	assert.True(t, strings.HasPrefix(msg, "rbatch: "), msg)
+	assert.Contains(t, msg, "5 command(s) failed")
+	assert.Contains(t, msg, "command 1 (RPUSH)")
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	assert.Len(t, berr.Commands, 5)
+	assert.Len(t, berr.Unwrap(), 5)
+	fmt.Sprint(berr)
+}

@@ -1,0 +1,161 @@
+package rbatch
+
+import (
+	"fmt"
+	"time"
+)
+
+// ExecutionMode says how a batch travels to Redis. The names follow Redisson's
+// BatchOptions.ExecutionMode.
+type ExecutionMode int
+
+const (
+	// InMemory buffers the commands in the client and pipelines them at
+	// Execute. Each command succeeds or fails on its own; other clients may
+	// see the batch half applied.
+	InMemory ExecutionMode = iota
+
+	// InMemoryAtomic buffers the commands and sends them wrapped in
+	// MULTI … EXEC at Execute: other clients see all or none of them.
+	InMemoryAtomic
+
+	// RedisReadAtomic sends MULTI and each command as it is queued, on a
+	// connection held for the batch, and EXEC at Execute. Read-only commands
+	// only; it may run on a replica (Config.ReadFrom).
+	RedisReadAtomic
+
+	// RedisWriteAtomic is RedisReadAtomic for any command, on the primary.
+	RedisWriteAtomic
+)
+
+var modeNames = [...]string{"IN_MEMORY", "IN_MEMORY_ATOMIC", "REDIS_READ_ATOMIC", "REDIS_WRITE_ATOMIC"}
+
+// String gives Redisson's name for the mode, such as "IN_MEMORY".
+func (m ExecutionMode) String() string {
+	if m >= 0 && int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("ExecutionMode(%d)", int(m))
+}
+
+// atomic reports whether the mode wraps the batch in MULTI … EXEC.
+func (m ExecutionMode) atomic() bool { return m != InMemory }
+
+// ReadFrom says where read-only work may go.
+type ReadFrom int
+
+const (
+	Primary       ReadFrom = iota // default: always the primary
+	Replica                       // read-only work on a replica of the owning primary
+	PreferReplica                 // a replica when one is up, else the primary
+)
+
+func (r ReadFrom) String() string {
+	switch r {
+	case Primary:
+		return "Primary"
+	case Replica:
+		return "Replica"
+	case PreferReplica:
+		return "PreferReplica"
+	}
+	return fmt.Sprintf("ReadFrom(%d)", int(r))
+}
+
+// BatchOptions holds the resolved options of a batch. The zero value is an
+// InMemory batch with no sync, no retry and no codec.
+type BatchOptions struct {
+	Mode       ExecutionMode
+	SkipResult bool
+
+	// Sync, SyncReplicas and SyncTimeout are WithSync's WAIT arguments.
+	Sync         bool
+	SyncReplicas int
+	SyncTimeout  time.Duration
+
+	// SyncAOF, SyncAOFLocal, SyncAOFReplicas and SyncAOFTimeout are
+	// WithSyncAOF's WAITAOF arguments.
+	SyncAOF         bool
+	SyncAOFLocal    bool
+	SyncAOFReplicas int
+	SyncAOFTimeout  time.Duration
+
+	// ResponseTimeout bounds the wait for each reply (0: the client's ReadTimeout).
+	ResponseTimeout time.Duration
+
+	// RetryAttempts and RetryInterval bound the retries of what is safe to retry.
+	RetryAttempts int
+	RetryInterval time.Duration
+
+	// Codec encodes values that are not strings, []byte, numbers or bool
+	// (nil: such values are an error).
+	Codec Codec
+}
+
+// Option sets one batch option; see NewBatch.
+type Option func(*BatchOptions)
+
+// WithMode sets the execution mode (default InMemory).
+func WithMode(m ExecutionMode) Option { return func(o *BatchOptions) { o.Mode = m } }
+
+// WithSkipResult asks Redis not to reply to the commands (CLIENT REPLY OFF …
+// ON). Futures resolve with ErrResultSkipped and BatchResult.Responses is empty.
+func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = true } }
+
+// WithSync makes each node WAIT until replicas replicas acknowledged the
+// batch's writes, or timeout passed (0 waits forever, as WAIT does).
+func WithSync(replicas int, timeout time.Duration) Option {
+	return func(o *BatchOptions) { o.Sync, o.SyncReplicas, o.SyncTimeout = true, replicas, timeout }
+}
+
+// WithSyncAOF makes each node WAITAOF until the batch's writes are fsynced to
+// the local AOF (local) and by replicas replicas, or timeout passed. Needs
+// Redis 7.2 or later.
+func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
+	return func(o *BatchOptions) {
+		o.SyncAOF, o.SyncAOFLocal, o.SyncAOFReplicas, o.SyncAOFTimeout = true, local, replicas, timeout
+	}
+}
+
+// WithResponseTimeout bounds the wait for each reply. On expiry the commands
+// not yet answered end with ErrUnknownOutcome and the connection is closed.
+func WithResponseTimeout(d time.Duration) Option {
+	return func(o *BatchOptions) { o.ResponseTimeout = d }
+}
+
+// WithRetry retries what is safe to retry (commands not sent, LOADING/BUSY/
+// TRYAGAIN rejections, read-only commands) up to attempts times, interval apart.
+func WithRetry(attempts int, interval time.Duration) Option {
+	return func(o *BatchOptions) { o.RetryAttempts, o.RetryInterval = attempts, interval }
+}
+
+// WithCodec sets how values other than strings, []byte, numbers and bool are
+// encoded, such as JSONCodec.
+func WithCodec(c Codec) Option { return func(o *BatchOptions) { o.Codec = c } }
+
+// validate reports the first invalid option, naming it.
+func (o *BatchOptions) validate() error {
+	switch {
+	case o.Mode < InMemory || o.Mode > RedisWriteAtomic:
+		return fmt.Errorf("rbatch: invalid option: unknown execution mode %d", int(o.Mode))
+	case o.SyncReplicas < 0:
+		return fmt.Errorf("rbatch: invalid option: WithSync replicas %d is negative", o.SyncReplicas)
+	case o.SyncTimeout < 0:
+		return fmt.Errorf("rbatch: invalid option: WithSync timeout %v is negative", o.SyncTimeout)
+	case o.SyncAOFReplicas < 0:
+		return fmt.Errorf("rbatch: invalid option: WithSyncAOF replicas %d is negative", o.SyncAOFReplicas)
+	case o.SyncAOFTimeout < 0:
+		return fmt.Errorf("rbatch: invalid option: WithSyncAOF timeout %v is negative", o.SyncAOFTimeout)
+	case o.SyncAOF && !o.SyncAOFLocal && o.SyncAOFReplicas == 0:
+		return fmt.Errorf("rbatch: invalid option: WithSyncAOF asks for nothing (local false, 0 replicas)")
+	case o.ResponseTimeout < 0:
+		return fmt.Errorf("rbatch: invalid option: WithResponseTimeout %v is negative", o.ResponseTimeout)
+	case o.RetryAttempts < 0:
+		return fmt.Errorf("rbatch: invalid option: WithRetry attempts %d is negative", o.RetryAttempts)
+	case o.RetryInterval < 0:
+		return fmt.Errorf("rbatch: invalid option: WithRetry interval %v is negative", o.RetryInterval)
+	case o.RetryAttempts > 0 && o.RetryInterval == 0:
+		return fmt.Errorf("rbatch: invalid option: WithRetry with %d attempts needs a positive interval", o.RetryAttempts)
+	}
+	return nil
+}

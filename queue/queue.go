@@ -1,0 +1,89 @@
+// Package queue holds a batch's queued commands: each encoded to RESP as it
+// is queued, kept in submission order with its routing key, flags and the
+// sink its outcome goes to.
+//
+// A Queue is not safe for concurrent use; the batch that owns it serializes
+// access.
+package queue
+
+// Sink receives the outcome of one command. reply is the server's answer as
+// redigo returns it (int64, []byte, string for status replies, []any, nil, or
+// redis.Error for an error reply) and err is nil; or err is an *Outcome when
+// the command was not answered.
+type Sink interface {
+	Resolve(reply any, err error)
+}
+
+// Command is one queued command.
+type Command struct {
+	Name  string // upper-case command name
+	Key   string // routing key; "" for a command without one
+	Flags Flags
+	Sink  Sink
+	// Err is why the command cannot be sent (an argument that does not
+	// encode, a forbidden command). A batch holding one sends nothing.
+	Err error
+
+	chunk, off, end int32
+}
+
+// chunkSize is the size of the buffers commands are encoded into: large
+// enough that a writer hands the kernel big slices, small enough that a
+// growing batch never copies what it already holds.
+const chunkSize = 64 << 10
+
+// Queue is an append-only list of encoded commands.
+type Queue struct {
+	cmds   []Command
+	chunks [][]byte
+}
+
+// Len returns the number of queued commands.
+func (q *Queue) Len() int { return len(q.cmds) }
+
+// At returns command i (its submission index).
+func (q *Queue) At(i int) *Command { return &q.cmds[i] }
+
+// Add encodes c.Name and args and appends the command; it returns its index.
+// An encoding error is kept in the command's Err, not returned: the command
+// still takes its index, so the batch can say which one was bad.
+func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
+	if c.Err == nil {
+		n := len(q.chunks) - 1
+		if n < 0 || len(q.chunks[n]) >= chunkSize {
+			q.chunks = append(q.chunks, make([]byte, 0, chunkSize))
+			n++
+		}
+		buf := q.chunks[n]
+		off := len(buf)
+		buf, c.Err = AppendCommand(buf, enc, c.Name, args...)
+		q.chunks[n] = buf
+		c.chunk, c.off, c.end = int32(n), int32(off), int32(len(buf))
+	}
+	q.cmds = append(q.cmds, c)
+	return len(q.cmds) - 1
+}
+
+// Bytes returns the RESP encoding of command i.
+func (q *Queue) Bytes(i int) []byte {
+	c := &q.cmds[i]
+	return q.chunks[c.chunk][c.off:c.end]
+}
+
+// Span returns the encoding of commands i, i+1, … as long as they lie back to
+// back in one buffer, and how many commands it covers (at least 1). Writers use
+// it to hand large slices to the socket.
+func (q *Queue) Span(idx []int) (b []byte, n int) {
+	first := &q.cmds[idx[0]]
+	end := first.end
+	n = 1
+	for n < len(idx) {
+		c := &q.cmds[idx[n]]
+		if c.chunk != first.chunk || c.off != end {
+			break
+		}
+		end = c.end
+		n++
+	}
+	return q.chunks[first.chunk][first.off:end], n
+}

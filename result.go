@@ -1,0 +1,28 @@
+package rbatch
+
+import "time"
+
+// BatchResult is what Execute returns: every command's outcome in submission
+// order, and what each node did.
+type BatchResult struct {
+	// Responses holds one entry per queued command, in submission order: the
+	// command's value, nil for a nil reply, or the command's error. Empty
+	// with WithSkipResult.
+	Responses []any
+	// SyncedReplicas is, with WithSync or WithSyncAOF, the fewest replicas
+	// that acknowledged on any node involved: the guarantee every command of
+	// the batch has.
+	SyncedReplicas int
+	// Nodes says what each node involved did.
+	Nodes []NodeResult
+}
+
+// NodeResult is one node's share of a batch.
+type NodeResult struct {
+	Addr           string        // the node's address
+	Commands       int           // commands sent to it
+	SyncedReplicas int           // its WAIT (or WAITAOF replicas) reply
+	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
+	Attempts       int           // rounds sent (1 without retries or redirects)
+	Duration       time.Duration // from taking a connection to the last reply
+}
