@@ -1,11 +1,11 @@
 module github.com/rbatch/rbatch
 
-go 1.26.0
+go 1.24
 
 require (
 	github.com/gomodule/redigo v1.9.3
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sync v0.25.0
+	golang.org/x/sync v0.16.0
 )
 
 require (

@@ -1,0 +1,51 @@
+# Targets for developers and CI. redis-server is installed on demand by
+# scripts/ensure-redis.sh; the tests start their own servers on free loopback
+# ports (internal/redistest), so no Redis service has to be running.
+
+SHELL := /bin/bash
+GO ?= go
+FUZZTIME ?= 30s
+
+.PHONY: test vet ensure-redis demo fuzz bench
+
+ensure-redis:
+	@bash scripts/ensure-redis.sh
+
+vet:
+	$(GO) vet ./...
+
+test: ensure-redis vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) build ./examples/...
+	@if [ -f bench/go.mod ]; then \
+		echo "cd bench && $(GO) build ./..."; \
+		cd bench && $(GO) build ./...; \
+	else \
+		echo "bench/go.mod not found: skipping the bench module build"; \
+	fi
+
+# Runs every examples/<name> program against throwaway redis-servers.
+demo: ensure-redis
+	bash scripts/demo.sh
+
+# Runs each fuzz target of each package for FUZZTIME (go test allows one
+# -fuzz target per run).
+fuzz: ensure-redis
+	@found=0; \
+	for pkg in $$($(GO) list ./...); do \
+		list=$$($(GO) test -list '^Fuzz' "$$pkg") || exit 1; \
+		targets=$$(grep '^Fuzz' <<<"$$list" || true); \
+		for target in $$targets; do \
+			found=1; \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+		done; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "no fuzz targets found"; fi
+
+bench: ensure-redis
+	@if [ -f bench/go.mod ]; then \
+		cd bench && $(GO) run .; \
+	else \
+		echo "bench/go.mod not found: no benchmark to run"; \
+	fi
