@@ -4,28 +4,34 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
 
-// Batch collects commands and sends them together at Execute. A Batch may be
-// filled from several goroutines at once; each command keeps the submission
-// index it was given when queued. Execute, ExecuteAsync and Discard may run
-// once between them.
+// Batch collects commands and sends them together; how depends on its
+// ExecutionMode. A Batch may be filled from several goroutines at once; each
+// command keeps the submission index it was given when queued. Execute,
+// ExecuteAsync and Discard may run once between them. A RedisReadAtomic or
+// RedisWriteAtomic batch holds a connection from its first command on: it
+// must be executed or discarded.
 type Batch struct {
 	c      *Client
 	opts   BatchOptions
-	optErr error         // the first invalid option, reported by Execute
+	optErr error         // the first invalid or unsupported option, reported by Execute
 	done   chan struct{} // closed when the batch finished; every future is resolved before
 
-	mu      sync.Mutex // guards q, scripts and state
+	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
 	state   batchState
+	// remote holds the Redis-side queues of a RedisReadAtomic or
+	// RedisWriteAtomic batch, one entry per node, in order of first use.
+	remote []*entry
+	// remoteErr is why the Redis-side queue cannot go on (a write command in
+	// a RedisReadAtomic batch, a key that cannot be routed): Execute discards
+	// the transaction and refuses the batch.
+	remoteErr error
 }
 
 type batchState int
@@ -44,6 +50,10 @@ func newBatch(c *Client, opts []Option) *Batch {
 		}
 	}
 	b.optErr = b.opts.validate()
+	if b.optErr == nil && b.opts.SyncAOF && !c.info.AtLeast(7, 2) {
+		v := c.info.Version
+		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
+	}
 	return b
 }
 
@@ -69,6 +79,9 @@ func enqueue[T any](b *Batch, dec func(any) (T, error), name, key string, argErr
 		return failedFuture[T](ErrAlreadyExecuted)
 	}
 	f.index = b.q.Add(c, b.opts.Codec, args...)
+	if b.opts.Mode.redisSide() {
+		b.pushRemote(f.index)
+	}
 	return f
 }
 
@@ -98,21 +111,29 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 // did succeed. A batch that cannot be sent as a whole (an invalid option, a
 // value that does not encode, a closed client) sends nothing.
 func (b *Batch) Execute(ctx context.Context) (*BatchResult, error) {
-	b.mu.Lock()
-	if b.state != open {
-		b.mu.Unlock()
+	if !b.finish(running) {
 		return nil, ErrAlreadyExecuted
 	}
-	b.state = running
-	b.mu.Unlock()
-	// From here on nobody else touches b.q: queueing sees state != open.
 	defer func() {
-		b.mu.Lock()
-		b.state = finished
-		b.mu.Unlock()
+		b.finish(finished)
 		close(b.done)
 	}()
 	return b.execute(ctx)
+}
+
+// finish moves the batch out of the open state; false if it already left it.
+func (b *Batch) finish(to batchState) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if to == finished {
+		b.state = finished
+		return true
+	}
+	if b.state != open {
+		return false
+	}
+	b.state = to
+	return true
 }
 
 // ExecuteAsync runs Execute in its own goroutine.
@@ -126,134 +147,36 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 	return f
 }
 
-// Discard drops the batch without sending it: every future resolves with
-// ErrDiscarded.
+// Discard drops the batch: every future resolves with ErrDiscarded. For a
+// Redis-side queue it sends DISCARD, so nothing queued is applied.
 func (b *Batch) Discard(ctx context.Context) error {
-	b.mu.Lock()
-	if b.state != open {
-		b.mu.Unlock()
+	if !b.finish(running) {
 		return ErrAlreadyExecuted
 	}
-	b.state = finished
-	b.mu.Unlock()
-	for i := 0; i < b.q.Len(); i++ {
-		b.q.At(i).Sink.Resolve(nil, ErrDiscarded)
-	}
-	close(b.done)
+	defer func() {
+		b.finish(finished)
+		close(b.done)
+	}()
+	b.discardRemote(ctx)
+	b.resolveAll(ErrDiscarded)
 	return nil
 }
 
-func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
-	if err := b.refusal(ctx); err != nil {
-		return b.refuse(err)
-	}
-	if b.q.Len() == 0 {
-		return &BatchResult{Responses: []any{}}, nil
-	}
-	entries, err := b.groupByNode()
-	if err != nil {
-		return b.refuse(err)
-	}
-	nodes := make([]NodeResult, len(entries))
-	var g errgroup.Group
-	for i, e := range entries {
-		g.Go(func() error {
-			nodes[i] = b.runEntry(ctx, e)
-			return nil
-		})
-	}
-	g.Wait()
-	return b.collect(nodes)
-}
-
-// refusal returns why the batch cannot be sent at all, naming the first bad
-// command; nil when it can go.
-func (b *Batch) refusal(ctx context.Context) error {
-	switch {
-	case b.c.closed.Load():
-		return ErrClosed
-	case b.optErr != nil:
-		return b.optErr
-	case b.opts.Mode != InMemory:
-		return fmt.Errorf("rbatch: mode %v: %w", b.opts.Mode, ErrNotImplemented)
-	case b.opts.SkipResult || b.opts.Sync || b.opts.SyncAOF || b.opts.RetryAttempts > 0:
-		return fmt.Errorf("rbatch: skip-result, sync and retry options: %w", ErrNotImplemented)
-	}
+func (b *Batch) resolveAll(err error) {
 	for i := 0; i < b.q.Len(); i++ {
-		if c := b.q.At(i); c.Err != nil {
-			return &CommandError{Index: i, Command: c.Name, Err: c.Err}
-		}
-	}
-	return ctx.Err()
-}
-
-// refuse fails every command as not sent because of cause.
-func (b *Batch) refuse(cause error) (*BatchResult, error) {
-	err := &notSentError{cause: cause}
-	bad, _ := cause.(*CommandError)
-	for i := 0; i < b.q.Len(); i++ {
-		if bad != nil && bad.Index == i {
-			b.q.At(i).Sink.Resolve(nil, &notSentError{cause: bad.Err})
-			continue
-		}
-		b.q.At(i).Sink.Resolve(nil, err)
-	}
-	res, _ := b.collect(nil)
-	berr := &BatchError{Err: err}
-	if bad != nil {
-		berr.Commands = []CommandError{*bad}
-	}
-	return res, berr
-}
-
-// runEntry runs one node's group on one of its connections and resolves the
-// commands it could not answer.
-func (b *Batch) runEntry(ctx context.Context, e *entry) NodeResult {
-	nr := NodeResult{Addr: e.node.Addr(), Commands: len(e.indices), Attempts: 1}
-	start := time.Now()
-	defer func() { nr.Duration = time.Since(start) }()
-
-	conn, err := e.node.Get(ctx)
-	if err != nil {
-		b.resolveRest(e.indices, &notSentError{cause: fmt.Errorf("%s: %w", e.node.Addr(), err)})
-		return nr
-	}
-	res := batch.Run(ctx, conn, batch.Group{
-		Queue:           &b.q,
-		Indices:         e.indices,
-		Prefix:          b.scriptLoads(),
-		ResponseTimeout: b.opts.ResponseTimeout,
-	})
-	e.node.Put(conn, res.Clean)
-	if res.Answered < len(e.indices) {
-		cause := fmt.Errorf("%s: %w", e.node.Addr(), res.Err)
-		b.resolveRest(e.indices[res.Answered:res.Sent], &unknownError{cause: cause})
-		b.resolveRest(e.indices[res.Sent:], &notSentError{cause: cause})
-	}
-	return nr
-}
-
-func (b *Batch) resolveRest(indices []int, err error) {
-	for _, i := range indices {
 		b.q.At(i).Sink.Resolve(nil, err)
 	}
 }
 
-// collect builds the result from the resolved futures.
-func (b *Batch) collect(nodes []NodeResult) (*BatchResult, error) {
-	n := b.q.Len()
-	res := &BatchResult{Responses: make([]any, n), Nodes: nodes}
-	var failed []CommandError
-	for i := 0; i < n; i++ {
-		c := b.q.At(i)
-		o := c.Sink.(outcome)
-		res.Responses[i] = o.response()
-		if err := o.failure(); err != nil {
-			failed = append(failed, CommandError{Index: i, Command: c.Name, Err: err})
-		}
+// routeKey returns the node for a command: the key's owner, or for
+// read-only work under ReadFrom, a replica of it (with the owner as fallback).
+func (b *Batch) routeKey(key string, readOnly bool) (node, fallback pool.Node, err error) {
+	node, err = b.c.router.Route(key)
+	if err != nil || !readOnly || b.c.readFrom == Primary {
+		return node, nil, err
 	}
-	if failed != nil {
-		return res, &BatchError{Commands: failed}
+	if r := b.c.replicaOf(node); r != nil {
+		return r, node, nil
 	}
-	return res, nil
+	return node, nil, nil
 }

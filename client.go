@@ -72,10 +72,15 @@ func (cfg Config) withDefaults() (Config, error) {
 // same routing). A Client is safe for concurrent use; make one per
 // application and Close it at the end.
 type Client struct {
-	router route.Router
-	info   pool.ServerInfo // what the server said when first connected
-	closed atomic.Bool
+	router   route.Router
+	info     pool.ServerInfo // what the server said when first connected
+	readFrom ReadFrom
+	replicas map[pool.Node]pool.Node // primary → the replica its read-only work may go to
+	closed   atomic.Bool
 }
+
+// replicaOf returns the replica for a primary's read-only work, or nil.
+func (c *Client) replicaOf(primary pool.Node) pool.Node { return c.replicas[primary] }
 
 // NewClient connects to the first reachable address of cfg.Addrs, checks the
 // credentials, and returns a client whose connections are pooled per node.
@@ -108,13 +113,21 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			conn.Close()
 			return nil, fmt.Errorf("rbatch: %s runs in cluster mode: %w (cluster support)", addr, ErrNotImplemented)
 		}
-		p := pool.New(addr, cfg.PoolSize, func(ctx context.Context) (*pool.Conn, error) {
-			return pool.Dial(ctx, addr, opts)
-		})
+		p := newPool(addr, cfg.PoolSize, opts)
 		p.AddIdle(conn)
-		return &Client{router: route.Single{Node: p}, info: info}, nil
+		c := &Client{router: route.Single{Node: p}, info: info, readFrom: cfg.ReadFrom}
+		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
+			c.replicas = map[pool.Node]pool.Node{p: newPool(info.Replicas[0], cfg.PoolSize, opts)}
+		}
+		return c, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
+}
+
+func newPool(addr string, size int, opts pool.Options) *pool.Pool {
+	return pool.New(addr, size, func(ctx context.Context) (*pool.Conn, error) {
+		return pool.Dial(ctx, addr, opts)
+	})
 }
 
 // NewClientFromPool returns a client that runs batches on connections of an
@@ -136,6 +149,9 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	for _, r := range c.replicas {
+		r.Close()
 	}
 	return c.router.Close()
 }

@@ -1,30 +1,46 @@
 package rbatch
 
 import (
+	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/queue"
 )
 
 // entry is one node's share of a batch: the submission indices of the
 // commands routed to it, in submission order.
 type entry struct {
-	node    pool.Node
-	indices []int
+	node     pool.Node // where the commands are routed
+	fallback pool.Node // the primary, when node is a replica for read-only work
+	used     pool.Node // the node whose connection ran the group last
+	indices  []int
+
+	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
 }
 
 // groupByNode splits the queued commands into one entry per node, keeping
-// submission order within each. It fails when a key cannot be routed.
+// submission order within each. In the atomic modes the whole batch goes to
+// one node, a replica only when every command is read-only.
 func (b *Batch) groupByNode() ([]*entry, error) {
 	n := b.q.Len()
+	allReadOnly := true
+	for i := 0; i < n && allReadOnly; i++ {
+		allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0
+	}
 	var entries []*entry
 	byNode := make(map[pool.Node]*entry)
 	for i := 0; i < n; i++ {
-		node, err := b.c.router.Route(b.q.At(i).Key)
+		c := b.q.At(i)
+		readOnly := c.Flags&queue.ReadOnly != 0
+		if b.opts.Mode.atomic() {
+			readOnly = allReadOnly
+		}
+		node, fallback, err := b.routeKey(c.Key, readOnly)
 		if err != nil {
 			return nil, err
 		}
 		e := byNode[node]
 		if e == nil {
-			e = &entry{node: node}
+			e = &entry{node: node, fallback: fallback}
 			if len(byNode) == 0 {
 				e.indices = make([]int, 0, n)
 			}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/gomodule/redigo/redis"
 )
 
 // Sentinel errors. Each says when it happens and whether the command may have
@@ -148,3 +150,33 @@ func (e *unknownError) Error() string {
 	return "rbatch: outcome unknown: sent but not answered: " + e.cause.Error()
 }
 func (e *unknownError) Unwrap() []error { return []error{ErrUnknownOutcome, e.cause} }
+
+// txAbortedError is ErrTxAborted with its cause.
+type txAbortedError struct{ cause error }
+
+func (e *txAbortedError) Error() string {
+	return "rbatch: transaction aborted: " + strings.TrimPrefix(e.cause.Error(), "rbatch: ")
+}
+func (e *txAbortedError) Unwrap() []error { return []error{ErrTxAborted, e.cause} }
+
+// asRedisError returns the server error reply inside err, or nil.
+func asRedisError(err error) *RedisError {
+	var re *RedisError
+	if errors.As(err, &re) {
+		return re
+	}
+	var e redis.Error
+	if errors.As(err, &e) {
+		return &RedisError{Msg: string(e)}
+	}
+	return nil
+}
+
+// orRedisError turns a redigo error reply into a *RedisError; other errors
+// pass through.
+func orRedisError(err error) error {
+	if re := asRedisError(err); re != nil {
+		return re
+	}
+	return err
+}

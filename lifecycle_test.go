@@ -2,7 +2,6 @@ package rbatch_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -339,19 +338,6 @@ func TestClientFromRedigoPool(t *testing.T) {
 	assert.Equal(t, "PONG", pong)
 }
 
-func TestModesNotBuiltYetSendNothing(t *testing.T) {
-	for _, opt := range []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithMode(rbatch.RedisReadAtomic),
-		rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithSkipResult(), rbatch.WithSync(0, time.Second)} {
-		fresh(t)
-		c := newClient(t)
-		b := c.NewBatch(opt)
-		b.Bucket("modes:a").SetAsync("1")
-		_, err := b.Execute(context.Background())
-		assert.ErrorIs(t, err, rbatch.ErrNotImplemented)
-		assert.Zero(t, calls(t, "set"))
-	}
-}
-
 // A large batch streams: 200k commands on one connection, every reply in order.
 func TestLargeBatchStreams(t *testing.T) {
 	fresh(t)
@@ -390,5 +376,4 @@ func TestBatchErrorMessage(t *testing.T) {
 	require.ErrorAs(t, err, &berr)
 	assert.Len(t, berr.Commands, 5)
 	assert.Len(t, berr.Unwrap(), 5)
-	fmt.Sprint(berr)
 }

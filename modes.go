@@ -41,6 +41,9 @@ func (m ExecutionMode) String() string {
 // atomic reports whether the mode wraps the batch in MULTI … EXEC.
 func (m ExecutionMode) atomic() bool { return m != InMemory }
 
+// redisSide reports whether commands go to Redis as they are queued.
+func (m ExecutionMode) redisSide() bool { return m == RedisReadAtomic || m == RedisWriteAtomic }
+
 // ReadFrom says where read-only work may go.
 type ReadFrom int
 

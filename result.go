@@ -25,4 +25,8 @@ type NodeResult struct {
 	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
 	Attempts       int           // rounds sent (1 without retries or redirects)
 	Duration       time.Duration // from taking a connection to the last reply
+	// ServerErrors counts the error replies read and dropped in a
+	// WithSkipResult batch on a server that refused CLIENT REPLY (some
+	// proxies do): rbatch then reads every reply instead of skipping them.
+	ServerErrors int
 }

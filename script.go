@@ -20,6 +20,10 @@ func (b *Batch) Script() *Script { return &Script{b} }
 // body travels once per node rather than once per call. In a cluster the
 // script is routed by its first key.
 func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[any] {
+	if s.b.opts.Mode.redisSide() {
+		// Inside the open MULTI there is no room to load the script first.
+		return enqueue(s.b, decodeAny, "EVAL", firstKey(keys), nil, evalArgs(script, keys, args)...)
+	}
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])
 	s.b.mu.Lock()
@@ -30,13 +34,17 @@ func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[an
 		s.b.scripts[sha] = script
 	}
 	s.b.mu.Unlock()
+	return enqueue(s.b, decodeAny, "EVALSHA", firstKey(keys), nil, evalArgs(sha, keys, args)...)
+}
+
+// evalArgs lays out EVAL/EVALSHA's arguments: script or SHA1, numkeys, keys, args.
+func evalArgs(script string, keys []string, args []any) []any {
 	all := make([]any, 0, 2+len(keys)+len(args))
-	all = append(all, sha, strconv.Itoa(len(keys)))
+	all = append(all, script, strconv.Itoa(len(keys)))
 	for _, k := range keys {
 		all = append(all, k)
 	}
-	all = append(all, args...)
-	return enqueue(s.b, decodeAny, "EVALSHA", firstKey(keys), nil, all...)
+	return append(all, args...)
 }
 
 // scriptLoads returns the SCRIPT LOAD commands for the batch's scripts.

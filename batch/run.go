@@ -1,12 +1,15 @@
 // Package batch runs one node's group of queued commands on one connection:
-// a writer goroutine streams the encoded commands while the calling goroutine
+// a writer goroutine streams the encoded commands while another goroutine
 // reads the replies, so a group of millions of commands never piles up in
 // either direction.
+//
+// Run sends a group built at Execute (IN_MEMORY and IN_MEMORY_ATOMIC);
+// Session holds a connection for a Redis-side queue, where MULTI and each
+// command are sent as they are queued (REDIS_READ_ATOMIC, REDIS_WRITE_ATOMIC).
 package batch
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +33,7 @@ type Conn interface {
 	Abort()
 }
 
-// Group is one node's share of a batch.
+// Group is one node's share of a batch, sent at Execute.
 type Group struct {
 	Queue   *queue.Queue
 	Indices []int // submission indices, in submission order
@@ -39,97 +42,99 @@ type Group struct {
 	// read and dropped, such as SCRIPT LOAD for the group's EVALSHAs.
 	Prefix [][]byte
 
-	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
-	ResponseTimeout time.Duration
+	Plan
 }
 
-// Result says how far a group got. Commands Indices[:Answered] were resolved
-// with their replies; Indices[Answered:Sent] were handed to the connection
-// and not answered (their outcome is unknown); Indices[Sent:] were never sent.
-type Result struct {
-	Answered int
-	Sent     int
-	// Err is why the group stopped early (nil when everything was answered):
-	// a transport error, a timeout, or the context's error.
-	Err error
-	// Clean reports that the connection holds no pending replies or state
-	// and may go back to its pool.
-	Clean bool
-}
+type groupSource struct{ g *Group }
 
-// Run sends g's commands on conn and resolves each command's sink with its
-// reply, in order. It returns when every command was answered, or at the
-// first transport error or when ctx ends (then conn is aborted).
+func (s groupSource) has(k int) bool        { return k < len(s.g.Indices) }
+func (s groupSource) sink(k int) queue.Sink { return s.g.Queue.At(s.g.Indices[k]).Sink }
+func (s groupSource) tail() bool            { return s.g.Tail != nil }
+
+// Run sends g's commands on conn laid out by g.Plan and resolves each
+// command's sink with its reply. It returns when every expected reply was
+// read, or at the first transport error, or when ctx ends (then conn is
+// aborted).
 func Run(ctx context.Context, conn Conn, g Group) Result {
-	var sent atomic.Int64
+	var w progress
 	werr := make(chan error, 1)
 	stop := context.AfterFunc(ctx, conn.Abort)
 	defer stop()
 
-	go func() { werr <- write(ctx, conn, g, &sent) }()
+	go func() { werr <- writeGroup(ctx, conn, &g, &w) }()
 
 	var res Result
-	for range g.Prefix {
-		if _, err := conn.Receive(g.ResponseTimeout); err != nil {
-			res.Err = err
-			break
-		}
-	}
-	for res.Err == nil && res.Answered < len(g.Indices) {
-		reply, err := conn.Receive(g.ResponseTimeout)
-		if err != nil {
-			res.Err = err
-			break
-		}
-		g.Queue.At(g.Indices[res.Answered]).Sink.Resolve(reply, nil)
-		res.Answered++
-	}
+	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
+	return finish(ctx, conn, &res, &w, werr)
+}
+
+// finish waits for the writer and completes res with what it did.
+func finish(ctx context.Context, conn Conn, res *Result, w *progress, werr <-chan error) Result {
 	if res.Err != nil {
 		// The writer may be blocked on a socket nobody reads: break it.
 		conn.Abort()
 	}
 	writeErr := <-werr
-	res.Sent = int(sent.Load())
+	res.Sent = int(w.sent.Load())
+	res.ExecSent = w.execSent.Load()
 	if res.Err == nil && writeErr != nil {
 		res.Err = writeErr
 	}
-	if ctxErr := ctx.Err(); ctxErr != nil && res.Answered < len(g.Indices) {
-		res.Err = ctxErr
+	if res.Err != nil && ctx.Err() != nil {
+		res.Err = ctx.Err()
 	}
-	res.Clean = res.Err == nil
-	return res
+	res.Clean = res.Clean && res.Err == nil
+	return *res
 }
 
-// write streams the group's commands and flushes; it counts in sent every
-// command handed to the connection. When it stops early it aborts conn, so
-// that the reader does not wait for replies that will never come.
-func write(ctx context.Context, conn Conn, g Group, sent *atomic.Int64) error {
-	for _, p := range g.Prefix {
-		if _, err := conn.Write(p); err != nil {
+// progress is what a writer has handed to the connection; the reader's
+// goroutine reads it once the writer is done.
+type progress struct {
+	sent     atomic.Int64 // commands handed to the connection
+	execSent atomic.Bool  // EXEC handed to the connection
+}
+
+// writeGroup streams prefix, head, commands and end frames, then flushes.
+// When it stops early it aborts conn, so that the reader does not wait for
+// replies that will never come.
+func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err error) {
+	defer func() {
+		if err != nil {
 			conn.Abort()
-			return err
 		}
+	}()
+	if err := writeFrames(conn, g.Prefix); err != nil {
+		return err
 	}
-	idx := g.Indices
-	for len(idx) > 0 {
+	if err := writeFrames(conn, g.head()); err != nil {
+		return err
+	}
+	for idx := g.Indices; len(idx) > 0; {
 		if err := ctx.Err(); err != nil {
-			conn.Abort()
 			return err
 		}
 		b, n := g.Queue.Span(idx)
-		sent.Add(int64(n))
+		w.sent.Add(int64(n))
 		if _, err := conn.Write(b); err != nil {
-			conn.Abort()
 			return err
 		}
 		idx = idx[n:]
 	}
-	if err := conn.Flush(); err != nil {
-		conn.Abort()
+	if err := ctx.Err(); err != nil {
 		return err
+	}
+	w.execSent.Store(g.Atomic)
+	if err := writeFrames(conn, g.end()); err != nil {
+		return err
+	}
+	return conn.Flush()
+}
+
+func writeFrames(conn Conn, frames [][]byte) error {
+	for _, f := range frames {
+		if _, err := conn.Write(f); err != nil {
+			return err
+		}
 	}
 	return nil
 }
-
-// ErrAborted is the cause reported when a connection was aborted while in use.
-var ErrAborted = errors.New("connection aborted")

@@ -86,8 +86,9 @@ func userName(u string) string {
 
 // ServerInfo is what a node said about itself when first connected.
 type ServerInfo struct {
-	Version [3]int // redis_version, such as 7.0.15
-	Cluster bool   // cluster_enabled:1
+	Version  [3]int   // redis_version, such as 7.0.15
+	Cluster  bool     // cluster_enabled:1
+	Replicas []string // addresses of the replicas online (INFO replication)
 }
 
 // AtLeast reports whether the server's version is major.minor or later.
@@ -113,7 +114,33 @@ func (c *Conn) Info() (ServerInfo, error) {
 	}
 	v, _ := infoField(text, "cluster_enabled")
 	si.Cluster = v == "1"
+	text, err = redis.String(c.Do("INFO", "replication"))
+	if err != nil {
+		return si, fmt.Errorf("INFO replication: %w", err)
+	}
+	si.Replicas = onlineReplicas(text)
 	return si, nil
+}
+
+// onlineReplicas parses INFO replication's "slaveN:ip=…,port=…,state=online" lines.
+func onlineReplicas(text string) []string {
+	var addrs []string
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "slave") || !strings.Contains(line, ":ip=") {
+			continue
+		}
+		fields := map[string]string{}
+		for _, kv := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				fields[k] = v
+			}
+		}
+		if fields["state"] == "online" {
+			addrs = append(addrs, net.JoinHostPort(fields["ip"], fields["port"]))
+		}
+	}
+	return addrs
 }
 
 func infoField(text, name string) (string, bool) {

@@ -1,0 +1,164 @@
+package batch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/queue"
+)
+
+// Plan is the wire layout of a group around its commands:
+//
+//	[CLIENT REPLY OFF] [MULTI] cmd… [EXEC] [CLIENT REPLY ON] [WAIT | WAITAOF]
+type Plan struct {
+	Atomic     bool // MULTI … EXEC around the commands
+	SkipResult bool // CLIENT REPLY OFF … ON around the rest
+	// Tail is the encoded WAIT or WAITAOF sent after the group (nil: none).
+	Tail []byte
+	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
+	ResponseTimeout time.Duration
+}
+
+var (
+	clientReplyOff = mustEncode("CLIENT", "REPLY", "OFF")
+	clientReplyOn  = mustEncode("CLIENT", "REPLY", "ON")
+	multi          = mustEncode("MULTI")
+	exec           = mustEncode("EXEC")
+	discard        = mustEncode("DISCARD")
+)
+
+func mustEncode(name string, args ...any) []byte {
+	b, err := queue.AppendCommand(nil, nil, name, args...)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Wait encodes WAIT replicas timeout.
+func Wait(replicas int, timeout time.Duration) []byte {
+	return mustEncode("WAIT", replicas, timeout.Milliseconds())
+}
+
+// WaitAOF encodes WAITAOF numlocal numreplicas timeout.
+func WaitAOF(local bool, replicas int, timeout time.Duration) []byte {
+	numLocal := 0
+	if local {
+		numLocal = 1
+	}
+	return mustEncode("WAITAOF", numLocal, replicas, timeout.Milliseconds())
+}
+
+// head returns the frames written before the commands.
+func (p Plan) head() [][]byte {
+	var h [][]byte
+	if p.SkipResult {
+		h = append(h, clientReplyOff)
+	}
+	if p.Atomic {
+		h = append(h, multi)
+	}
+	return h
+}
+
+// end returns the frames written after the commands.
+func (p Plan) end() [][]byte {
+	var t [][]byte
+	if p.Atomic {
+		t = append(t, exec)
+	}
+	if p.SkipResult {
+		t = append(t, clientReplyOn)
+	}
+	if p.Tail != nil {
+		t = append(t, p.Tail)
+	}
+	return t
+}
+
+// Result says how far a group got and what its frames answered.
+//
+// Commands are resolved in three ways: those answered (their sinks got
+// their replies), those handed to the connection without an answer (outcome
+// unknown), and those never handed to it (not sent). In an atomic group the
+// commands are answered only by EXEC's reply.
+type Result struct {
+	Answered int // commands whose sinks got their reply (the first Answered of the group)
+	Sent     int // commands handed to the connection (≥ Answered)
+	// Err is why the group stopped early: a transport error, a timeout, or
+	// the context's error. Nil when every expected reply was read.
+	Err error
+
+	// ExecSent reports that EXEC was handed to the connection.
+	ExecSent bool
+	// Aborted is set when the transaction was discarded by Redis (nothing
+	// applied): the first queue-time error, EXECABORT, or a nil EXEC.
+	Aborted *AbortError
+	// MultiRefused is MULTI's error reply. The commands then ran on their
+	// own, not as a transaction, and were resolved with their own replies.
+	MultiRefused error
+
+	// Skipped reports that replies were not asked for: the sent commands'
+	// outcomes are unknown to the client by request.
+	Skipped bool
+	// ReplyRefused reports that the server refused CLIENT REPLY, so replies
+	// were read and dropped; ServerErrors counts the error replies among them.
+	ReplyRefused bool
+	ServerErrors int
+
+	// Synced reports that the tail (WAIT/WAITAOF) answered; Replicas and
+	// Local are its figures, SyncErr its error reply.
+	Synced   bool
+	Replicas int
+	Local    bool
+	SyncErr  error
+
+	// Clean reports that the connection holds no pending reply, no open
+	// transaction, and has replies on: it may go back to its pool.
+	Clean bool
+}
+
+// AbortError says why Redis discarded a transaction.
+type AbortError struct {
+	Index int   // position in the group of the command whose queue-time error aborted it; -1 if none
+	Cause error // that error, or EXEC's own error reply
+}
+
+func (e *AbortError) Error() string { return e.Cause.Error() }
+func (e *AbortError) Unwrap() error { return e.Cause }
+
+// ErrNilExec is the cause when EXEC answered nil (a watched key changed).
+var ErrNilExec = errors.New("EXEC answered nil")
+
+// replyError turns an error reply into an error.
+func replyError(r any) error {
+	if e, ok := r.(redis.Error); ok {
+		return e
+	}
+	return nil
+}
+
+// parseTail reads WAIT's integer or WAITAOF's [local, replicas] array.
+func parseTail(res *Result, r any) {
+	switch v := r.(type) {
+	case int64:
+		res.Synced, res.Replicas = true, int(v)
+	case []any:
+		if len(v) == 2 {
+			local, ok1 := v[0].(int64)
+			replicas, ok2 := v[1].(int64)
+			if ok1 && ok2 {
+				res.Synced, res.Local, res.Replicas = true, local > 0, int(replicas)
+				return
+			}
+		}
+		res.SyncErr = fmt.Errorf("unexpected WAITAOF reply %v", v)
+	case redis.Error:
+		res.SyncErr = v
+	default:
+		res.SyncErr = fmt.Errorf("unexpected sync reply %T", r)
+	}
+}

@@ -1,0 +1,182 @@
+package batch
+
+import (
+	"errors"
+
+	"github.com/rbatch/rbatch/queue"
+)
+
+// source tells the reader about the group's commands. For a group sent at
+// Execute they are all known at once; for a Redis-side queue they arrive
+// while the reader runs.
+type source interface {
+	// has reports whether the group has a command k, waiting until that is
+	// known (the command was pushed, or the group was closed).
+	has(k int) bool
+	// sink returns command k's sink; k is one has reported.
+	sink(k int) queue.Sink
+	// tail reports whether a WAIT/WAITAOF follows; asked after the commands.
+	tail() bool
+}
+
+// read consumes the replies of a group laid out by p, resolving the
+// commands' sinks, and fills res. It stops at the first transport error.
+func read(conn Conn, p Plan, prefix int, src source, res *Result) {
+	recv := func() (any, error) {
+		r, err := conn.Receive(p.ResponseTimeout)
+		if err != nil && res.Err == nil {
+			res.Err = err
+		}
+		return r, err
+	}
+	for range prefix {
+		if _, err := recv(); err != nil {
+			return
+		}
+	}
+	if p.SkipResult {
+		// Replies are off: the first reply is CLIENT REPLY ON's +OK, unless
+		// the server refused CLIENT REPLY OFF, and then every frame answers.
+		r, err := recv()
+		if err != nil {
+			return
+		}
+		if replyError(r) != nil {
+			res.ReplyRefused = true
+			if !dropReplies(recv, p, src, res) {
+				return
+			}
+		}
+		res.Skipped = true
+	} else if p.Atomic {
+		if !readTransaction(recv, src, res) {
+			return
+		}
+	} else {
+		for k := 0; src.has(k); k++ {
+			r, err := recv()
+			if err != nil {
+				return
+			}
+			src.sink(k).Resolve(r, nil)
+			res.Answered++
+		}
+	}
+	if src.tail() {
+		r, err := recv()
+		if err != nil {
+			return
+		}
+		parseTail(res, r)
+	}
+	res.Clean = res.Err == nil
+}
+
+// readTransaction reads MULTI's reply, one QUEUED (or queue-time error) per
+// command, and EXEC's reply, which resolves the commands.
+func readTransaction(recv func() (any, error), src source, res *Result) bool {
+	r, err := recv()
+	if err != nil {
+		return false
+	}
+	if res.MultiRefused = replyError(r); res.MultiRefused != nil {
+		// No transaction: the commands ran (or failed) one by one.
+		for k := 0; src.has(k); k++ {
+			r, err := recv()
+			if err != nil {
+				return false
+			}
+			src.sink(k).Resolve(r, nil)
+			res.Answered++
+		}
+		_, err := recv() // EXEC without MULTI
+		return err == nil
+	}
+	n := 0
+	for ; src.has(n); n++ {
+		r, err := recv()
+		if err != nil {
+			return false
+		}
+		if e := replyError(r); e != nil && res.Aborted == nil {
+			res.Aborted = &AbortError{Index: n, Cause: e}
+		}
+	}
+	r, err = recv()
+	if err != nil {
+		return false
+	}
+	switch v := r.(type) {
+	case []any:
+		if len(v) == n && res.Aborted == nil {
+			for k, e := range v {
+				src.sink(k).Resolve(e, nil)
+			}
+			res.Answered = n
+			return true
+		}
+		if res.Aborted == nil {
+			res.Aborted = &AbortError{Index: -1, Cause: errExecLength}
+		}
+	case nil:
+		res.Aborted = &AbortError{Index: -1, Cause: ErrNilExec}
+	case string: // DISCARD's +OK: the session was discarded
+		if res.Aborted == nil {
+			res.Aborted = &AbortError{Index: -1, Cause: ErrDiscardedTx}
+		}
+	default:
+		if res.Aborted == nil {
+			res.Aborted = &AbortError{Index: -1, Cause: replyError(r)}
+			if res.Aborted.Cause == nil {
+				res.Aborted.Cause = errExecLength
+			}
+		}
+	}
+	return true
+}
+
+// dropReplies reads and drops every frame's reply when CLIENT REPLY was
+// refused (its error was already read), counting the commands' error replies.
+func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool {
+	count := func(r any) {
+		if v, ok := r.([]any); ok {
+			for _, e := range v {
+				count1(res, e)
+			}
+			return
+		}
+		count1(res, r)
+	}
+	if p.Atomic {
+		if _, err := recv(); err != nil { // MULTI
+			return false
+		}
+	}
+	for k := 0; src.has(k); k++ {
+		r, err := recv()
+		if err != nil {
+			return false
+		}
+		count(r)
+	}
+	if p.Atomic {
+		r, err := recv() // EXEC
+		if err != nil {
+			return false
+		}
+		count(r)
+	}
+	_, err := recv() // CLIENT REPLY ON, refused like OFF
+	return err == nil
+}
+
+func count1(res *Result, r any) {
+	if replyError(r) != nil {
+		res.ServerErrors++
+	}
+}
+
+// ErrDiscardedTx is the cause when the transaction ended with DISCARD.
+var ErrDiscardedTx = errors.New("transaction discarded")
+
+var errExecLength = errors.New("EXEC answered an unexpected reply")

@@ -1,0 +1,218 @@
+package batch
+
+import (
+	"context"
+	"sync"
+
+	"github.com/rbatch/rbatch/queue"
+)
+
+// Session is a Redis-side queue: a connection held for one batch, on which
+// the plan's head (MULTI) and then each command are sent as they are queued.
+// Push never blocks on the network: commands are buffered and a writer
+// goroutine sends them, while a reader goroutine takes each QUEUED reply as
+// it arrives. Exec (or Discard) closes the queue, sends EXEC (DISCARD) and
+// the tail, and returns the group's Result.
+//
+// Push may be called from any goroutine, but its callers must serialize
+// their calls so that commands keep their order (the batch's lock does).
+type Session struct {
+	plan    Plan
+	acquire func(ctx context.Context) (Conn, error)
+	cancel  context.CancelFunc // stops a pending acquire
+	done    chan struct{}      // closed when the reader and writer are finished; res is final
+
+	mu      sync.Mutex // guards the fields below
+	cond    *sync.Cond // signalled when out, sinks or closed change
+	conn    Conn       // set once acquired
+	out     []byte     // frames waiting for the writer
+	sinks   []queue.Sink
+	closed  bool // EXEC or DISCARD pushed: no more commands
+	discard bool // the queue was closed by DISCARD
+
+	res Result // written by the run goroutine before done closes
+}
+
+// Open starts a session: acquire gets its connection in the background.
+func Open(plan Plan, acquire func(ctx context.Context) (Conn, error)) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{plan: plan, acquire: acquire, cancel: cancel, done: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	for _, f := range plan.head() {
+		s.out = append(s.out, f...)
+	}
+	go s.run(ctx)
+	return s
+}
+
+// Push queues one encoded command whose reply goes to sink (for a
+// transaction, its QUEUED; EXEC's element resolves sink). It returns false
+// when the session was already closed.
+func (s *Session) Push(sink queue.Sink, cmd []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.out = append(s.out, cmd...)
+	s.sinks = append(s.sinks, sink)
+	s.cond.Broadcast()
+	return true
+}
+
+// Len returns the number of commands pushed.
+func (s *Session) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sinks)
+}
+
+// Exec sends EXEC and the tail, waits for the replies, and returns the
+// result. If ctx ends first the connection is aborted.
+func (s *Session) Exec(ctx context.Context) Result {
+	end := s.plan.end()
+	return s.close(ctx, false, end)
+}
+
+// Discard sends DISCARD (and turns replies back on): nothing queued is
+// applied, and the connection stays usable.
+func (s *Session) Discard(ctx context.Context) Result {
+	end := [][]byte{discard}
+	if s.plan.SkipResult {
+		end = append(end, clientReplyOn)
+	}
+	return s.close(ctx, true, end)
+}
+
+// Conn returns the session's connection (nil if none was acquired), for the
+// caller to put back once the result is known.
+func (s *Session) Conn() Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
+
+func (s *Session) close(ctx context.Context, discard bool, end [][]byte) Result {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed, s.discard = true, discard
+		for _, f := range end {
+			s.out = append(s.out, f...)
+		}
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, s.abort)
+	defer stop()
+	<-s.done
+	res := s.res
+	if res.Err != nil && ctx.Err() != nil {
+		res.Err = ctx.Err()
+	}
+	return res
+}
+
+// abort stops a pending acquire and breaks the connection.
+func (s *Session) abort() {
+	s.cancel()
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		conn.Abort()
+	}
+}
+
+// run acquires the connection, then reads while a writer goroutine writes.
+func (s *Session) run(ctx context.Context) {
+	defer close(s.done)
+	defer s.cancel()
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		s.res.Err = err
+		return
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+
+	var w progress
+	werr := make(chan error, 1)
+	go func() { werr <- s.write(conn, &w) }()
+	read(conn, s.plan, 0, sessionSource{s}, &s.res)
+	finish(ctx, conn, &s.res, &w, werr)
+	if s.res.Err != nil {
+		s.res.Clean = false
+	}
+}
+
+// write sends what Push and close buffer, until the queue is closed and
+// everything is written.
+func (s *Session) write(conn Conn, w *progress) (err error) {
+	defer func() {
+		if err != nil {
+			conn.Abort()
+		}
+	}()
+	var spare []byte
+	for {
+		s.mu.Lock()
+		for len(s.out) == 0 && !s.closed {
+			s.cond.Wait()
+		}
+		// EXEC is appended when the queue closes, so the first buffer
+		// taken once closed holds it.
+		buf, pushed, closed, discard := s.out, len(s.sinks), s.closed, s.discard
+		s.out = spare[:0]
+		s.mu.Unlock()
+
+		if len(buf) > 0 {
+			w.sent.Store(int64(pushed))
+			if closed && !discard {
+				w.execSent.Store(true)
+			}
+			if _, err := conn.Write(buf); err != nil {
+				return err
+			}
+			if err := conn.Flush(); err != nil {
+				return err
+			}
+		}
+		spare = buf
+		if closed {
+			s.mu.Lock()
+			rest := len(s.out)
+			s.mu.Unlock()
+			if rest == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// sessionSource lets the reader wait for commands as they are pushed.
+type sessionSource struct{ s *Session }
+
+func (src sessionSource) has(k int) bool {
+	s := src.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k >= len(s.sinks) && !s.closed {
+		s.cond.Wait()
+	}
+	return k < len(s.sinks)
+}
+
+func (src sessionSource) sink(k int) queue.Sink {
+	s := src.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sinks[k]
+}
+
+func (src sessionSource) tail() bool {
+	s := src.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.discard && s.plan.Tail != nil
+}

@@ -1,0 +1,69 @@
+package rbatch
+
+import (
+	"context"
+
+	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/queue"
+)
+
+// The Redis-side queue of RedisReadAtomic and RedisWriteAtomic batches
+// (Redisson's "store batched invocations in Redis"): the first command for a
+// node opens a batch.Session there, which sends MULTI; each command is pushed
+// to it as it is queued. Execute sends EXEC; Discard, or a refusal, DISCARD.
+
+// pushRemote sends command i to its node's Redis-side queue. It runs with
+// b.mu held, so commands are pushed in submission order.
+func (b *Batch) pushRemote(i int) {
+	c := b.q.At(i)
+	if c.Err != nil || b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
+		return // Execute refuses the batch and discards what was pushed
+	}
+	readOnly := b.opts.Mode == RedisReadAtomic
+	if readOnly && c.Flags&queue.ReadOnly == 0 {
+		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: ErrReadOnlyBatch}
+		return
+	}
+	node, fallback, err := b.routeKey(c.Key, readOnly)
+	if err != nil {
+		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+		return
+	}
+	var e *entry
+	for _, r := range b.remote {
+		if r.node == node {
+			e = r
+		}
+	}
+	if e == nil {
+		e = &entry{node: node, fallback: fallback}
+		e.session = batch.Open(b.plan(), e.acquire)
+		b.remote = append(b.remote, e)
+	}
+	e.indices = append(e.indices, i)
+	e.session.Push(c.Sink, b.q.Bytes(i))
+}
+
+// closeSession sends EXEC (or DISCARD) on e's session, waits for the
+// replies, and gives the connection back. connErr is set when no connection
+// could be had: nothing was written.
+func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r batch.Result, connErr error) {
+	if discard {
+		r = e.session.Discard(ctx)
+	} else {
+		r = e.session.Exec(ctx)
+	}
+	conn := e.session.Conn()
+	if conn == nil {
+		return r, r.Err
+	}
+	e.used.Put(conn, r.Clean)
+	return r, nil
+}
+
+// discardRemote drops every Redis-side queue of the batch.
+func (b *Batch) discardRemote(ctx context.Context) {
+	for _, e := range b.remote {
+		b.closeSession(ctx, e, true)
+	}
+}
