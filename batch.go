@@ -72,7 +72,7 @@ func (b *Batch) Len() int {
 // zero TTL) that makes Execute refuse the batch.
 func enqueue[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, args ...any) *Future[T] {
 	f := &Future[T]{done: b.done, dec: dec}
-	c := queue.Command{Name: name, Key: key, Flags: queue.FlagsOf(name), Sink: f, Err: argErr}
+	c := queue.Command{Name: name, Key: key, Flags: queue.FlagsOf(name), Future: f, Err: argErr}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.state != open {
@@ -164,7 +164,7 @@ func (b *Batch) Discard(ctx context.Context) error {
 
 func (b *Batch) resolveAll(err error) {
 	for i := 0; i < b.q.Len(); i++ {
-		b.q.At(i).Sink.Resolve(nil, err)
+		b.q.At(i).Future.(outcome).resolve(nil, err)
 	}
 }
 

@@ -49,8 +49,15 @@ func newClient(t testing.TB, mods ...func(*rbatch.Config)) *rbatch.Client {
 	}
 	c, err := rbatch.NewClient(context.Background(), cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { closeClean(t, c) })
 	return c
+}
+
+// closeClean checks that every pooled connection is clean, then closes c.
+func closeClean(t testing.TB, c *rbatch.Client) {
+	t.Helper()
+	assert.NoError(t, rbatch.CheckPoolsClean(c), "pooled connections after the test")
+	c.Close()
 }
 
 // fresh empties srv and resets its command statistics.

@@ -16,5 +16,5 @@ var JSONCodec Codec = jsonCodec{}
 
 type jsonCodec struct{}
 
-func (jsonCodec) Encode(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Encode(v any) ([]byte, error)    { return json.Marshal(v) }
 func (jsonCodec) Decode(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -27,6 +27,7 @@ func (b *Batch) groupByNode() ([]*entry, error) {
 		allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0
 	}
 	var entries []*entry
+	var last *entry // consecutive commands mostly share a node: skip the map
 	byNode := make(map[pool.Node]*entry)
 	for i := 0; i < n; i++ {
 		c := b.q.At(i)
@@ -38,7 +39,10 @@ func (b *Batch) groupByNode() ([]*entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		e := byNode[node]
+		e := last
+		if e == nil || e.node != node {
+			e = byNode[node]
+		}
 		if e == nil {
 			e = &entry{node: node, fallback: fallback}
 			if len(byNode) == 0 {
@@ -48,6 +52,7 @@ func (b *Batch) groupByNode() ([]*entry, error) {
 			entries = append(entries, e)
 		}
 		e.indices = append(e.indices, i)
+		last = e
 	}
 	return entries, nil
 }

@@ -140,7 +140,9 @@ func (e *BatchError) Unwrap() []error {
 // notSent wraps a batch-wide refusal so that it matches both ErrNotSent and the cause.
 type notSentError struct{ cause error }
 
-func (e *notSentError) Error() string  { return "rbatch: not sent: " + strings.TrimPrefix(e.cause.Error(), "rbatch: ") }
+func (e *notSentError) Error() string {
+	return "rbatch: not sent: " + strings.TrimPrefix(e.cause.Error(), "rbatch: ")
+}
 func (e *notSentError) Unwrap() []error { return []error{ErrNotSent, e.cause} }
 
 // unknownError is ErrUnknownOutcome with its cause.

@@ -66,10 +66,10 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	bad, _ := cause.(*CommandError)
 	for i := 0; i < b.q.Len(); i++ {
 		if bad != nil && bad.Index == i {
-			b.q.At(i).Sink.Resolve(nil, &notSentError{cause: bad.Err})
+			b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: bad.Err})
 			continue
 		}
-		b.q.At(i).Sink.Resolve(nil, err)
+		b.q.At(i).Future.(outcome).resolve(nil, err)
 	}
 	res, _ := b.collect(nil, nil)
 	berr := &BatchError{Err: err}
@@ -133,7 +133,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, idx []int) (batch.Result
 	if err != nil {
 		return batch.Result{}, err
 	}
-	r := batch.Run(ctx, conn, batch.Group{Queue: &b.q, Indices: idx, Prefix: b.scriptLoads(), Plan: b.plan()})
+	r := batch.Run(ctx, conn, batch.Group{Queue: &b.q, Indices: idx, Prefix: b.scriptLoads(), Resolve: b.resolveReply, Plan: b.plan()})
 	e.used.Put(conn, r.Clean)
 	return r, nil
 }
@@ -175,14 +175,14 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 		retry = idx[r.Sent:]
 	default:
 		for _, i := range idx[:r.Answered] {
-			if retryable(b.q.At(i).Sink.(outcome).failure()) {
+			if retryable(b.q.At(i).Future.(outcome).failure()) {
 				retry = append(retry, i)
 			}
 		}
 		if r.Answered < len(idx) {
 			unknown := &unknownError{cause: wrap(r.Err)}
 			for _, i := range idx[r.Answered:r.Sent] {
-				b.q.At(i).Sink.Resolve(nil, unknown)
+				b.q.At(i).Future.(outcome).resolve(nil, unknown)
 				if b.q.At(i).Flags&queue.ReadOnly != 0 {
 					retry = append(retry, i) // reading twice is harmless
 				}
@@ -211,9 +211,12 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	return cause
 }
 
+// resolveReply hands command i its reply; a batch.Resolver.
+func (b *Batch) resolveReply(i int, reply any) { b.q.At(i).Future.(outcome).resolve(reply, nil) }
+
 func (b *Batch) resolve(idx []int, err error) {
 	for _, i := range idx {
-		b.q.At(i).Sink.Resolve(nil, err)
+		b.q.At(i).Future.(outcome).resolve(nil, err)
 	}
 }
 
@@ -234,7 +237,7 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 	var failed []CommandError
 	for i := 0; i < n; i++ {
 		c := b.q.At(i)
-		o := c.Sink.(outcome)
+		o := c.Future.(outcome)
 		if res.Responses != nil {
 			res.Responses[i] = o.response()
 		}

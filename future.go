@@ -2,7 +2,6 @@ package rbatch
 
 import (
 	"context"
-	"errors"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -11,8 +10,8 @@ import (
 // executed or discarded. A Future is safe for concurrent use: Get, Wait and
 // Done may be called from any goroutine.
 type Future[T any] struct {
-	done <-chan struct{} // closed when the batch finished; val and err are set before
-	val  T
+	done  <-chan struct{} // closed when the batch finished; val and err are set before
+	val   T
 	err   error
 	dec   func(reply any) (T, error)
 	index int // submission index; -1 for a future that never joined a batch
@@ -57,9 +56,9 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 // Done is closed when the future resolved.
 func (f *Future[T]) Done() <-chan struct{} { return f.done }
 
-// Resolve implements queue.Sink: it decodes the server's reply, or records
-// why there is none. It runs once, before the batch's done channel closes.
-func (f *Future[T]) Resolve(reply any, err error) {
+// resolve decodes the server's reply, or records why there is none. It runs
+// before the batch's done channel closes (more than once when retried).
+func (f *Future[T]) resolve(reply any, err error) {
 	switch {
 	case err != nil:
 		f.err = err
@@ -73,10 +72,10 @@ func (f *Future[T]) Resolve(reply any, err error) {
 // response is the command's entry in BatchResult.Responses: its value, nil
 // for a nil reply, or its error.
 func (f *Future[T]) response() any {
-	switch {
-	case f.err == nil:
+	switch f.err {
+	case nil:
 		return f.val
-	case errors.Is(f.err, ErrNil):
+	case ErrNil:
 		return nil
 	}
 	return f.err
@@ -84,7 +83,7 @@ func (f *Future[T]) response() any {
 
 // failure is the command's error when it failed (ErrNil is not a failure).
 func (f *Future[T]) failure() error {
-	if f.err == nil || errors.Is(f.err, ErrNil) {
+	if f.err == ErrNil { // decoders return ErrNil itself, never wrapped
 		return nil
 	}
 	return f.err
@@ -92,7 +91,7 @@ func (f *Future[T]) failure() error {
 
 // outcome is what the batch needs of every future, whatever its type.
 type outcome interface {
-	Resolve(reply any, err error)
+	resolve(reply any, err error)
 	response() any
 	failure() error
 }

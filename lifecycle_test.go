@@ -2,6 +2,8 @@ package rbatch_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,4 +378,67 @@ func TestBatchErrorMessage(t *testing.T) {
 	require.ErrorAs(t, err, &berr)
 	assert.Len(t, berr.Commands, 5)
 	assert.Len(t, berr.Unwrap(), 5)
+}
+
+// Cancelling a batch of a million commands mid-flight returns within a
+// second; every command ends applied, unknown or not sent, and the keys in
+// Redis account for it.
+func TestCancelMillionCommandBatch(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	const n = 1_000_000
+	fs := make([]*rbatch.Future[bool], n)
+	for i := range fs {
+		fs[i] = b.Set("cancel1m:" + strconv.Itoa(i%1000)).AddAsync(i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var cancelledAt time.Time
+	cancelled := make(chan struct{})
+	go func() {
+		defer close(cancelled)
+		// Cancel once the server has run part of the batch.
+		deadline := time.Now().Add(30 * time.Second)
+		for calls(t, "sadd") < 10_000 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cancelledAt = time.Now()
+		cancel()
+	}()
+	_, err := b.Execute(ctx)
+	returned := time.Now()
+	<-cancelled
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	bound := time.Second
+	if raceEnabled {
+		bound = 5 * time.Second
+	}
+	assert.Less(t, returned.Sub(cancelledAt), bound, "Execute returns promptly after the cancel")
+
+	var applied, unknown, notSent int64
+	for _, f := range fs {
+		_, err := f.Get()
+		switch {
+		case err == nil:
+			applied++
+		case errors.Is(err, rbatch.ErrUnknownOutcome):
+			unknown++
+		case errors.Is(err, rbatch.ErrNotSent):
+			notSent++
+		default:
+			t.Fatalf("unexpected outcome %v", err)
+		}
+	}
+	t.Logf("applied %d, unknown %d, not sent %d", applied, unknown, notSent)
+	assert.Equal(t, int64(n), applied+unknown+notSent)
+	assert.Less(t, applied, int64(n), "the cancel landed mid-batch")
+	var members int64
+	for i := range 1000 {
+		m, err := redis.Int64(srv.Call("SCARD", "cancel1m:"+strconv.Itoa(i)))
+		require.NoError(t, err)
+		members += m
+	}
+	assert.GreaterOrEqual(t, members-applied, int64(0))
+	assert.LessOrEqual(t, members-applied, unknown)
 }

@@ -28,7 +28,7 @@ func clientFor(t testing.TB, s *redistest.Server, mods ...func(*rbatch.Config)) 
 	}
 	c, err := rbatch.NewClient(context.Background(), cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { closeClean(t, c) })
 	return c
 }
 
@@ -484,4 +484,8 @@ func TestRetryOnBusy(t *testing.T) {
 	var re *rbatch.RedisError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "BUSY", re.Prefix())
+	waitUntil(t, "the script ends", func() bool {
+		_, err := s.Call("PING")
+		return err == nil
+	})
 }

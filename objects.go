@@ -58,7 +58,9 @@ type Bucket struct{ object }
 func (b *Batch) Bucket(key string) *Bucket { return &Bucket{object{b, key}} }
 
 // GetAsync reads the value (GET); ErrNil when missing.
-func (o *Bucket) GetAsync() *Future[string] { return enqueue(o.b, decodeString, "GET", o.key, nil, o.key) }
+func (o *Bucket) GetAsync() *Future[string] {
+	return enqueue(o.b, decodeString, "GET", o.key, nil, o.key)
+}
 
 // SetAsync sets the value (SET).
 func (o *Bucket) SetAsync(v any) *Future[struct{}] {
@@ -88,7 +90,9 @@ type AtomicLong struct{ object }
 func (b *Batch) AtomicLong(key string) *AtomicLong { return &AtomicLong{object{b, key}} }
 
 // GetAsync reads the counter (GET); 0 and ErrNil when missing.
-func (o *AtomicLong) GetAsync() *Future[int64] { return enqueue(o.b, decodeInt64, "GET", o.key, nil, o.key) }
+func (o *AtomicLong) GetAsync() *Future[int64] {
+	return enqueue(o.b, decodeInt64, "GET", o.key, nil, o.key)
+}
 
 // SetAsync sets the counter (SET).
 func (o *AtomicLong) SetAsync(n int64) *Future[struct{}] {
@@ -140,7 +144,9 @@ func (o *List) RangeAsync(from, to int64) *Future[[]string] {
 func (o *List) ReadAllAsync() *Future[[]string] { return o.RangeAsync(0, -1) }
 
 // SizeAsync returns the length (LLEN).
-func (o *List) SizeAsync() *Future[int64] { return enqueue(o.b, decodeInt64, "LLEN", o.key, nil, o.key) }
+func (o *List) SizeAsync() *Future[int64] {
+	return enqueue(o.b, decodeInt64, "LLEN", o.key, nil, o.key)
+}
 
 // RemoveAsync removes up to count occurrences of v (LREM; 0 removes all); true
 // when any was removed.
@@ -224,7 +230,9 @@ func (o *Set) ReadAllAsync() *Future[[]string] {
 }
 
 // SizeAsync returns the number of members (SCARD).
-func (o *Set) SizeAsync() *Future[int64] { return enqueue(o.b, decodeInt64, "SCARD", o.key, nil, o.key) }
+func (o *Set) SizeAsync() *Future[int64] {
+	return enqueue(o.b, decodeInt64, "SCARD", o.key, nil, o.key)
+}
 
 // ScoredSortedSet is a sorted set (Redisson's RScoredSortedSet).
 type ScoredSortedSet struct{ object }
@@ -278,7 +286,9 @@ func (o *Queue) OfferAsync(v any) *Future[bool] {
 }
 
 // PollAsync removes and returns the head (LPOP); ErrNil when empty.
-func (o *Queue) PollAsync() *Future[string] { return enqueue(o.b, decodeString, "LPOP", o.key, nil, o.key) }
+func (o *Queue) PollAsync() *Future[string] {
+	return enqueue(o.b, decodeString, "LPOP", o.key, nil, o.key)
+}
 
 // PeekAsync returns the head without removing it (LINDEX 0); ErrNil when empty.
 func (o *Queue) PeekAsync() *Future[string] {
@@ -286,7 +296,9 @@ func (o *Queue) PeekAsync() *Future[string] {
 }
 
 // SizeAsync returns the length (LLEN).
-func (o *Queue) SizeAsync() *Future[int64] { return enqueue(o.b, decodeInt64, "LLEN", o.key, nil, o.key) }
+func (o *Queue) SizeAsync() *Future[int64] {
+	return enqueue(o.b, decodeInt64, "LLEN", o.key, nil, o.key)
+}
 
 // Deque is a double-ended queue on a list (Redisson's RDeque).
 type Deque struct{ Queue }
@@ -334,7 +346,9 @@ func (o *Stream) AddAsync(fields ...any) *Future[string] {
 }
 
 // SizeAsync returns the number of entries (XLEN).
-func (o *Stream) SizeAsync() *Future[int64] { return enqueue(o.b, decodeInt64, "XLEN", o.key, nil, o.key) }
+func (o *Stream) SizeAsync() *Future[int64] {
+	return enqueue(o.b, decodeInt64, "XLEN", o.key, nil, o.key)
+}
 
 // HyperLogLog is a cardinality estimator (Redisson's RHyperLogLog).
 type HyperLogLog struct{ object }

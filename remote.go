@@ -37,11 +37,11 @@ func (b *Batch) pushRemote(i int) {
 	}
 	if e == nil {
 		e = &entry{node: node, fallback: fallback}
-		e.session = batch.Open(b.plan(), e.acquire)
+		e.session = batch.Open(b.plan(), b.resolveReply, e.acquire)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
-	e.session.Push(c.Sink, b.q.Bytes(i))
+	e.session.Push(i, b.q.Bytes(i))
 }
 
 // closeSession sends EXEC (or DISCARD) on e's session, waits for the

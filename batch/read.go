@@ -2,9 +2,12 @@ package batch
 
 import (
 	"errors"
-
-	"github.com/rbatch/rbatch/queue"
 )
+
+// Resolver hands a command its reply: the server's answer as redigo reads
+// it (int64, []byte, a status string, []any, nil, or a redis.Error value for
+// an error reply). index is the command's submission index.
+type Resolver func(index int, reply any)
 
 // source tells the reader about the group's commands. For a group sent at
 // Execute they are all known at once; for a Redis-side queue they arrive
@@ -13,15 +16,15 @@ type source interface {
 	// has reports whether the group has a command k, waiting until that is
 	// known (the command was pushed, or the group was closed).
 	has(k int) bool
-	// sink returns command k's sink; k is one has reported.
-	sink(k int) queue.Sink
+	// index returns command k's submission index; k is one has reported.
+	index(k int) int
 	// tail reports whether a WAIT/WAITAOF follows; asked after the commands.
 	tail() bool
 }
 
 // read consumes the replies of a group laid out by p, resolving the
 // commands' sinks, and fills res. It stops at the first transport error.
-func read(conn Conn, p Plan, prefix int, src source, res *Result) {
+func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Result) {
 	recv := func() (any, error) {
 		r, err := conn.Receive(p.ResponseTimeout)
 		if err != nil && res.Err == nil {
@@ -49,7 +52,7 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 		}
 		res.Skipped = true
 	} else if p.Atomic {
-		if !readTransaction(recv, src, res) {
+		if !readTransaction(recv, src, resolve, res) {
 			return
 		}
 	} else {
@@ -58,7 +61,7 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 			if err != nil {
 				return
 			}
-			src.sink(k).Resolve(r, nil)
+			resolve(src.index(k), r)
 			res.Answered++
 		}
 	}
@@ -74,7 +77,7 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 
 // readTransaction reads MULTI's reply, one QUEUED (or queue-time error) per
 // command, and EXEC's reply, which resolves the commands.
-func readTransaction(recv func() (any, error), src source, res *Result) bool {
+func readTransaction(recv func() (any, error), src source, resolve Resolver, res *Result) bool {
 	r, err := recv()
 	if err != nil {
 		return false
@@ -86,7 +89,7 @@ func readTransaction(recv func() (any, error), src source, res *Result) bool {
 			if err != nil {
 				return false
 			}
-			src.sink(k).Resolve(r, nil)
+			resolve(src.index(k), r)
 			res.Answered++
 		}
 		_, err := recv() // EXEC without MULTI
@@ -110,7 +113,7 @@ func readTransaction(recv func() (any, error), src source, res *Result) bool {
 	case []any:
 		if len(v) == n && res.Aborted == nil {
 			for k, e := range v {
-				src.sink(k).Resolve(e, nil)
+				resolve(src.index(k), e)
 			}
 			res.Answered = n
 			return true

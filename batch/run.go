@@ -42,17 +42,20 @@ type Group struct {
 	// read and dropped, such as SCRIPT LOAD for the group's EVALSHAs.
 	Prefix [][]byte
 
+	// Resolve receives each answered command's reply.
+	Resolve Resolver
+
 	Plan
 }
 
 type groupSource struct{ g *Group }
 
-func (s groupSource) has(k int) bool        { return k < len(s.g.Indices) }
-func (s groupSource) sink(k int) queue.Sink { return s.g.Queue.At(s.g.Indices[k]).Sink }
-func (s groupSource) tail() bool            { return s.g.Tail != nil }
+func (s groupSource) has(k int) bool  { return k < len(s.g.Indices) }
+func (s groupSource) index(k int) int { return s.g.Indices[k] }
+func (s groupSource) tail() bool      { return s.g.Tail != nil }
 
-// Run sends g's commands on conn laid out by g.Plan and resolves each
-// command's sink with its reply. It returns when every expected reply was
+// Run sends g's commands on conn laid out by g.Plan and hands each answered
+// command its reply through g.Resolve. It returns when every expected reply was
 // read, or at the first transport error, or when ctx ends (then conn is
 // aborted).
 func Run(ctx context.Context, conn Conn, g Group) Result {
@@ -64,7 +67,7 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 	go func() { werr <- writeGroup(ctx, conn, &g, &w) }()
 
 	var res Result
-	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
+	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, g.Resolve, &res)
 	return finish(ctx, conn, &res, &w, werr)
 }
 

@@ -3,8 +3,6 @@ package batch
 import (
 	"context"
 	"sync"
-
-	"github.com/rbatch/rbatch/queue"
 )
 
 // Session is a Redis-side queue: a connection held for one batch, on which
@@ -18,6 +16,7 @@ import (
 // their calls so that commands keep their order (the batch's lock does).
 type Session struct {
 	plan    Plan
+	resolve Resolver
 	acquire func(ctx context.Context) (Conn, error)
 	cancel  context.CancelFunc // stops a pending acquire
 	done    chan struct{}      // closed when the reader and writer are finished; res is final
@@ -26,17 +25,17 @@ type Session struct {
 	cond    *sync.Cond // signalled when out, sinks or closed change
 	conn    Conn       // set once acquired
 	out     []byte     // frames waiting for the writer
-	sinks   []queue.Sink
-	closed  bool // EXEC or DISCARD pushed: no more commands
-	discard bool // the queue was closed by DISCARD
+	indices []int      // submission indices of the commands pushed
+	closed  bool       // EXEC or DISCARD pushed: no more commands
+	discard bool       // the queue was closed by DISCARD
 
 	res Result // written by the run goroutine before done closes
 }
 
 // Open starts a session: acquire gets its connection in the background.
-func Open(plan Plan, acquire func(ctx context.Context) (Conn, error)) *Session {
+func Open(plan Plan, resolve Resolver, acquire func(ctx context.Context) (Conn, error)) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{plan: plan, acquire: acquire, cancel: cancel, done: make(chan struct{})}
+	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	for _, f := range plan.head() {
 		s.out = append(s.out, f...)
@@ -45,17 +44,17 @@ func Open(plan Plan, acquire func(ctx context.Context) (Conn, error)) *Session {
 	return s
 }
 
-// Push queues one encoded command whose reply goes to sink (for a
-// transaction, its QUEUED; EXEC's element resolves sink). It returns false
-// when the session was already closed.
-func (s *Session) Push(sink queue.Sink, cmd []byte) bool {
+// Push queues one encoded command, submission index i. Its QUEUED reply is
+// read as it arrives; EXEC's element for it goes to the resolver. It returns
+// false when the session was already closed.
+func (s *Session) Push(i int, cmd []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.out = append(s.out, cmd...)
-	s.sinks = append(s.sinks, sink)
+	s.indices = append(s.indices, i)
 	s.cond.Broadcast()
 	return true
 }
@@ -64,7 +63,7 @@ func (s *Session) Push(sink queue.Sink, cmd []byte) bool {
 func (s *Session) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sinks)
+	return len(s.indices)
 }
 
 // Exec sends EXEC and the tail, waits for the replies, and returns the
@@ -139,7 +138,7 @@ func (s *Session) run(ctx context.Context) {
 	var w progress
 	werr := make(chan error, 1)
 	go func() { werr <- s.write(conn, &w) }()
-	read(conn, s.plan, 0, sessionSource{s}, &s.res)
+	read(conn, s.plan, 0, sessionSource{s}, s.resolve, &s.res)
 	finish(ctx, conn, &s.res, &w, werr)
 	if s.res.Err != nil {
 		s.res.Clean = false
@@ -162,7 +161,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		}
 		// EXEC is appended when the queue closes, so the first buffer
 		// taken once closed holds it.
-		buf, pushed, closed, discard := s.out, len(s.sinks), s.closed, s.discard
+		buf, pushed, closed, discard := s.out, len(s.indices), s.closed, s.discard
 		s.out = spare[:0]
 		s.mu.Unlock()
 
@@ -197,17 +196,17 @@ func (src sessionSource) has(k int) bool {
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k >= len(s.sinks) && !s.closed {
+	for k >= len(s.indices) && !s.closed {
 		s.cond.Wait()
 	}
-	return k < len(s.sinks)
+	return k < len(s.indices)
 }
 
-func (src sessionSource) sink(k int) queue.Sink {
+func (src sessionSource) index(k int) int {
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sinks[k]
+	return s.indices[k]
 }
 
 func (src sessionSource) tail() bool {

@@ -6,20 +6,13 @@
 // access.
 package queue
 
-// Sink receives the outcome of one command. reply is the server's answer as
-// redigo returns it (int64, []byte, string for status replies, []any, nil, or
-// redis.Error for an error reply) and err is nil; or err is an *Outcome when
-// the command was not answered.
-type Sink interface {
-	Resolve(reply any, err error)
-}
-
 // Command is one queued command.
 type Command struct {
 	Name  string // upper-case command name
 	Key   string // routing key; "" for a command without one
 	Flags Flags
-	Sink  Sink
+	// Future is the batch's handle for the command's outcome; opaque here.
+	Future any
 	// Err is why the command cannot be sent (an argument that does not
 	// encode, a forbidden command). A batch holding one sends nothing.
 	Err error
@@ -32,17 +25,23 @@ type Command struct {
 // growing batch never copies what it already holds.
 const chunkSize = 64 << 10
 
+// blockSize is the number of commands per block of a Queue: blocks are
+// allocated whole and never copied, so a queue of millions grows without
+// moving what it holds.
+const blockSize = 4096
+
 // Queue is an append-only list of encoded commands.
 type Queue struct {
-	cmds   []Command
+	blocks [][]Command // full blocks of blockSize, and the last one filling
+	n      int
 	chunks [][]byte
 }
 
 // Len returns the number of queued commands.
-func (q *Queue) Len() int { return len(q.cmds) }
+func (q *Queue) Len() int { return q.n }
 
 // At returns command i (its submission index).
-func (q *Queue) At(i int) *Command { return &q.cmds[i] }
+func (q *Queue) At(i int) *Command { return &q.blocks[i/blockSize][i%blockSize] }
 
 // Add encodes c.Name and args and appends the command; it returns its index.
 // An encoding error is kept in the command's Err, not returned: the command
@@ -60,13 +59,18 @@ func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
 		q.chunks[n] = buf
 		c.chunk, c.off, c.end = int32(n), int32(off), int32(len(buf))
 	}
-	q.cmds = append(q.cmds, c)
-	return len(q.cmds) - 1
+	if q.n%blockSize == 0 {
+		q.blocks = append(q.blocks, make([]Command, 0, blockSize))
+	}
+	last := len(q.blocks) - 1
+	q.blocks[last] = append(q.blocks[last], c)
+	q.n++
+	return q.n - 1
 }
 
 // Bytes returns the RESP encoding of command i.
 func (q *Queue) Bytes(i int) []byte {
-	c := &q.cmds[i]
+	c := q.At(i)
 	return q.chunks[c.chunk][c.off:c.end]
 }
 
@@ -74,11 +78,11 @@ func (q *Queue) Bytes(i int) []byte {
 // back in one buffer, and how many commands it covers (at least 1). Writers use
 // it to hand large slices to the socket.
 func (q *Queue) Span(idx []int) (b []byte, n int) {
-	first := &q.cmds[idx[0]]
+	first := q.At(idx[0])
 	end := first.end
 	n = 1
 	for n < len(idx) {
-		c := &q.cmds[idx[n]]
+		c := q.At(idx[n])
 		if c.chunk != first.chunk || c.off != end {
 			break
 		}

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/rbatch/rbatch/batch"
@@ -111,4 +112,22 @@ type Node interface {
 	// Put gives a connection back; an unclean one is closed, not reused.
 	Put(c batch.Conn, clean bool)
 	Close() error
+}
+
+// PingIdle sends PING on every idle connection and reports the first that
+// does not answer PONG: a connection left with pending replies, an open
+// transaction or replies turned off would answer something else.
+func (p *Pool) PingIdle() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.idle {
+		reply, err := c.Do("PING")
+		if err != nil {
+			return fmt.Errorf("%s: idle connection: %w", p.addr, err)
+		}
+		if reply != "PONG" {
+			return fmt.Errorf("%s: idle connection answered %v to PING", p.addr, reply)
+		}
+	}
+	return nil
 }

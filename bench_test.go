@@ -1,0 +1,137 @@
+package rbatch_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch"
+)
+
+// benchSizes are the batch sizes every benchmark runs at.
+var benchSizes = []struct {
+	name string
+	n    int
+}{{"1k", 1_000}, {"100k", 100_000}, {"1M", 1_000_000}}
+
+// workload is one benchmark's command, queued through rbatch or sent with
+// redigo, and the check that all n of them took effect.
+type workload struct {
+	queue func(b *rbatch.Batch, i int)
+	send  func(c redis.Conn, i int) error
+	check func(b *testing.B, n int)
+}
+
+// BenchmarkSADD adds n members to one set: rbatch's IN_MEMORY batch against
+// a hand-written redigo pipeline (one writer goroutine, one reader).
+func BenchmarkSADD(b *testing.B) {
+	const key = "bench:sadd"
+	runWorkload(b, workload{
+		queue: func(bt *rbatch.Batch, i int) { bt.Set(key).AddAsync(i) },
+		send:  func(c redis.Conn, i int) error { return c.Send("SADD", key, i) },
+		check: func(b *testing.B, n int) {
+			if got := srv.MustDo(b, "SCARD", key); got != int64(n) {
+				b.Fatalf("SCARD = %v, want %d", got, n)
+			}
+		},
+	})
+}
+
+// BenchmarkSET sets n distinct keys.
+func BenchmarkSET(b *testing.B) {
+	keys := make([]string, benchSizes[len(benchSizes)-1].n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench:set:%d", i)
+	}
+	runWorkload(b, workload{
+		queue: func(bt *rbatch.Batch, i int) { bt.Bucket(keys[i]).SetAsync("value") },
+		send:  func(c redis.Conn, i int) error { return c.Send("SET", keys[i], "value") },
+		check: func(b *testing.B, n int) {
+			if got := srv.MustDo(b, "DBSIZE"); got != int64(n) {
+				b.Fatalf("DBSIZE = %v, want %d", got, n)
+			}
+		},
+	})
+}
+
+func runWorkload(b *testing.B, w workload) {
+	b.Run("rbatch", func(b *testing.B) {
+		c := newClient(b)
+		for _, size := range benchSizes {
+			b.Run(size.name, func(b *testing.B) {
+				measure(b, size.n, w.check, func() {
+					bt := c.NewBatch()
+					for i := range size.n {
+						w.queue(bt, i)
+					}
+					if _, err := bt.Execute(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
+	})
+	b.Run("redigo", func(b *testing.B) {
+		conn := srv.Conn(b, redis.DialReadTimeout(time.Minute), redis.DialWriteTimeout(time.Minute))
+		for _, size := range benchSizes {
+			b.Run(size.name, func(b *testing.B) {
+				measure(b, size.n, w.check, func() {
+					if err := redigoPipeline(conn, size.n, w.send); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
+	})
+}
+
+// redigoPipeline sends n commands from a writer goroutine while the calling
+// goroutine receives the n replies, as a careful redigo user would.
+func redigoPipeline(conn redis.Conn, n int, send func(c redis.Conn, i int) error) error {
+	werr := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := send(conn, i); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- conn.Flush()
+	}()
+	for range n {
+		if _, err := conn.Receive(); err != nil {
+			conn.Close() // unblocks the writer
+			<-werr
+			return err
+		}
+	}
+	return <-werr
+}
+
+// measure runs one timed iteration b.N times, each after a FLUSHALL outside
+// the timer, checks the result outside the timer too, and reports commands
+// per second and heap allocations per command besides the usual figures.
+func measure(b *testing.B, n int, check func(b *testing.B, n int), iteration func()) {
+	b.ReportAllocs()
+	var mallocs uint64
+	var ms runtime.MemStats
+	b.StopTimer()
+	for range b.N {
+		srv.FlushAll(b)
+		runtime.ReadMemStats(&ms)
+		before := ms.Mallocs
+		b.StartTimer()
+		iteration()
+		b.StopTimer()
+		runtime.ReadMemStats(&ms)
+		mallocs += ms.Mallocs - before
+		check(b, n)
+	}
+	cmds := float64(n) * float64(b.N)
+	b.ReportMetric(cmds/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(float64(mallocs)/cmds, "allocs/cmd")
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rbatch_test
+
+const raceEnabled = false
