@@ -19,5 +19,5 @@ type Single struct{ Node pool.Node }
 var _ Router = Single{}
 
 func (s Single) Route(string) (pool.Node, error) { return s.Node, nil }
-func (s Single) Nodes() []pool.Node               { return []pool.Node{s.Node} }
-func (s Single) Close() error                     { return s.Node.Close() }
+func (s Single) Nodes() []pool.Node              { return []pool.Node{s.Node} }
+func (s Single) Close() error                    { return s.Node.Close() }
