@@ -32,6 +32,12 @@ type Batch struct {
 	// a RedisReadAtomic batch, a key that cannot be routed): Execute discards
 	// the transaction and refuses the batch.
 	remoteErr error
+	// remoteKey is the first key of a Redis-side batch in a cluster: it picks
+	// the slot the transaction must keep to.
+	remoteKey string
+	// submitted is the number of commands the user queued, fixed when
+	// Execute starts (split commands' parts are queued after them).
+	submitted int
 }
 
 type batchState int
@@ -91,7 +97,7 @@ func enqueue[T any](b *Batch, dec func(any) (T, error), name, key string, argErr
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	var sub string
 	if len(args) > 0 {
-		sub, _ = args[0].(string)
+		sub = argString(args[0])
 	}
 	name, flags, err := queue.Lookup(cmd, sub)
 	if err != nil {
@@ -175,7 +181,7 @@ func (b *Batch) routeKey(key string, readOnly bool) (node, fallback pool.Node, e
 	if err != nil || !readOnly || b.c.readFrom == Primary {
 		return node, nil, err
 	}
-	if r := b.c.replicaOf(node); r != nil {
+	if r := b.c.router.Replica(node); r != nil {
 		return r, node, nil
 	}
 	return node, nil, nil

@@ -73,14 +73,11 @@ func (cfg Config) withDefaults() (Config, error) {
 // application and Close it at the end.
 type Client struct {
 	router   route.Router
-	info     pool.ServerInfo // what the server said when first connected
+	cluster  bool
+	info     pool.ServerInfo // what the first server said when connected
 	readFrom ReadFrom
-	replicas map[pool.Node]pool.Node // primary → the replica its read-only work may go to
 	closed   atomic.Bool
 }
-
-// replicaOf returns the replica for a primary's read-only work, or nil.
-func (c *Client) replicaOf(primary pool.Node) pool.Node { return c.replicas[primary] }
 
 // NewClient connects to the first reachable address of cfg.Addrs, checks the
 // credentials, and returns a client whose connections are pooled per node.
@@ -111,15 +108,15 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		if info.Cluster {
 			conn.Close()
-			return nil, fmt.Errorf("rbatch: %s runs in cluster mode: %w (cluster support)", addr, ErrNotImplemented)
+			return newClusterClient(ctx, cfg, opts, info)
 		}
 		p := newPool(addr, cfg.PoolSize, opts)
 		p.AddIdle(conn)
-		c := &Client{router: route.Single{Node: p}, info: info, readFrom: cfg.ReadFrom}
+		single := route.Single{Primary: p}
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
-			c.replicas = map[pool.Node]pool.Node{p: newPool(info.Replicas[0], cfg.PoolSize, opts)}
+			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
-		return c, nil
+		return &Client{router: single, info: info, readFrom: cfg.ReadFrom}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
 }
@@ -135,7 +132,7 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // context interrupts a batch only at its next reply (or the pool's read
 // timeout), and WAITAOF is sent without a version check.
 func NewClientFromPool(p *redis.Pool) *Client {
-	return &Client{router: route.Single{Node: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
+	return &Client{router: route.Single{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
 }
 
 // NewBatch starts an empty batch. Invalid options are reported by Execute.
@@ -149,9 +146,6 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
-	}
-	for _, r := range c.replicas {
-		r.Close()
 	}
 	return c.router.Close()
 }

@@ -2,6 +2,7 @@ package rbatch
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 
 	"github.com/gomodule/redigo/redis"
@@ -85,7 +86,9 @@ func decodePositive(reply any) (bool, error) {
 func decodeSetIf(reply any) (bool, error) {
 	switch r := reply.(type) {
 	case string:
-		return r == "OK", nil
+		if r == "OK" {
+			return true, nil
+		}
 	case nil:
 		return false, nil
 	}
@@ -99,6 +102,9 @@ func decodeStrings(reply any) ([]string, error) {
 		for i, e := range r {
 			if e == nil {
 				continue
+			}
+			if re, ok := e.(redis.Error); ok {
+				return nil, &RedisError{Msg: string(re)}
 			}
 			s, err := decodeString(e)
 			if err != nil {
@@ -152,4 +158,19 @@ func plain(reply any) any {
 		return out
 	}
 	return reply
+}
+
+// argString reads a command's first argument as text when it is one
+// (string, []byte or a named string type), for the command table.
+func argString(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case []byte:
+		return string(s)
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+		return rv.String()
+	}
+	return ""
 }

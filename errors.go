@@ -182,3 +182,11 @@ func orRedisError(err error) error {
 	}
 	return err
 }
+
+// replyErr returns a reply's error when it is an error reply.
+func replyErr(reply any) error {
+	if e, ok := reply.(redis.Error); ok {
+		return e
+	}
+	return nil
+}

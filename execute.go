@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -12,7 +15,11 @@ import (
 	"github.com/rbatch/rbatch/queue"
 )
 
+// maxRedirects bounds how often one command follows MOVED or ASK.
+const maxRedirects = 5
+
 func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
+	b.submitted = b.q.Len() // parts of split commands are queued after
 	if err := b.refusal(ctx); err != nil {
 		b.discardRemote(ctx) // a Redis-side queue is dropped: nothing applied
 		return b.refuse(err)
@@ -21,148 +28,202 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 		return &BatchResult{Responses: []any{}}, nil
 	}
 	entries := b.remote
+	var splits []split
 	if !b.opts.Mode.redisSide() {
+		var idx []int
+		idx, splits = b.splitMultiKey()
 		var err error
-		if entries, err = b.groupByNode(); err != nil {
+		if entries, err = b.groupByNode(idx); err != nil {
 			return b.refuse(err)
 		}
 	}
-	nodes := make([]NodeResult, len(entries))
-	errs := make([]error, len(entries))
-	var g errgroup.Group
-	for i, e := range entries {
-		g.Go(func() error {
-			nodes[i], errs[i] = b.runEntry(ctx, e)
-			return nil
-		})
-	}
-	g.Wait()
-	return b.collect(nodes, errors.Join(errs...))
+	var stats nodeStats
+	nodeErr := b.runRounds(ctx, entries, &stats)
+	b.joinSplits(splits)
+	return b.collect(stats.list, nodeErr)
 }
 
-// refusal returns why the batch cannot be sent at all, naming the first bad
-// command; nil when it can go.
-func (b *Batch) refusal(ctx context.Context) error {
-	switch {
-	case b.c.closed.Load():
-		return ErrClosed
-	case b.optErr != nil:
-		return b.optErr
-	}
-	for i := 0; i < b.q.Len(); i++ {
-		if c := b.q.At(i); c.Err != nil {
-			return &CommandError{Index: i, Command: c.Name, Err: c.Err}
+// runRounds runs the entries, all at once, then again what came back to be
+// sent elsewhere (MOVED, ASK) or later (retries), until nothing is left.
+// Every command is resolved when it returns.
+func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStats) error {
+	var nodeErrs []error
+	redirects := map[int]int{}
+	retryRounds := 0
+	for round := 1; len(entries) > 0; round++ {
+		gen := b.c.router.Generation()
+		outs := make([]followUp, len(entries))
+		var g errgroup.Group
+		for i, e := range entries {
+			g.Go(func() error {
+				outs[i] = b.runEntry(ctx, e, round, stats)
+				return nil
+			})
 		}
-	}
-	if b.remoteErr != nil {
-		return b.remoteErr
-	}
-	return ctx.Err()
-}
+		g.Wait()
 
-// refuse fails every command as not sent because of cause.
-func (b *Batch) refuse(cause error) (*BatchResult, error) {
-	err := &notSentError{cause: cause}
-	bad, _ := cause.(*CommandError)
-	for i := 0; i < b.q.Len(); i++ {
-		if bad != nil && bad.Index == i {
-			b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: bad.Err})
-			continue
+		var again, retry []int
+		asked := map[string][]int{}
+		refresh := false
+		for _, o := range outs {
+			nodeErrs = append(nodeErrs, o.err)
+			retry = append(retry, o.retry...)
+			again = append(again, limit(o.moved, redirects)...)
+			for addr, idx := range o.asked {
+				asked[addr] = append(asked[addr], limit(idx, redirects)...)
+			}
+			refresh = refresh || o.refresh
 		}
-		b.q.At(i).Future.(outcome).resolve(nil, err)
-	}
-	res, _ := b.collect(nil, nil)
-	berr := &BatchError{Err: err}
-	if bad != nil {
-		berr.Commands = []CommandError{*bad}
-	}
-	return res, berr
-}
-
-// plan is the wire layout the options ask for.
-func (b *Batch) plan() batch.Plan {
-	p := batch.Plan{
-		Atomic:          b.opts.Mode.atomic(),
-		SkipResult:      b.opts.SkipResult,
-		ResponseTimeout: b.opts.ResponseTimeout,
-	}
-	switch {
-	case b.opts.SyncAOF:
-		p.Tail = batch.WaitAOF(b.opts.SyncAOFLocal, b.opts.SyncAOFReplicas, b.opts.SyncAOFTimeout)
-	case b.opts.Sync:
-		p.Tail = batch.Wait(b.opts.SyncReplicas, b.opts.SyncTimeout)
-	}
-	return p
-}
-
-// runEntry runs one node's group, retrying what is safe to retry, and
-// resolves every command of it. The error is about the node as a whole
-// (a refused sync, a refused MULTI); command failures are in the futures.
-func (b *Batch) runEntry(ctx context.Context, e *entry) (NodeResult, error) {
-	nr := NodeResult{Addr: e.node.Addr(), Commands: len(e.indices)}
-	start := time.Now()
-	idx := e.indices
-	var nodeErr error
-	for {
-		nr.Attempts++
-		var r batch.Result
-		var connErr error
-		if nr.Attempts == 1 && e.session != nil {
-			r, connErr = b.closeSession(ctx, e, false)
-		} else {
-			r, connErr = b.runGroup(ctx, e, idx)
+		if len(retry) > 0 {
+			retryRounds++
+			if retryRounds > b.opts.RetryAttempts || !sleep(ctx, b.opts.RetryInterval) {
+				retry = nil // they keep their last outcome
+			}
 		}
-		if e.used != nil {
-			nr.Addr = e.used.Addr()
-		}
-		var retry []int
-		retry, nodeErr = b.settle(idx, r, connErr, &nr)
-		if len(retry) == 0 || nr.Attempts > b.opts.RetryAttempts || !sleep(ctx, b.opts.RetryInterval) {
+		if ctx.Err() != nil {
 			break
 		}
-		idx = retry
+		if refresh || len(again) > 0 {
+			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell
+		}
+		again = append(again, retry...)
+		slices.Sort(again) // resent in their original order
+		entries = nil
+		if len(again) > 0 {
+			var err error
+			if entries, err = b.groupByNode(again); err != nil {
+				b.resolve(again, &notSentError{cause: err})
+				entries = nil
+			}
+		}
+		for addr, idx := range asked {
+			if len(idx) > 0 {
+				entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx, asking: true})
+			}
+		}
 	}
-	nr.Duration = time.Since(start)
-	return nr, nodeErr
+	return errors.Join(nodeErrs...)
 }
 
-// runGroup sends idx as one group on a connection of e's node (or its
-// fallback when the node cannot be reached).
-func (b *Batch) runGroup(ctx context.Context, e *entry, idx []int) (batch.Result, error) {
+// limit counts a redirect for each command and keeps those still under the
+// bound; the others keep the redirect error as their outcome.
+func limit(idx []int, redirects map[int]int) []int {
+	out := idx[:0:0]
+	for _, i := range idx {
+		if redirects[i]++; redirects[i] <= maxRedirects {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (b *Batch) allIndices() []int {
+	idx := make([]int, b.q.Len())
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// followUp is what a round leaves to do for one entry's commands.
+type followUp struct {
+	retry   []int            // safe to send again after RetryInterval
+	moved   []int            // MOVED: send to the slot's new owner
+	asked   map[string][]int // ASK: send to that node, after ASKING
+	refresh bool             // the node failed: reload the slot map
+	err     error            // about the node as a whole (sync, MULTI refused)
+}
+
+// nodeStats gathers the NodeResults of a batch, one per node address.
+type nodeStats struct {
+	mu   sync.Mutex // guards list
+	list []NodeResult
+}
+
+func (s *nodeStats) add(nr NodeResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.list {
+		if p := &s.list[i]; p.Addr == nr.Addr {
+			p.Commands += nr.Commands
+			p.Attempts++
+			p.Duration += nr.Duration
+			p.ServerErrors += nr.ServerErrors
+			p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
+			return
+		}
+	}
+	nr.Attempts = 1
+	s.list = append(s.list, nr)
+}
+
+// runEntry runs one entry's group (closing its Redis-side session in the
+// first round) and resolves what the group did not.
+func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeStats) followUp {
+	start := time.Now()
+	var r batch.Result
+	var connErr error
+	if round == 1 && e.session != nil {
+		r, connErr = b.closeSession(ctx, e, false)
+	} else {
+		r, connErr = b.runGroup(ctx, e)
+	}
+	used := e.node
+	if e.used != nil {
+		used = e.used
+	}
+	nr := NodeResult{Addr: used.Addr(), Commands: len(e.indices), Duration: time.Since(start)}
+	fu := b.settle(e.indices, r, connErr, &nr)
+	stats.add(nr)
+	return fu
+}
+
+// runGroup sends the entry's commands as one group on a connection of its
+// node (or its fallback when the node cannot be reached).
+func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	conn, err := e.acquire(ctx)
 	if err != nil {
 		return batch.Result{}, err
 	}
-	r := batch.Run(ctx, conn, batch.Group{Queue: &b.q, Indices: idx, Prefix: b.scriptLoads(), Resolve: b.resolveReply, Plan: b.plan()})
+	loads, shas := b.scriptLoads()
+	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: b.resolveReply, Plan: b.plan()}
+	if e.asking {
+		if g.Atomic {
+			g.Prefix = append([][]byte{batch.Asking}, g.Prefix...) // lasts until EXEC
+		} else {
+			g.AskEach = true
+		}
+	}
+	r := batch.Run(ctx, conn, g)
 	e.used.Put(conn, r.Clean)
+	b.scriptFailures(e.indices, shas, r.PrefixReplies[len(r.PrefixReplies)-min(len(shas), len(r.PrefixReplies)):])
 	return r, nil
 }
 
 // settle resolves the commands of idx that the group left unresolved, fills
-// nr, and returns the commands that are safe to send again.
-func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult) (retry []int, nodeErr error) {
+// nr's figures, and says what is left to do.
+func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult) (fu followUp) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", nr.Addr, err) }
 	if connErr != nil { // nothing was written
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
-		return idx, nil
+		return followUp{retry: idx, refresh: true}
 	}
 	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
 	if r.SyncErr != nil {
-		nodeErr = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
+		fu.err = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
 	}
+	fu.refresh = r.Err != nil
 	p := b.plan()
 	switch {
 	case r.Skipped:
 		b.resolve(idx, ErrResultSkipped)
 		if r.Err != nil { // the commands were done; the sync reply was lost
-			nodeErr = errors.Join(nodeErr, wrap(fmt.Errorf("sync: %w", &unknownError{cause: r.Err})))
+			fu.err = errors.Join(fu.err, wrap(fmt.Errorf("sync: %w", &unknownError{cause: r.Err})))
 		}
 	case p.Atomic && r.MultiRefused == nil && r.Answered < len(idx):
 		if r.Aborted != nil {
 			b.resolve(idx, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
-			if retryable(r.Aborted.Cause) {
-				retry = idx
-			}
+			b.redirect(&fu, idx, r.Aborted.Cause, nr.Addr)
 		} else if r.ExecSent || (p.SkipResult && r.Sent > 0) {
 			b.resolve(idx, &unknownError{cause: wrap(r.Err)})
 		} else {
@@ -172,11 +233,11 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 	case p.SkipResult: // replies were off and never turned back on
 		b.resolve(idx[:r.Sent], &unknownError{cause: wrap(r.Err)})
 		b.resolve(idx[r.Sent:], &notSentError{cause: wrap(r.Err)})
-		retry = idx[r.Sent:]
+		fu.retry = idx[r.Sent:]
 	default:
 		for _, i := range idx[:r.Answered] {
-			if retryable(b.q.At(i).Future.(outcome).failure()) {
-				retry = append(retry, i)
+			if err := b.q.At(i).Future.(outcome).failure(); err != nil {
+				b.redirect(&fu, []int{i}, err, nr.Addr)
 			}
 		}
 		if r.Answered < len(idx) {
@@ -184,21 +245,63 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 			for _, i := range idx[r.Answered:r.Sent] {
 				b.q.At(i).Future.(outcome).resolve(nil, unknown)
 				if b.q.At(i).Flags&queue.ReadOnly != 0 {
-					retry = append(retry, i) // reading twice is harmless
+					fu.retry = append(fu.retry, i) // reading twice is harmless
 				}
 			}
 			b.resolve(idx[r.Sent:], &notSentError{cause: wrap(r.Err)})
-			retry = append(retry, idx[r.Sent:]...)
+			fu.retry = append(fu.retry, idx[r.Sent:]...)
 		}
 		if r.MultiRefused != nil {
-			nodeErr = errors.Join(nodeErr, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
+			fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
 				orRedisError(r.MultiRefused))))
 		}
 	}
-	if p.Atomic && len(retry) > 0 {
-		retry = idx // a transaction is retried whole
+	if p.Atomic && (len(fu.retry) > 0 || len(fu.moved) > 0) {
+		// A transaction goes again whole.
+		fu.retry, fu.moved = retryWhole(fu.retry, idx), retryWhole(fu.moved, idx)
 	}
-	return retry, nodeErr
+	return fu
+}
+
+func retryWhole(part, whole []int) []int {
+	if len(part) == 0 {
+		return nil
+	}
+	return whole
+}
+
+// redirect files cmds under what err asks for: a retry (LOADING, BUSY,
+// TRYAGAIN, …), a MOVED or an ASK. A MOVED back to the node that answered
+// it is not followed: the command keeps the error.
+func (b *Batch) redirect(fu *followUp, cmds []int, err error, from string) {
+	re := asRedisError(err)
+	if re == nil {
+		return
+	}
+	switch re.Prefix() {
+	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+		fu.retry = append(fu.retry, cmds...)
+	case "MOVED":
+		if addr := redirectAddr(re.Msg); addr != "" && addr != from {
+			fu.moved = append(fu.moved, cmds...)
+		}
+	case "ASK":
+		if addr := redirectAddr(re.Msg); addr != "" && addr != from {
+			if fu.asked == nil {
+				fu.asked = map[string][]int{}
+			}
+			fu.asked[addr] = append(fu.asked[addr], cmds...)
+		}
+	}
+}
+
+// redirectAddr returns the address of "MOVED 3999 127.0.0.1:6381".
+func redirectAddr(msg string) string {
+	f := strings.Fields(msg)
+	if len(f) != 3 {
+		return ""
+	}
+	return f[2]
 }
 
 // abortCause names the command whose queue-time error aborted a transaction.
@@ -222,7 +325,7 @@ func (b *Batch) resolve(idx []int, err error) {
 
 // collect builds the result from the resolved futures.
 func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error) {
-	n := b.q.Len()
+	n := b.submitted
 	res := &BatchResult{Nodes: nodes}
 	if !b.opts.SkipResult {
 		res.Responses = make([]any, n)
@@ -251,20 +354,6 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 	return res, nil
 }
 
-// retryable reports a rejection that means "not now": the command was not
-// applied and may be sent again after a pause.
-func retryable(err error) bool {
-	re := asRedisError(err)
-	if re == nil {
-		return false
-	}
-	switch re.Prefix() {
-	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
-		return true
-	}
-	return false
-}
-
 // sleep waits d, or returns false when ctx ends first.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -288,4 +377,59 @@ func (e *entry) acquire(ctx context.Context) (batch.Conn, error) {
 		e.used = e.fallback
 	}
 	return conn, err
+}
+
+// refusal returns why the batch cannot be sent at all, naming the first bad
+// command; nil when it can go.
+func (b *Batch) refusal(ctx context.Context) error {
+	switch {
+	case b.c.closed.Load():
+		return ErrClosed
+	case b.optErr != nil:
+		return b.optErr
+	}
+	for i := 0; i < b.q.Len(); i++ {
+		if c := b.q.At(i); c.Err != nil {
+			return &CommandError{Index: i, Command: c.Name, Err: c.Err}
+		}
+	}
+	if b.remoteErr != nil {
+		return b.remoteErr
+	}
+	return ctx.Err()
+}
+
+// refuse fails every command as not sent because of cause.
+func (b *Batch) refuse(cause error) (*BatchResult, error) {
+	err := &notSentError{cause: cause}
+	bad, _ := cause.(*CommandError)
+	for i := 0; i < b.submitted; i++ {
+		if bad != nil && bad.Index == i {
+			b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: bad.Err})
+			continue
+		}
+		b.q.At(i).Future.(outcome).resolve(nil, err)
+	}
+	res, _ := b.collect(nil, nil)
+	berr := &BatchError{Err: err}
+	if bad != nil {
+		berr.Commands = []CommandError{*bad}
+	}
+	return res, berr
+}
+
+// plan is the wire layout the options ask for.
+func (b *Batch) plan() batch.Plan {
+	p := batch.Plan{
+		Atomic:          b.opts.Mode.atomic(),
+		SkipResult:      b.opts.SkipResult,
+		ResponseTimeout: b.opts.ResponseTimeout,
+	}
+	switch {
+	case b.opts.SyncAOF:
+		p.Tail = batch.WaitAOF(b.opts.SyncAOFLocal, b.opts.SyncAOFReplicas, b.opts.SyncAOFTimeout)
+	case b.opts.Sync:
+		p.Tail = batch.Wait(b.opts.SyncReplicas, b.opts.SyncTimeout)
+	}
+	return p
 }

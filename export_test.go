@@ -10,11 +10,7 @@ import (
 // PONG (no pending reply, no open MULTI, replies on).
 func CheckPoolsClean(c *Client) error {
 	var errs []error
-	nodes := c.router.Nodes()
-	for _, r := range c.replicas {
-		nodes = append(nodes, r)
-	}
-	for _, n := range nodes {
+	for _, n := range c.router.Nodes() {
 		if p, ok := n.(*pool.Pool); ok {
 			errs = append(errs, p.PingIdle())
 		}

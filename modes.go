@@ -93,6 +93,11 @@ type BatchOptions struct {
 	// Codec encodes values that are not strings, []byte, numbers or bool
 	// (nil: such values are an error).
 	Codec Codec
+
+	// TransactionPerSlot runs an atomic batch on a cluster as one
+	// transaction per hash slot: each is atomic on its own, the batch as a
+	// whole is NOT.
+	TransactionPerSlot bool
 }
 
 // Option sets one batch option; see NewBatch.
@@ -135,6 +140,16 @@ func WithRetry(attempts int, interval time.Duration) Option {
 // WithCodec sets how values other than strings, []byte, numbers and bool are
 // encoded, such as JSONCodec.
 func WithCodec(c Codec) Option { return func(o *BatchOptions) { o.Codec = c } }
+
+// WithTransactionPerSlot lets an atomic batch on a cluster span several hash
+// slots by running one MULTI/EXEC per slot. Each slot's commands are applied
+// all or none; the batch as a whole is NOT atomic: another client may see one
+// slot's transaction applied and another's not yet, and one may abort while
+// another commits. Without it, an atomic batch whose keys span slots fails
+// with ErrCrossSlot before anything is sent.
+func WithTransactionPerSlot() Option {
+	return func(o *BatchOptions) { o.TransactionPerSlot = true }
+}
 
 // validate reports the first invalid option, naming it.
 func (o *BatchOptions) validate() error {

@@ -2,6 +2,9 @@ package rbatch
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/rbatch/rbatch/internal/route"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/queue"
@@ -24,24 +27,56 @@ func (b *Batch) pushRemote(i int) {
 		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: ErrReadOnlyBatch}
 		return
 	}
-	node, fallback, err := b.routeKey(c.Key, readOnly)
+	slot, err := b.remoteSlotOf(c)
 	if err != nil {
 		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
 		return
 	}
 	var e *entry
 	for _, r := range b.remote {
-		if r.node == node {
-			e = r
+		if slot < 0 || r.slot == slot || !b.opts.TransactionPerSlot {
+			e = r // in a cluster every entry has a slot; standalone has one entry
 		}
 	}
 	if e == nil {
-		e = &entry{node: node, fallback: fallback}
+		key := c.Key
+		if key == "" && b.c.cluster {
+			key = b.remoteKey
+		}
+		node, fallback, err := b.routeKey(key, readOnly)
+		if err != nil {
+			b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+			return
+		}
+		e = &entry{node: node, fallback: fallback, slot: slot}
 		e.session = batch.Open(b.plan(), b.resolveReply, e.acquire)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
 	e.session.Push(i, b.q.Bytes(i))
+}
+
+// remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
+// (-1 standalone, or keyless), checking that a transaction keeps to one slot.
+func (b *Batch) remoteSlotOf(c *queue.Command) (int, error) {
+	if !b.c.cluster {
+		return -1, nil
+	}
+	if c.Key == "" {
+		if b.remoteKey == "" {
+			return -1, fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
+		}
+		return route.Slot(b.remoteKey), nil
+	}
+	slot := route.Slot(c.Key)
+	switch {
+	case b.remoteKey == "":
+		b.remoteKey = c.Key
+	case b.opts.TransactionPerSlot:
+	case slot != route.Slot(b.remoteKey):
+		return -1, crossSlot(b.remoteKey, route.Slot(b.remoteKey), c.Key, slot)
+	}
+	return slot, nil
 }
 
 // closeSession sends EXEC (or DISCARD) on e's session, waits for the

@@ -3,6 +3,8 @@ package rbatch
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/rbatch/rbatch/queue"
@@ -47,15 +49,40 @@ func evalArgs(script string, keys []string, args []any) []any {
 	return append(all, args...)
 }
 
-// scriptLoads returns the SCRIPT LOAD commands for the batch's scripts.
-func (b *Batch) scriptLoads() [][]byte {
-	if len(b.scripts) == 0 {
-		return nil
+// scriptLoads returns the SCRIPT LOAD commands for the batch's scripts, in
+// the order of their SHA1s.
+func (b *Batch) scriptLoads() (loads [][]byte, shas []string) {
+	for sha := range b.scripts {
+		shas = append(shas, sha)
 	}
-	loads := make([][]byte, 0, len(b.scripts))
-	for _, body := range b.scripts {
-		cmd, _ := queue.AppendCommand(nil, nil, "SCRIPT", "LOAD", body)
+	slices.Sort(shas)
+	for _, sha := range shas {
+		cmd, _ := queue.AppendCommand(nil, nil, "SCRIPT", "LOAD", b.scripts[sha])
 		loads = append(loads, cmd)
 	}
-	return loads
+	return loads, shas
+}
+
+// scriptFailures gives each EVALSHA of idx whose script failed to load
+// (a compile error) that error instead of NOSCRIPT. loaded holds the replies
+// to the SCRIPT LOADs of shas.
+func (b *Batch) scriptFailures(idx []int, shas []string, loaded []any) {
+	failed := map[string]error{}
+	for k, r := range loaded {
+		if err := asRedisError(replyErr(r)); err != nil && k < len(shas) {
+			failed[shas[k]] = fmt.Errorf("loading the script: %w", err)
+		}
+	}
+	if len(failed) == 0 {
+		return
+	}
+	for _, i := range idx {
+		c := b.q.At(i)
+		if c.Name != "EVALSHA" {
+			continue
+		}
+		if err, ok := failed[string(b.q.Args(i)[0])]; ok {
+			c.Future.(outcome).resolve(nil, err)
+		}
+	}
 }

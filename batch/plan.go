@@ -20,6 +20,9 @@ type Plan struct {
 	Tail []byte
 	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
 	ResponseTimeout time.Duration
+	// AskEach sends ASKING before each command (an ASK redirect outside a
+	// transaction; a transaction sends one ASKING before MULTI as a prefix).
+	AskEach bool
 }
 
 var (
@@ -28,6 +31,8 @@ var (
 	multi          = mustEncode("MULTI")
 	exec           = mustEncode("EXEC")
 	discard        = mustEncode("DISCARD")
+	// Asking is the ASKING command, sent before a command redirected by ASK.
+	Asking = mustEncode("ASKING")
 )
 
 func mustEncode(name string, args ...any) []byte {
@@ -87,6 +92,8 @@ func (p Plan) end() [][]byte {
 // commands are answered only by EXEC's reply.
 type Result struct {
 	Answered int // commands whose sinks got their reply (the first Answered of the group)
+	// PrefixReplies holds the replies to the group's prefix frames.
+	PrefixReplies []any
 	Sent     int // commands handed to the connection (≥ Answered)
 	// Err is why the group stopped early: a transport error, a timeout, or
 	// the context's error. Nil when every expected reply was read.

@@ -33,9 +33,11 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 		return r, err
 	}
 	for range prefix {
-		if _, err := recv(); err != nil {
+		r, err := recv()
+		if err != nil {
 			return
 		}
+		res.PrefixReplies = append(res.PrefixReplies, r)
 	}
 	if p.SkipResult {
 		// Replies are off: the first reply is CLIENT REPLY ON's +OK, unless
@@ -57,6 +59,11 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 		}
 	} else {
 		for k := 0; src.has(k); k++ {
+			if p.AskEach {
+				if _, err := recv(); err != nil { // ASKING's +OK
+					return
+				}
+			}
 			r, err := recv()
 			if err != nil {
 				return
@@ -156,6 +163,11 @@ func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool
 		}
 	}
 	for k := 0; src.has(k); k++ {
+		if p.AskEach {
+			if _, err := recv(); err != nil { // ASKING
+				return false
+			}
+		}
 		r, err := recv()
 		if err != nil {
 			return false

@@ -116,6 +116,14 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if g.AskEach {
+			w.sent.Add(1)
+			if err := writeFrames(conn, [][]byte{Asking, g.Queue.Bytes(idx[0])}); err != nil {
+				return err
+			}
+			idx = idx[1:]
+			continue
+		}
 		b, n := g.Queue.Span(idx)
 		w.sent.Add(int64(n))
 		if _, err := conn.Write(b); err != nil {

@@ -14,6 +14,9 @@ const (
 	ReadOnly Flags = 1 << iota
 	// NoKey commands name no key; in a cluster any node may run them.
 	NoKey
+	// MultiKey commands take only keys as arguments (DEL, EXISTS, MGET, …):
+	// in a cluster they are split per slot.
+	MultiKey
 )
 
 // ErrForbidden is the cause when a command may not be queued in a batch.
@@ -37,6 +40,9 @@ var readOnly = set(
 // noKey lists commands whose first argument is not a key.
 var noKey = set("PING", "ECHO", "TIME", "DBSIZE", "RANDOMKEY", "SCAN", "KEYS", "INFO", "FLUSHDB", "FLUSHALL",
 	"SCRIPT", "FUNCTION", "CONFIG", "CLIENT", "COMMAND", "LASTSAVE")
+
+// multiKey lists commands whose arguments are all keys.
+var multiKey = set("DEL", "UNLINK", "EXISTS", "TOUCH", "MGET")
 
 // forbidden lists commands that would change what the connection is, or that
 // the execution modes own.
@@ -92,6 +98,9 @@ func FlagsOf(name string) Flags {
 	}
 	if noKey[name] {
 		f |= NoKey
+	}
+	if multiKey[name] {
+		f |= MultiKey
 	}
 	return f
 }

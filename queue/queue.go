@@ -22,8 +22,12 @@ type Command struct {
 
 // chunkSize is the size of the buffers commands are encoded into: large
 // enough that a writer hands the kernel big slices, small enough that a
-// growing batch never copies what it already holds.
+// growing batch copies little of what it holds (only a command that
+// overflows a chunk's room grows that one chunk).
 const chunkSize = 64 << 10
+
+// chunkSlack is the room under which a new chunk is started.
+const chunkSlack = 4 << 10
 
 // blockSize is the number of commands per block of a Queue: blocks are
 // allocated whole and never copied, so a queue of millions grows without
@@ -49,7 +53,7 @@ func (q *Queue) At(i int) *Command { return &q.blocks[i/blockSize][i%blockSize] 
 func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
 	if c.Err == nil {
 		n := len(q.chunks) - 1
-		if n < 0 || len(q.chunks[n]) >= chunkSize {
+		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
 			q.chunks = append(q.chunks, make([]byte, 0, chunkSize))
 			n++
 		}
@@ -68,10 +72,39 @@ func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
 	return q.n - 1
 }
 
-// Bytes returns the RESP encoding of command i.
+// Bytes returns the RESP encoding of command i (empty when it has an Err).
 func (q *Queue) Bytes(i int) []byte {
 	c := q.At(i)
+	if c.Err != nil {
+		return nil
+	}
 	return q.chunks[c.chunk][c.off:c.end]
+}
+
+// Args returns the arguments of command i (without its name), read back
+// from its encoding.
+func (q *Queue) Args(i int) [][]byte {
+	p := q.Bytes(i)
+	n, p := header(p)
+	args := make([][]byte, 0, n)
+	for k := 0; k < n; k++ {
+		var size int
+		size, p = header(p)
+		if k > 0 {
+			args = append(args, p[:size:size])
+		}
+		p = p[size+2:]
+	}
+	return args
+}
+
+// header reads "*N\r\n" or "$N\r\n" written by AppendCommand.
+func header(p []byte) (int, []byte) {
+	n, i := 0, 1
+	for ; p[i] != '\r'; i++ {
+		n = n*10 + int(p[i]-'0')
+	}
+	return n, p[i+2:]
 }
 
 // Span returns the encoding of commands i, i+1, … as long as they lie back to

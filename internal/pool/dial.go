@@ -21,6 +21,9 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// ReadOnly sends READONLY after connecting: a cluster replica then
+	// serves reads of its slots (a primary ignores it).
+	ReadOnly bool
 }
 
 // Dial connects to addr, authenticates and selects the database. Errors never
@@ -67,6 +70,11 @@ func (c *Conn) handshake(ctx context.Context, o Options) error {
 				return fmt.Errorf("AUTH as %q refused: %w", userName(o.Username), err)
 			}
 			return fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	if o.ReadOnly {
+		if _, err := c.Do("READONLY"); err != nil {
+			return fmt.Errorf("READONLY: %w", err)
 		}
 	}
 	if o.DB != 0 {

@@ -1,0 +1,51 @@
+package rbatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/internal/route"
+)
+
+// newClusterClient discovers a cluster from cfg.Addrs (CLUSTER SHARDS,
+// falling back to CLUSTER SLOTS) and keeps a pool per node. Every cluster
+// connection sends READONLY, so replicas serve the reads ReadFrom sends them.
+func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info pool.ServerInfo) (*Client, error) {
+	if cfg.DB != 0 {
+		return nil, fmt.Errorf("rbatch: invalid config: DB %d: a cluster has only database 0", cfg.DB)
+	}
+	opts.ReadOnly = true
+	fetch := func(ctx context.Context, addr string) ([]route.ShardInfo, error) {
+		return fetchShards(ctx, addr, opts)
+	}
+	makeNode := func(addr string) pool.Node { return newPool(addr, cfg.PoolSize, opts) }
+	r, err := route.NewCluster(ctx, cfg.Addrs, fetch, makeNode)
+	if err != nil {
+		return nil, fmt.Errorf("rbatch: %w", err)
+	}
+	return &Client{router: r, cluster: true, info: info, readFrom: cfg.ReadFrom}, nil
+}
+
+// fetchShards asks one node for the cluster's shards.
+func fetchShards(ctx context.Context, addr string, opts pool.Options) ([]route.ShardInfo, error) {
+	conn, err := pool.Dial(ctx, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	reply, err := conn.Do("CLUSTER", "SHARDS")
+	if err == nil {
+		return route.ParseShards(reply)
+	}
+	if asRedisError(err) == nil {
+		return nil, fmt.Errorf("%s: CLUSTER SHARDS: %w", addr, err)
+	}
+	// Before Redis 7.0 there is only CLUSTER SLOTS.
+	reply, err = conn.Do("CLUSTER", "SLOTS")
+	if err != nil {
+		return nil, fmt.Errorf("%s: CLUSTER SLOTS: %w", addr, errors.Join(err))
+	}
+	return route.ParseSlots(reply)
+}

@@ -1,0 +1,76 @@
+// Package rbatch sends batches of Redis commands the way Redisson's RBatch
+// does, on top of redigo: typed futures per command, four execution modes,
+// skip-result bulk loads and replica-acknowledged writes, with one known
+// outcome for every command even when the network fails.
+//
+// # Batches
+//
+// A Client holds pooled connections; a Batch collects commands through
+// Redisson-style objects and sends them together:
+//
+//	b := client.NewBatch()
+//	n := b.AtomicLong("visits").IncrementAndGetAsync()
+//	b.List("log").AddAsync("visited")
+//	res, err := b.Execute(ctx)
+//	visits, err := n.Get()
+//
+// Each accessor method queues one command and returns a *Future of the
+// command's result type. BatchResult.Responses holds every command's value
+// (or error) in submission order; Future.Index is a command's position.
+// Values are strings, []byte, integers, floats or bool; anything else needs a
+// Codec (WithCodec(JSONCodec)). A batch that cannot be sent as a whole (a
+// value with no codec, a NaN score, a forbidden command such as SUBSCRIBE)
+// sends nothing.
+//
+// # Modes
+//
+// InMemory pipelines the commands at Execute: a writer goroutine streams
+// them while the replies are read, so batches of millions keep one compact
+// copy of the commands (encoded to RESP as they are queued) and never wait
+// for a round trip per command. InMemoryAtomic wraps them in MULTI … EXEC.
+// RedisWriteAtomic and RedisReadAtomic open MULTI on a held connection at the
+// first command and send each command as it is queued; Execute sends EXEC,
+// Discard sends DISCARD. RedisReadAtomic accepts only read-only commands and
+// may run on a replica (Config.ReadFrom).
+//
+//	b := client.NewBatch(WithMode(RedisWriteAtomic), WithSync(1, time.Second))
+//
+// Redis transactions have no rollback: a command that fails inside EXEC
+// (WRONGTYPE) fails alone while the others are applied. A command refused
+// while queueing (wrong arity, unknown command) aborts the whole transaction:
+// every future ends with ErrTxAborted and nothing is applied.
+//
+// WithSkipResult sends CLIENT REPLY OFF … ON around the commands: Redis
+// sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
+// refused (some proxies), rbatch reads and drops the replies instead, and
+// counts the error replies in NodeResult.ServerErrors. WithSync and
+// WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
+// fewest replicas that acknowledged on any node.
+//
+// # Errors
+//
+// Every command ends in exactly one state: applied (its value, or ErrNil for
+// a nil reply), failed (a *RedisError such as WRONGTYPE), aborted
+// (ErrTxAborted), not sent (ErrNotSent with its cause: safe to retry),
+// unknown (ErrUnknownOutcome: written but not answered, it may or may not
+// have been applied), or skipped (ErrResultSkipped). rbatch never re-sends a
+// write whose outcome is unknown. Execute returns nil exactly when every
+// command succeeded; otherwise a *BatchError lists the failed commands, and
+// errors.Is and errors.As reach each cause:
+//
+//	var re *rbatch.RedisError
+//	if errors.As(err, &re) && re.Prefix() == "WRONGTYPE" { … }
+//
+// WithRetry retries only what cannot have been applied: commands not sent,
+// rejections with LOADING, BUSY, TRYAGAIN, CLUSTERDOWN or MASTERDOWN (a
+// transaction is retried whole), and read-only commands left unknown.
+//
+// # Concurrency
+//
+// A Client and a Batch are safe for concurrent use: several goroutines may
+// queue into one batch, and each command keeps the index it got when queued.
+// Execute, ExecuteAsync and Discard run once per batch. A connection goes
+// back to its pool only when clean: no pending replies, no open MULTI,
+// replies on. A cancelled context stops a batch promptly: commands not yet
+// written end not sent, written ones unknown.
+package rbatch

@@ -1,0 +1,197 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rbatch/rbatch/internal/pool"
+)
+
+// ShardInfo is one shard of a cluster: its slot ranges, primary and replicas
+// ("host:port").
+type ShardInfo struct {
+	Slots    [][2]int // inclusive ranges
+	Primary  string
+	Replicas []string
+}
+
+// Fetcher asks the node at addr for the cluster's shards.
+type Fetcher func(ctx context.Context, addr string) ([]ShardInfo, error)
+
+// NodeMaker returns the node for addr. Its connections should send READONLY
+// (harmless on a primary, needed for reads on a replica).
+type NodeMaker func(addr string) pool.Node
+
+// Cluster routes keys by hash slot to the primary owning the slot. Its slot
+// map is refreshed on demand, one refresh at a time: concurrent batches that
+// ask for a refresh of the same map share one.
+type Cluster struct {
+	fetch    Fetcher
+	makeNode NodeMaker
+	seeds    []string
+
+	mu       sync.RWMutex // guards the fields below
+	owner    [NumSlots]pool.Node
+	replicas map[pool.Node][]pool.Node // primary → its replicas
+	nodes    map[string]pool.Node      // every node ever known, by address
+	gen      uint64                    // bumped by each refresh
+
+	refreshMu sync.Mutex // one refresh at a time
+}
+
+var _ Router = (*Cluster)(nil)
+
+// NewCluster discovers the cluster through the first seed that answers.
+func NewCluster(ctx context.Context, seeds []string, fetch Fetcher, makeNode NodeMaker) (*Cluster, error) {
+	c := &Cluster{fetch: fetch, makeNode: makeNode, seeds: seeds, nodes: map[string]pool.Node{}}
+	if err := c.Refresh(ctx, 0); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ErrSlotNotServed is the cause when no primary owns a key's slot.
+var ErrSlotNotServed = errors.New("slot not served by any node")
+
+// Route returns the primary owning key's slot; for "" any primary.
+func (c *Cluster) Route(key string) (pool.Node, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if key == "" {
+		for node := range c.replicas {
+			return node, nil
+		}
+	}
+	slot := Slot(key)
+	if n := c.owner[slot]; n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("slot %d: %w", slot, ErrSlotNotServed)
+}
+
+// Replica returns a replica of primary, or nil.
+func (c *Cluster) Replica(primary pool.Node) pool.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if rs := c.replicas[primary]; len(rs) > 0 {
+		return rs[0]
+	}
+	return nil
+}
+
+// Node returns the node at addr, making it when a redirect names a node the
+// slot map does not know yet.
+func (c *Cluster) Node(addr string) pool.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[addr]
+	if n == nil {
+		n = c.makeNode(addr)
+		c.nodes[addr] = n
+	}
+	return n
+}
+
+// Nodes lists every node known.
+func (c *Cluster) Nodes() []pool.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]pool.Node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Generation identifies the current slot map; pass it to Refresh.
+func (c *Cluster) Generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// Refresh reloads the slot map unless it changed since generation gen (then
+// someone else's refresh already answers the caller's need).
+func (c *Cluster) Refresh(ctx context.Context, gen uint64) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if c.Generation() != gen {
+		return nil
+	}
+	var errs []error
+	for _, addr := range c.candidates() {
+		shards, err := c.fetch(ctx, addr)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		c.apply(shards)
+		return nil
+	}
+	return fmt.Errorf("cluster slot map: %w", errors.Join(errs...))
+}
+
+// candidates lists the addresses to ask for the slot map: the known
+// primaries, then the seeds.
+func (c *Cluster) candidates() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var addrs []string
+	seen := map[string]bool{}
+	for p := range c.replicas {
+		addrs = append(addrs, p.Addr())
+		seen[p.Addr()] = true
+	}
+	for _, s := range c.seeds {
+		if !seen[s] {
+			addrs = append(addrs, s)
+		}
+	}
+	return addrs
+}
+
+func (c *Cluster) apply(shards []ShardInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	node := func(addr string) pool.Node {
+		n := c.nodes[addr]
+		if n == nil {
+			n = c.makeNode(addr)
+			c.nodes[addr] = n
+		}
+		return n
+	}
+	var owner [NumSlots]pool.Node
+	replicas := map[pool.Node][]pool.Node{}
+	for _, s := range shards {
+		if s.Primary == "" || len(s.Slots) == 0 {
+			continue
+		}
+		p := node(s.Primary)
+		rs := []pool.Node{}
+		for _, r := range s.Replicas {
+			rs = append(rs, node(r))
+		}
+		replicas[p] = rs
+		for _, rg := range s.Slots {
+			for slot := max(rg[0], 0); slot <= rg[1] && slot < NumSlots; slot++ {
+				owner[slot] = p
+			}
+		}
+	}
+	c.owner, c.replicas = owner, replicas
+	c.gen++
+}
+
+// Close closes every node's pool.
+func (c *Cluster) Close() error {
+	for _, n := range c.Nodes() {
+		n.Close()
+	}
+	return nil
+}

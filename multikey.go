@@ -1,0 +1,133 @@
+package rbatch
+
+import (
+	"fmt"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/internal/route"
+	"github.com/rbatch/rbatch/queue"
+)
+
+// In a cluster, a command whose arguments are all keys (DEL, EXISTS, UNLINK,
+// TOUCH, MGET) and whose keys span slots is split at Execute into one part
+// per slot. The parts are appended to the queue after the user's commands
+// (so submission indices do not move), sent like any command, and their
+// replies joined into the one future: counts summed, MGET's values put back
+// in key order.
+
+// split is one command sent as parts.
+type split struct {
+	parent int   // the user's command
+	parts  []int // queue positions of its parts
+	// positions[k] lists, for part k, the indices of its keys among the
+	// parent's keys (MGET needs them to put values back in order).
+	positions [][]int
+}
+
+// part receives a part's reply; the parent is resolved from its parts.
+type part struct {
+	reply any
+	err   error
+}
+
+func (p *part) resolve(reply any, err error) {
+	if e, ok := reply.(redis.Error); ok && err == nil {
+		err = &RedisError{Msg: string(e)}
+	}
+	p.reply, p.err = reply, err
+}
+func (p *part) response() any  { return p.reply }
+func (p *part) failure() error { return p.err }
+
+// splitMultiKey splits the multi-key commands of a cluster batch and
+// returns the queue positions to send: every command but the split ones,
+// then the parts.
+func (b *Batch) splitMultiKey() ([]int, []split) {
+	idx := b.allIndices()
+	if !b.c.cluster || b.opts.Mode.atomic() {
+		return idx, nil
+	}
+	var splits []split
+	n := len(idx)
+	idx = idx[:0]
+	for i := 0; i < n; i++ {
+		c := b.q.At(i)
+		if c.Flags&queue.MultiKey == 0 {
+			idx = append(idx, i)
+			continue
+		}
+		keys := b.q.Args(i)
+		bySlot := map[int][]int{}
+		var order []int
+		for k, key := range keys {
+			s := route.Slot(string(key))
+			if bySlot[s] == nil {
+				order = append(order, s)
+			}
+			bySlot[s] = append(bySlot[s], k)
+		}
+		if len(order) < 2 {
+			idx = append(idx, i)
+			continue
+		}
+		sp := split{parent: i}
+		for _, s := range order {
+			ks := bySlot[s]
+			args := make([]any, len(ks))
+			for j, k := range ks {
+				args[j] = keys[k]
+			}
+			pos := b.q.Add(queue.Command{Name: c.Name, Key: string(keys[ks[0]]), Flags: c.Flags, Future: &part{}}, nil, args...)
+			sp.parts = append(sp.parts, pos)
+			sp.positions = append(sp.positions, ks)
+		}
+		splits = append(splits, sp)
+	}
+	for _, sp := range splits {
+		idx = append(idx, sp.parts...)
+	}
+	return idx, splits
+}
+
+// joinSplits resolves each split command from its parts: the first failed
+// part's error, else the parts' replies joined.
+func (b *Batch) joinSplits(splits []split) {
+	for _, sp := range splits {
+		parent := b.q.At(sp.parent)
+		var values []any
+		var sum int64
+		var failed error
+		for k, pos := range sp.parts {
+			p := b.q.At(pos).Future.(*part)
+			if p.err != nil {
+				failed = fmt.Errorf("keys of slot %d: %w", route.Slot(b.q.At(pos).Key), p.err)
+				break
+			}
+			switch r := p.reply.(type) {
+			case int64:
+				sum += r
+			case []any:
+				if values == nil {
+					values = make([]any, len(b.q.Args(sp.parent)))
+				}
+				for j, v := range r {
+					if j < len(sp.positions[k]) {
+						values[sp.positions[k][j]] = v
+					}
+				}
+			default:
+				failed = fmt.Errorf("rbatch: unexpected reply %T to a part of %s", p.reply, parent.Name)
+			}
+		}
+		o := parent.Future.(outcome)
+		switch {
+		case failed != nil:
+			o.resolve(nil, failed)
+		case values != nil:
+			o.resolve(values, nil)
+		default:
+			o.resolve(sum, nil)
+		}
+	}
+}
