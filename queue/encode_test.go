@@ -286,8 +286,8 @@ func TestQueueSpanStopsAtChunkBoundary(t *testing.T) {
 	var q Queue
 	value := strings.Repeat("x", 1000)
 	one := len(command("SET", "k0000", value))
-	// Commands go into the current chunk while it holds less than chunkSize.
-	perChunk := (chunkSize + one - 1) / one
+	// Commands go into the current chunk while it has chunkSlack room left.
+	perChunk := (chunkSize-chunkSlack)/one + 1
 	total := 2*perChunk + 10
 	idx := make([]int, total)
 	var want []byte
