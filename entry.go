@@ -87,16 +87,27 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 // returns one of their keys ("" when none has a key).
 func (b *Batch) singleSlotKey(idx []int) (string, error) {
 	first, firstSlot := "", -1
-	for _, i := range idx {
-		key := b.q.At(i).Key
-		if key == "" {
-			continue
-		}
+	check := func(key string) error {
 		slot := route.Slot(key)
 		if firstSlot < 0 {
 			first, firstSlot = key, slot
 		} else if slot != firstSlot {
-			return "", crossSlot(first, firstSlot, key, slot)
+			return crossSlot(first, firstSlot, key, slot)
+		}
+		return nil
+	}
+	for _, i := range idx {
+		c := b.q.At(i)
+		if c.Flags&queue.MultiKey != 0 {
+			for _, k := range b.q.Args(i) {
+				if err := check(string(k)); err != nil {
+					return "", err
+				}
+			}
+		} else if c.Key != "" {
+			if err := check(c.Key); err != nil {
+				return "", err
+			}
 		}
 	}
 	return first, nil

@@ -62,17 +62,19 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStat
 		}
 		g.Wait()
 
-		var again, retry []int
-		asked := map[string][]int{}
+		var retry []int
+		moved, asked := map[string][]int{}, map[string][]int{}
 		refresh := false
 		for _, o := range outs {
 			nodeErrs = append(nodeErrs, o.err)
 			retry = append(retry, o.retry...)
-			again = append(again, limit(o.moved, redirects)...)
+			for addr, idx := range o.moved {
+				moved[addr] = append(moved[addr], limit(idx, redirects)...)
+			}
 			for addr, idx := range o.asked {
 				asked[addr] = append(asked[addr], limit(idx, redirects)...)
 			}
-			refresh = refresh || o.refresh
+			refresh = refresh || o.refresh || len(o.moved) > 0
 		}
 		if len(retry) > 0 {
 			retryRounds++
@@ -83,22 +85,27 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStat
 		if ctx.Err() != nil {
 			break
 		}
-		if refresh || len(again) > 0 {
+		if refresh {
 			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell
 		}
-		again = append(again, retry...)
-		slices.Sort(again) // resent in their original order
 		entries = nil
-		if len(again) > 0 {
+		if len(retry) > 0 {
 			var err error
-			if entries, err = b.groupByNode(again); err != nil {
-				b.resolve(again, &notSentError{cause: err})
+			if entries, err = b.groupByNode(retry); err != nil {
+				b.resolve(retry, &notSentError{cause: err})
 				entries = nil
 			}
 		}
-		for addr, idx := range asked {
-			if len(idx) > 0 {
-				entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx, asking: true})
+		// Redirected commands go where the redirect says, in their original order.
+		for _, to := range []struct {
+			cmds   map[string][]int
+			asking bool
+		}{{moved, false}, {asked, true}} {
+			for addr, idx := range to.cmds {
+				if len(idx) > 0 {
+					slices.Sort(idx)
+					entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx, asking: to.asking})
+				}
 			}
 		}
 	}
@@ -128,7 +135,7 @@ func (b *Batch) allIndices() []int {
 // followUp is what a round leaves to do for one entry's commands.
 type followUp struct {
 	retry   []int            // safe to send again after RetryInterval
-	moved   []int            // MOVED: send to the slot's new owner
+	moved   map[string][]int // MOVED: send to the slot's new owner
 	asked   map[string][]int // ASK: send to that node, after ASKING
 	refresh bool             // the node failed: reload the slot map
 	err     error            // about the node as a whole (sync, MULTI refused)
@@ -149,6 +156,8 @@ func (s *nodeStats) add(nr NodeResult) {
 			p.Attempts++
 			p.Duration += nr.Duration
 			p.ServerErrors += nr.ServerErrors
+			p.Moved += nr.Moved
+			p.Asked += nr.Asked
 			p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
 			return
 		}
@@ -223,7 +232,7 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 	case p.Atomic && r.MultiRefused == nil && r.Answered < len(idx):
 		if r.Aborted != nil {
 			b.resolve(idx, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
-			b.redirect(&fu, idx, r.Aborted.Cause, nr.Addr)
+			redirect(&fu, nr, idx, r.Aborted.Cause)
 		} else if r.ExecSent || (p.SkipResult && r.Sent > 0) {
 			b.resolve(idx, &unknownError{cause: wrap(r.Err)})
 		} else {
@@ -237,7 +246,7 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 	default:
 		for _, i := range idx[:r.Answered] {
 			if err := b.q.At(i).Future.(outcome).failure(); err != nil {
-				b.redirect(&fu, []int{i}, err, nr.Addr)
+				redirect(&fu, nr, []int{i}, err)
 			}
 		}
 		if r.Answered < len(idx) {
@@ -256,24 +265,16 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 				orRedisError(r.MultiRefused))))
 		}
 	}
-	if p.Atomic && (len(fu.retry) > 0 || len(fu.moved) > 0) {
-		// A transaction goes again whole.
-		fu.retry, fu.moved = retryWhole(fu.retry, idx), retryWhole(fu.moved, idx)
+	if p.Atomic && len(fu.retry) > 0 {
+		fu.retry = idx // a transaction goes again whole
 	}
 	return fu
-}
-
-func retryWhole(part, whole []int) []int {
-	if len(part) == 0 {
-		return nil
-	}
-	return whole
 }
 
 // redirect files cmds under what err asks for: a retry (LOADING, BUSY,
 // TRYAGAIN, …), a MOVED or an ASK. A MOVED back to the node that answered
 // it is not followed: the command keeps the error.
-func (b *Batch) redirect(fu *followUp, cmds []int, err error, from string) {
+func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
 	re := asRedisError(err)
 	if re == nil {
 		return
@@ -282,17 +283,24 @@ func (b *Batch) redirect(fu *followUp, cmds []int, err error, from string) {
 	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
 		fu.retry = append(fu.retry, cmds...)
 	case "MOVED":
-		if addr := redirectAddr(re.Msg); addr != "" && addr != from {
-			fu.moved = append(fu.moved, cmds...)
-		}
+		nr.Moved += len(cmds)
+		addTo(&fu.moved, redirectAddr(re.Msg), nr.Addr, cmds)
 	case "ASK":
-		if addr := redirectAddr(re.Msg); addr != "" && addr != from {
-			if fu.asked == nil {
-				fu.asked = map[string][]int{}
-			}
-			fu.asked[addr] = append(fu.asked[addr], cmds...)
-		}
+		nr.Asked += len(cmds)
+		addTo(&fu.asked, redirectAddr(re.Msg), nr.Addr, cmds)
 	}
+}
+
+// addTo files cmds under the redirect's target, unless it points back to the
+// node that answered (that would loop: the commands keep the error).
+func addTo(m *map[string][]int, addr, from string, cmds []int) {
+	if addr == "" || addr == from {
+		return
+	}
+	if *m == nil {
+		*m = map[string][]int{}
+	}
+	(*m)[addr] = append((*m)[addr], cmds...)
 }
 
 // redirectAddr returns the address of "MOVED 3999 127.0.0.1:6381".

@@ -27,7 +27,7 @@ func (b *Batch) pushRemote(i int) {
 		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: ErrReadOnlyBatch}
 		return
 	}
-	slot, err := b.remoteSlotOf(c)
+	slot, err := b.remoteSlotOf(i, c)
 	if err != nil {
 		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
 		return
@@ -58,7 +58,7 @@ func (b *Batch) pushRemote(i int) {
 
 // remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
 // (-1 standalone, or keyless), checking that a transaction keeps to one slot.
-func (b *Batch) remoteSlotOf(c *queue.Command) (int, error) {
+func (b *Batch) remoteSlotOf(i int, c *queue.Command) (int, error) {
 	if !b.c.cluster {
 		return -1, nil
 	}
@@ -69,6 +69,13 @@ func (b *Batch) remoteSlotOf(c *queue.Command) (int, error) {
 		return route.Slot(b.remoteKey), nil
 	}
 	slot := route.Slot(c.Key)
+	if c.Flags&queue.MultiKey != 0 && !b.opts.TransactionPerSlot {
+		for _, k := range b.q.Args(i) {
+			if s := route.Slot(string(k)); s != slot {
+				return -1, crossSlot(c.Key, slot, string(k), s)
+			}
+		}
+	}
 	switch {
 	case b.remoteKey == "":
 		b.remoteKey = c.Key

@@ -29,4 +29,7 @@ type NodeResult struct {
 	// WithSkipResult batch on a server that refused CLIENT REPLY (some
 	// proxies do): rbatch then reads every reply instead of skipping them.
 	ServerErrors int
+	// Moved and Asked count the commands this node redirected with MOVED or
+	// ASK (a cluster resharding); rbatch sent them on to the new owner.
+	Moved, Asked int
 }

@@ -1,0 +1,434 @@
+package rbatch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+	"github.com/rbatch/rbatch/internal/route"
+)
+
+// sharedCluster is started by the first test that needs it and stopped by
+// TestMain. Tests that change its topology start their own.
+var (
+	sharedOnce    sync.Once
+	sharedCluster *redistest.Cluster
+	sharedErr     error
+)
+
+func cluster(t testing.TB) *redistest.Cluster {
+	t.Helper()
+	sharedOnce.Do(func() { sharedCluster, sharedErr = redistest.StartCluster() })
+	require.NoError(t, sharedErr)
+	return sharedCluster
+}
+
+func closeSharedCluster() {
+	if sharedCluster != nil {
+		sharedCluster.Close()
+	}
+}
+
+func clusterClient(t testing.TB, cl *redistest.Cluster, mods ...func(*rbatch.Config)) *rbatch.Client {
+	t.Helper()
+	cfg := rbatch.Config{Addrs: cl.Addrs()[:1]}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c, err := rbatch.NewClient(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { closeClean(t, c) })
+	return c
+}
+
+func freshCluster(t testing.TB) *redistest.Cluster {
+	t.Helper()
+	cl := cluster(t)
+	cl.FlushAll(t)
+	cl.ResetStats(t)
+	for _, r := range cl.Replicas {
+		r.ResetStats(t)
+	}
+	return cl
+}
+
+func TestSlotMatchesServer(t *testing.T) {
+	cl := cluster(t)
+	p := cl.Primaries[0]
+	for i := range 2000 {
+		key := fmt.Sprintf("key:%d:{t%d}x", i, i%7)
+		if i%3 == 0 {
+			key = fmt.Sprintf("plain-%d", i*7919)
+		}
+		want, err := redis.Int(p.Call("CLUSTER", "KEYSLOT", key))
+		require.NoError(t, err)
+		require.Equal(t, want, route.Slot(key), "slot of %q", key)
+	}
+}
+
+// 100,000 mixed commands over keys in every slot: values in submission
+// order, one round, and each primary ran exactly its share.
+func TestClusterMixedCommands(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	b := c.NewBatch()
+	const n = 100_000
+	owner := map[int]*redistest.Server{} // slot → primary
+	share := map[string]int64{}          // primary addr → commands
+	var counters []*rbatch.Future[int64]
+	var gets []*rbatch.Future[string]
+	for i := range n / 2 {
+		key := "mixed:" + strconv.Itoa(i%5000)
+		slot := route.Slot(key)
+		if owner[slot] == nil {
+			owner[slot] = cl.OwnerOf(t, slot)
+		}
+		share[owner[slot].Addr] += 2
+		counters = append(counters, b.AtomicLong(key).IncrementAndGetAsync())
+		gets = append(gets, b.Bucket(key).GetAsync())
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	require.Len(t, res.Responses, n)
+	require.Len(t, res.Nodes, 3)
+	for i := range counters {
+		want := int64(i/5000 + 1)
+		got, err := counters[i].Get()
+		require.NoError(t, err)
+		require.Equal(t, want, got, "INCR %d", i)
+		s, err := gets[i].Get()
+		require.NoError(t, err)
+		require.Equal(t, strconv.FormatInt(want, 10), s)
+		require.Equal(t, want, res.Responses[2*i])
+		require.Equal(t, s, res.Responses[2*i+1])
+	}
+	for _, nr := range res.Nodes {
+		assert.Equal(t, 1, nr.Attempts, nr.Addr)
+		assert.Equal(t, int(share[nr.Addr]), nr.Commands, nr.Addr)
+	}
+	for _, p := range cl.Primaries {
+		stats := p.CommandStats(t)
+		assert.Equal(t, share[p.Addr], stats["incr"]+stats["get"], "commands run on %s", p.Addr)
+	}
+}
+
+func TestClusterAtomicOnOneSlot(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		cl.ResetStats(t)
+		b := c.NewBatch(rbatch.WithMode(mode))
+		added := b.List("{order:42}:items").AddAsync("sku-1")
+		stock := b.Map("{order:42}:stock").AddAndGetAsync("sku-1", -1)
+		b.Do("PING")
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		ok, _ := added.Get()
+		assert.True(t, ok)
+		n, _ := stock.Get()
+		assert.Less(t, n, int64(0))
+		ownerAddr := cl.OwnerOf(t, route.Slot("order:42")).Addr
+		for _, p := range cl.Primaries {
+			want := int64(0)
+			if p.Addr == ownerAddr {
+				want = 1
+			}
+			stats := p.CommandStats(t)
+			assert.Equal(t, want, stats["multi"], "MULTI on %s (%v)", p.Addr, mode)
+			assert.Equal(t, want, stats["exec"], "EXEC on %s (%v)", p.Addr, mode)
+		}
+	}
+}
+
+func TestClusterAtomicCrossSlotSendsNothing(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic, rbatch.RedisReadAtomic} {
+		b := c.NewBatch(rbatch.WithMode(mode))
+		a := b.Bucket("{a}x").GetAsync()
+		b.Bucket("{b}y").GetAsync()
+		_, err := b.Execute(context.Background())
+		require.Error(t, err)
+		assert.ErrorIs(t, err, rbatch.ErrCrossSlot, mode)
+		assert.ErrorContains(t, err, fmt.Sprintf(`"{a}x" (slot %d)`, route.Slot("a")))
+		assert.ErrorContains(t, err, fmt.Sprintf(`"{b}y" (slot %d)`, route.Slot("b")))
+		assert.ErrorIs(t, errOf(a), rbatch.ErrNotSent)
+	}
+	// A multi-key command whose own keys span slots is refused as well.
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	del := b.Keys().DeleteAsync("{a}1", "{b}2")
+	_, err := b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrCrossSlot)
+	assert.ErrorIs(t, errOf(del), rbatch.ErrNotSent)
+
+	stats := cl.CommandStats(t)
+	assert.Zero(t, stats["get"]+stats["del"], "no node ran a command")
+	assert.Zero(t, stats["exec"], "no transaction ran")
+	// The Redis-side modes open MULTI at their first command; the
+	// transaction is discarded. InMemoryAtomic sends nothing at all.
+	assert.Equal(t, int64(2), stats["multi"])
+	assert.Equal(t, int64(2), stats["discard"])
+}
+
+func TestClusterTransactionPerSlot(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithTransactionPerSlot())
+	tags := []string{"a", "b", "c", "d", "e", "f"}
+	for _, tag := range tags {
+		b.AtomicLong("{" + tag + "}n").AddAndGetAsync(5)
+		b.List("{" + tag + "}l").AddAsync("x")
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, res.Responses, 2*len(tags))
+	assert.Equal(t, int64(len(tags)), cl.CommandStats(t)["exec"], "one EXEC per slot")
+	for _, tag := range tags {
+		v, err := redis.Int(cl.OwnerOf(t, route.Slot(tag)).Call("GET", "{"+tag+"}n"))
+		require.NoError(t, err)
+		assert.Equal(t, 5, v)
+	}
+}
+
+func TestClusterWaitOnEveryPrimary(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	b := c.NewBatch(rbatch.WithSync(1, 5*time.Second))
+	for i := range 300 {
+		b.Bucket("wait:" + strconv.Itoa(i)).SetAsync(i)
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	require.Len(t, res.Nodes, 3)
+	assert.Equal(t, 1, res.SyncedReplicas, "the fewest over the primaries, not their sum")
+	for _, nr := range res.Nodes {
+		assert.Equal(t, 1, nr.SyncedReplicas, nr.Addr)
+	}
+	assert.Equal(t, int64(3), cl.CommandStats(t)["wait"])
+}
+
+func TestClusterKeysSplitPerSlot(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	keys := make([]string, 1000)
+	set := c.NewBatch()
+	for i := range keys {
+		keys[i] = "del:" + strconv.Itoa(i)
+		set.Bucket(keys[i]).SetAsync(i)
+	}
+	_, err := set.Execute(context.Background())
+	require.NoError(t, err)
+
+	b := c.NewBatch()
+	exists := b.Keys().CountExistsAsync(append(keys, "del:missing")...)
+	mget := b.Do("MGET", "del:1", "del:999", "del:missing", "del:500")
+	deleted := b.Keys().DeleteAsync(keys...)
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	n, _ := exists.Get()
+	assert.Equal(t, int64(1000), n)
+	vals, _ := mget.Get()
+	assert.Equal(t, []any{"1", "999", nil, "500"}, vals)
+	d, _ := deleted.Get()
+	assert.Equal(t, int64(1000), d)
+	assert.Equal(t, int64(1000), res.Responses[2])
+	assert.Len(t, res.Responses, 3)
+	for _, p := range cl.Primaries {
+		assert.Equal(t, int64(0), p.MustDo(t, "DBSIZE"))
+	}
+}
+
+func TestClusterReadFromReplica(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	w := c.NewBatch()
+	for i := range 100 {
+		w.Bucket("rr:" + strconv.Itoa(i)).SetAsync(i)
+	}
+	_, err := w.Execute(context.Background())
+	require.NoError(t, err)
+	for _, p := range cl.Primaries {
+		p.WaitReplicated(t, 1)
+	}
+	b := c.NewBatch()
+	gets := make([]*rbatch.Future[string], 100)
+	for i := range gets {
+		gets[i] = b.Bucket("rr:" + strconv.Itoa(i)).GetAsync()
+	}
+	_, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	for i, g := range gets {
+		v, err := g.Get()
+		require.NoError(t, err)
+		assert.Equal(t, strconv.Itoa(i), v)
+	}
+	var onReplicas int64
+	for _, r := range cl.Replicas {
+		onReplicas += r.CommandStats(t)["get"]
+	}
+	assert.Equal(t, int64(100), onReplicas, "GETs served by replicas")
+	assert.Zero(t, cl.CommandStats(t)["get"], "none by primaries")
+
+	ra := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
+	one := ra.Bucket("rr:1").GetAsync()
+	_, err = ra.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := one.Get()
+	assert.Equal(t, "1", v)
+}
+
+// While a goroutine moves slots back and forth between two primaries,
+// batches of INCRs run: every counter ends equal to the INCRs queued for it
+// (none lost, none doubled), and both MOVED and ASK were followed.
+func TestClusterReshardingDuringBatches(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.PoolSize = 4 })
+	from := cl.Primaries[0]
+	to := cl.Primaries[1]
+	// Counters whose slots the first primary owns.
+	var keys []string
+	slots := map[int]bool{}
+	for i := 0; len(keys) < 8; i++ {
+		k := "reshard:" + strconv.Itoa(i)
+		if cl.OwnerOf(t, route.Slot(k)) == from {
+			keys = append(keys, k)
+			slots[route.Slot(k)] = true
+		}
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	want := map[string]int64{}
+	var moved, asked, batches int
+	var failures []error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b := c.NewBatch(rbatch.WithRetry(10, 20*time.Millisecond))
+			fs := map[string][]*rbatch.Future[int64]{}
+			for i := range 400 {
+				k := keys[i%len(keys)]
+				fs[k] = append(fs[k], b.AtomicLong(k).IncrementAndGetAsync())
+			}
+			res, err := b.Execute(context.Background())
+			mu.Lock()
+			batches++
+			if err != nil {
+				failures = append(failures, err)
+			}
+			for k, list := range fs {
+				want[k] += int64(len(list))
+			}
+			for _, nr := range res.Nodes {
+				moved += nr.Moved
+				asked += nr.Asked
+			}
+			mu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for round := 0; round < 6 && time.Now().Before(deadline); round++ {
+		src, dst := from, to
+		if round%2 == 1 {
+			src, dst = to, from
+		}
+		for s := range slots {
+			cl.BeginMigration(t, s, src, dst)
+		}
+		time.Sleep(150 * time.Millisecond) // batches meet ASK
+		for s := range slots {
+			cl.FinishMigration(t, s, src, dst)
+		}
+		time.Sleep(150 * time.Millisecond) // and MOVED
+	}
+	close(stop)
+	wg.Wait()
+
+	require.Empty(t, failures, "every INCR succeeded")
+	for _, k := range keys {
+		got, err := redis.Int64(cl.OwnerOf(t, route.Slot(k)).Call("GET", k))
+		require.NoError(t, err)
+		assert.Equal(t, want[k], got, "counter %s: none lost, none doubled", k)
+	}
+	t.Logf("%d batches, %d commands followed MOVED, %d followed ASK", batches, moved, asked)
+	assert.Positive(t, moved, "MOVED path hit")
+	assert.Positive(t, asked, "ASK path hit")
+}
+
+// A primary is killed while batches of INCRs run: every INCR ends applied,
+// failed or unknown, and the counter accounts for each exactly:
+// final − applied ∈ [0, unknown].
+func TestClusterFailoverDuringBatch(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.DialTimeout = time.Second })
+	victim := cl.Primaries[2]
+	var key string
+	for i := 0; key == ""; i++ {
+		if k := "failover:" + strconv.Itoa(i); cl.OwnerOf(t, route.Slot(k)) == victim {
+			key = k
+		}
+	}
+	var applied, unknown, failed int64
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b := c.NewBatch(rbatch.WithRetry(3, 100*time.Millisecond), rbatch.WithResponseTimeout(2*time.Second))
+			fs := make([]*rbatch.Future[int64], 200)
+			for i := range fs {
+				fs[i] = b.AtomicLong(key).IncrementAndGetAsync()
+			}
+			b.Execute(context.Background())
+			mu.Lock()
+			for _, f := range fs {
+				_, err := f.Get()
+				switch {
+				case err == nil:
+					applied++
+				case errors.Is(err, rbatch.ErrUnknownOutcome):
+					unknown++
+				default:
+					failed++
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cl.KillPrimary(t, victim)
+	time.Sleep(500 * time.Millisecond) // batches reach the promoted replica
+	close(stop)
+	wg.Wait()
+
+	final, err := redis.Int64(cl.OwnerOf(t, route.Slot(key)).Call("GET", key))
+	require.NoError(t, err)
+	t.Logf("applied %d, unknown %d, failed %d, final %d", applied, unknown, failed, final)
+	assert.Positive(t, applied)
+	assert.GreaterOrEqual(t, final-applied, int64(0), "no applied INCR lost")
+	assert.LessOrEqual(t, final-applied, unknown, "nothing applied beyond the unknown ones")
+}
