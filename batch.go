@@ -35,6 +35,8 @@ type Batch struct {
 	// remoteKey is the first key of a Redis-side batch in a cluster: it picks
 	// the slot the transaction must keep to.
 	remoteKey string
+	slabs     slabs // futures are allocated from here, many at a time
+
 	// submitted is the number of commands the user queued, fixed when
 	// Execute starts (split commands' parts are queued after them).
 	submitted int
@@ -77,14 +79,29 @@ func (b *Batch) Len() int {
 // none); argErr, when set, is a problem found before encoding (a NaN score, a
 // zero TTL) that makes Execute refuse the batch.
 func enqueue[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, args ...any) *Future[T] {
-	f := &Future[T]{done: b.done, dec: dec}
-	c := queue.Command{Name: name, Key: key, Flags: queue.FlagsOf(name), Future: f, Err: argErr}
+	return push(b, dec, name, key, argErr, false, args)
+}
+
+// keyed is enqueue for a command whose first argument is its key: the key
+// is encoded from the string, not passed among args.
+func keyed[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, args ...any) *Future[T] {
+	return push(b, dec, name, key, argErr, true, args)
+}
+
+func push[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, keyFirst bool, args []any) *Future[T] {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.state != open {
 		return failedFuture[T](ErrAlreadyExecuted)
 	}
-	f.index = b.q.Add(c, b.opts.Codec, args...)
+	f := newFuture[T](&b.slabs)
+	f.done, f.dec = b.done, dec
+	c := queue.Command{Name: name, Key: key, Flags: queue.FlagsOf(name), Future: f, Err: argErr}
+	if keyFirst {
+		f.index = b.q.AddKeyed(c, b.opts.Codec, args...)
+	} else {
+		f.index = b.q.Add(c, b.opts.Codec, args...)
+	}
 	if b.opts.Mode.redisSide() {
 		b.pushRemote(f.index)
 	}

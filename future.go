@@ -102,3 +102,46 @@ func isRedisError(reply any) bool {
 	_, ok := reply.(redis.Error)
 	return ok
 }
+
+// slabSize is how many futures of one type are allocated at once.
+const slabSize = 256
+
+// slab hands out futures of one type from arrays of slabSize, so that a
+// batch of a million commands makes thousands of allocations, not millions.
+type slab[T any] struct{ free []Future[T] }
+
+func (s *slab[T]) next() *Future[T] {
+	if len(s.free) == 0 {
+		s.free = make([]Future[T], slabSize)
+	}
+	f := &s.free[0]
+	s.free = s.free[1:]
+	return f
+}
+
+// slabs holds a batch's slabs for the future types its objects use most.
+// Not safe for concurrent use: the batch's lock guards it.
+type slabs struct {
+	bools   slab[bool]
+	ints    slab[int64]
+	strings slab[string]
+	units   slab[struct{}]
+}
+
+// newFuture returns a zero future, from a slab when its type has one.
+func newFuture[T any](s *slabs) *Future[T] {
+	var f any
+	switch any((*T)(nil)).(type) {
+	case *bool:
+		f = s.bools.next()
+	case *int64:
+		f = s.ints.next()
+	case *string:
+		f = s.strings.next()
+	case *struct{}:
+		f = s.units.next()
+	default:
+		return new(Future[T])
+	}
+	return f.(*Future[T])
+}

@@ -18,12 +18,13 @@ import (
 )
 
 type options struct {
-	reps    int
-	cases   []caseSpec
-	quick   bool
-	out     string
-	profDir string
-	quiet   time.Duration
+	reps     int
+	cases    []caseSpec
+	quick    bool
+	out      string
+	profDir  string
+	quiet    time.Duration
+	allPeers bool
 }
 
 func logf(format string, args ...any) {
@@ -37,6 +38,7 @@ func main() {
 	out := flag.String("out", "", "write the markdown report to this file (default: stdout)")
 	profDir := flag.String("profile", "", "directory for each child's CPU and allocation profiles (<client>-<case>.cpu.prof / .allocs.prof)")
 	quiet := flag.Duration("quiet", 5*time.Second, "before each round, wait up to this long for other processes to leave the CPUs idle (0: don't)")
+	allPeers := flag.Bool("all-peers", false, "also run go-redis and rueidis in skip10m (minutes per run)")
 	// Internal: the child side.
 	childSpec := flag.String("child", "", "internal: run as the client child, e.g. client=rbatch,case=sadd1m")
 	addrs := flag.String("addrs", "", "internal (child): comma-separated server addresses")
@@ -60,7 +62,7 @@ func main() {
 			pids: pids, quick: *quick, cpuProfile: *cpuProfile, memProfile: *memProfile}))
 	}
 
-	o := &options{reps: *reps, quick: *quick, out: *out, profDir: *profDir, quiet: *quiet}
+	o := &options{reps: *reps, quick: *quick, out: *out, profDir: *profDir, quiet: *quiet, allPeers: *allPeers}
 	if o.reps < 1 {
 		logf("-reps must be at least 1")
 		os.Exit(2)
@@ -120,7 +122,7 @@ func parentMain(o *options) (code int) {
 			standalone.close()
 		}
 	}()
-	rep := &report{opts: o, start: start, loadStart: loadAvg()}
+	rep := &report{opts: o, start: start, loadStart: loadAvg(), rbatchRev: rbatchRevision()}
 	for _, cs := range o.cases {
 		logf("== %s (%d commands)", cs.name, cs.size(o.quick))
 		var e *env

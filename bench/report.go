@@ -16,6 +16,7 @@ type report struct {
 	elapsed      time.Duration
 	redisVersion string
 	loadStart    string
+	rbatchRev    string
 	results      []*caseResult
 }
 
@@ -169,7 +170,7 @@ func (r *report) markdown() string {
 	w("  send them (rbatch's AddAsync/SetAsync calls, go-redis's pipe.SAdd, rueidis's B()…Build()); the server\n")
 	w("  idles meanwhile. The redigo loop sends as it goes (0%%).\n\n")
 	w("Machine: nproc %d, %s, %s %s/%s, redis-server %s.  \n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, r.redisVersion)
-	w("Clients: rbatch (this repo, via `replace`), %s.  \n", depVersions())
+	w("Clients: rbatch (this repo via `replace`, %s), %s.  \n", r.rbatchRev, depVersions())
 	w("Command: `%s` (total wall time %v).  \n", r.command(), r.elapsed.Round(time.Second))
 	w("Load average at start / end: %s / %s. Rounds that started after waiting for idle CPUs: %d of %d\n",
 		r.loadStart, loadAvg(), quietStats.waits-quietStats.timeouts, quietStats.waits)
@@ -285,4 +286,18 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// rbatchRevision describes the rbatch source benchmarked: the commit and
+// whether the work tree had changes.
+func rbatchRevision() string {
+	rev, err := runTool(10*time.Second, "git", "-C", "..", "rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "revision unknown"
+	}
+	s := "commit " + strings.TrimSpace(rev)
+	if st, err := runTool(10*time.Second, "git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", "."); err == nil && strings.TrimSpace(st) != "" {
+		s += " plus uncommitted changes"
+	}
+	return s
 }

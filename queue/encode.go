@@ -32,6 +32,22 @@ func AppendCommand(dst []byte, enc Encoder, name string, args ...any) ([]byte, e
 	return dst, nil
 }
 
+// AppendKeyedCommand is AppendCommand with key as the first argument: the
+// key goes in as a string, with no boxing into an interface.
+func AppendKeyedCommand(dst []byte, enc Encoder, name, key string, args ...any) ([]byte, error) {
+	mark := len(dst)
+	dst = appendHeader(dst, '*', len(args)+2)
+	dst = appendBulk(dst, name)
+	dst = appendBulk(dst, key)
+	for i, a := range args {
+		var err error
+		if dst, err = AppendArg(dst, enc, a); err != nil {
+			return dst[:mark], fmt.Errorf("argument %d: %w", i+2, err)
+		}
+	}
+	return dst, nil
+}
+
 // AppendArg appends one argument as a RESP bulk string. Strings and []byte go
 // as they are; integers and floats in decimal (floats in the shortest form
 // that reads back exactly, ±Inf as +inf/-inf); bool as 1 or 0; other values

@@ -51,6 +51,15 @@ func (q *Queue) At(i int) *Command { return &q.blocks[i/blockSize][i%blockSize] 
 // An encoding error is kept in the command's Err, not returned: the command
 // still takes its index, so the batch can say which one was bad.
 func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
+	return q.add(c, enc, false, args)
+}
+
+// AddKeyed is Add with c.Key sent as the first argument, before args.
+func (q *Queue) AddKeyed(c Command, enc Encoder, args ...any) int {
+	return q.add(c, enc, true, args)
+}
+
+func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 	if c.Err == nil {
 		n := len(q.chunks) - 1
 		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
@@ -59,7 +68,11 @@ func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
 		}
 		buf := q.chunks[n]
 		off := len(buf)
-		buf, c.Err = AppendCommand(buf, enc, c.Name, args...)
+		if keyed {
+			buf, c.Err = AppendKeyedCommand(buf, enc, c.Name, c.Key, args...)
+		} else {
+			buf, c.Err = AppendCommand(buf, enc, c.Name, args...)
+		}
 		q.chunks[n] = buf
 		c.chunk, c.off, c.end = int32(n), int32(off), int32(len(buf))
 	}

@@ -23,9 +23,15 @@ const writeBufferSize = 64 << 10
 type Conn struct {
 	nc           net.Conn
 	bw           *bufio.Writer
-	rc           redis.Conn // reads replies from nc; its own writer is used only by Do during the handshake
+	rc           redis.Conn // reads replies from nc; its own writer is used only by Do
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+
+	// The reader's deadline is re-armed only when a good part of it has
+	// passed, not at every reply: setting a socket deadline costs more than
+	// reading a small reply. Used by the reader goroutine only.
+	armedAt  time.Time
+	armedFor time.Duration
 
 	abortOnce sync.Once
 	aborted   chan struct{}
@@ -37,16 +43,12 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 	return &Conn{
 		nc:           nc,
 		bw:           bufio.NewWriterSize(nc, writeBufferSize),
-		rc:           redis.NewConn(nc, readTimeout, writeTimeout),
+		rc:           redis.NewConn(ownDeadlines{nc}, 0, 0),
 		readTimeout:  readTimeout,
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
 	}
 }
-
-// Do runs one command and waits for its reply; for the handshake and checks
-// made while no batch uses the connection.
-func (c *Conn) Do(cmd string, args ...any) (any, error) { return c.rc.Do(cmd, args...) }
 
 func (c *Conn) setWriteDeadline() {
 	if c.writeTimeout > 0 {
@@ -66,17 +68,54 @@ func (c *Conn) Flush() error {
 	return c.bw.Flush()
 }
 
-// Receive reads the next reply; an error reply comes back as a redis.Error value.
+// Receive reads the next reply; an error reply comes back as a redis.Error
+// value. A reply that takes longer than timeout (the connection's read
+// timeout when 0) fails the connection; the bound is kept to within an
+// eighth of it, as the deadline is re-armed only after that much passed.
 func (c *Conn) Receive(timeout time.Duration) (any, error) {
 	if timeout == 0 {
 		timeout = c.readTimeout
 	}
-	reply, err := redis.ReceiveWithTimeout(c.rc, timeout)
+	c.armReadDeadline(timeout)
+	reply, err := c.rc.Receive()
 	if e, ok := err.(redis.Error); ok {
 		return e, nil
 	}
 	return reply, err
 }
+
+func (c *Conn) armReadDeadline(timeout time.Duration) {
+	if timeout <= 0 {
+		if c.armedFor != 0 {
+			c.nc.SetReadDeadline(time.Time{})
+			c.armedFor = 0
+		}
+		return
+	}
+	now := time.Now()
+	if timeout != c.armedFor || now.Sub(c.armedAt) > timeout/8 {
+		c.nc.SetReadDeadline(now.Add(timeout))
+		c.armedAt, c.armedFor = now, timeout
+	}
+}
+
+// Do runs one command and waits for its reply (no batch may be using the
+// connection), bounded by the read timeout.
+func (c *Conn) Do(cmd string, args ...any) (any, error) {
+	c.armReadDeadline(c.readTimeout)
+	if c.writeTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	return c.rc.Do(cmd, args...)
+}
+
+// ownDeadlines hides SetDeadline calls from redigo, which would set one per
+// reply; Conn sets them itself.
+type ownDeadlines struct{ net.Conn }
+
+func (ownDeadlines) SetDeadline(time.Time) error      { return nil }
+func (ownDeadlines) SetReadDeadline(time.Time) error  { return nil }
+func (ownDeadlines) SetWriteDeadline(time.Time) error { return nil }
 
 // Abort closes the socket: pending and later calls fail.
 func (c *Conn) Abort() {

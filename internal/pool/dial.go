@@ -56,10 +56,10 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 }
 
 func (c *Conn) handshake(ctx context.Context, o Options) error {
-	if dl, ok := ctx.Deadline(); ok {
-		c.nc.SetDeadline(dl)
-		defer c.nc.SetDeadline(time.Time{})
-	}
+	// Each reply is bounded by the read timeout; a cancelled ctx breaks the
+	// connection at once.
+	stop := context.AfterFunc(ctx, c.Abort)
+	defer stop()
 	if o.Password != "" || o.Username != "" {
 		args := []any{o.Password}
 		if o.Username != "" {
