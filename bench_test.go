@@ -135,3 +135,94 @@ func measure(b *testing.B, n int, check func(b *testing.B, n int), iteration fun
 	b.ReportMetric(cmds/b.Elapsed().Seconds(), "ops/s")
 	b.ReportMetric(float64(mallocs)/cmds, "allocs/cmd")
 }
+
+// BenchmarkModes sets n keys in each execution mode and with skip-result,
+// against redigo's plain pipeline and a redigo MULTI … EXEC pipeline.
+func BenchmarkModes(b *testing.B) {
+	const maxN = 1_000_000
+	keys := make([]string, maxN)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench:mode:%d", i)
+	}
+	check := func(b *testing.B, n int) {
+		if got := srv.MustDo(b, "DBSIZE"); got != int64(n) {
+			b.Fatalf("DBSIZE = %v, want %d", got, n)
+		}
+	}
+	sizes := benchSizes[1:] // 100k, 1M
+	rb := map[string][]rbatch.Option{
+		"rbatch-InMemory":         nil,
+		"rbatch-InMemoryAtomic":   {rbatch.WithMode(rbatch.InMemoryAtomic)},
+		"rbatch-RedisWriteAtomic": {rbatch.WithMode(rbatch.RedisWriteAtomic)},
+		"rbatch-SkipResult":       {rbatch.WithSkipResult()},
+	}
+	for _, name := range []string{"rbatch-InMemory", "rbatch-SkipResult", "rbatch-InMemoryAtomic", "rbatch-RedisWriteAtomic"} {
+		b.Run(name, func(b *testing.B) {
+			c := newClient(b)
+			for _, size := range sizes {
+				b.Run(size.name, func(b *testing.B) {
+					measure(b, size.n, check, func() {
+						bt := c.NewBatch(rb[name]...)
+						for i := range size.n {
+							bt.Bucket(keys[i]).SetAsync("value")
+						}
+						if _, err := bt.Execute(context.Background()); err != nil {
+							b.Fatal(err)
+						}
+					})
+				})
+			}
+		})
+	}
+	for _, tx := range []bool{false, true} {
+		name := "redigo-pipeline"
+		if tx {
+			name = "redigo-MULTI-EXEC"
+		}
+		b.Run(name, func(b *testing.B) {
+			conn := srv.Conn(b, redis.DialReadTimeout(time.Minute), redis.DialWriteTimeout(time.Minute))
+			for _, size := range sizes {
+				b.Run(size.name, func(b *testing.B) {
+					measure(b, size.n, check, func() {
+						if err := redigoBatch(conn, size.n, tx, keys); err != nil {
+							b.Fatal(err)
+						}
+					})
+				})
+			}
+		})
+	}
+}
+
+// redigoBatch is a careful redigo user's batch: a writer goroutine sends
+// (MULTI,) the SETs (, EXEC) while the caller reads every reply.
+func redigoBatch(conn redis.Conn, n int, tx bool, keys []string) error {
+	extra := 0
+	if tx {
+		extra = 2
+	}
+	werr := make(chan error, 1)
+	go func() {
+		if tx {
+			conn.Send("MULTI")
+		}
+		for i := range n {
+			if err := conn.Send("SET", keys[i], "value"); err != nil {
+				werr <- err
+				return
+			}
+		}
+		if tx {
+			conn.Send("EXEC")
+		}
+		werr <- conn.Flush()
+	}()
+	for range n + extra {
+		if _, err := conn.Receive(); err != nil {
+			conn.Close()
+			<-werr
+			return err
+		}
+	}
+	return <-werr
+}

@@ -119,6 +119,23 @@ func TestAtomicBatchesAreNeverSeenHalfApplied(t *testing.T) {
 }
 
 func TestQueueTimeErrorAbortsTransaction(t *testing.T) {
+	t.Run("REDIS_READ_ATOMIC", func(t *testing.T) {
+		fresh(t)
+		srv.MustDo(t, "SET", "abort:r", "1")
+		c := newClient(t)
+		b := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
+		get := b.Bucket("abort:r").GetAsync()
+		bad := b.Do("GET", "abort:r", "extra") // wrong arity
+		_, err := b.Execute(context.Background())
+		assert.ErrorIs(t, err, rbatch.ErrTxAborted)
+		for _, e := range []error{errOf(get), errOf(bad)} {
+			var ce *rbatch.CommandError
+			require.ErrorAs(t, e, &ce)
+			assert.Equal(t, 1, ce.Index)
+			assert.ErrorIs(t, e, rbatch.ErrTxAborted)
+		}
+		assert.Zero(t, calls(t, "get"), "nothing ran")
+	})
 	for _, mode := range atomicModes {
 		t.Run(mode.String(), func(t *testing.T) {
 			fresh(t)

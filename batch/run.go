@@ -10,6 +10,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,7 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 
 	var res Result
 	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, g.Resolve, &res)
+	w.broken.Store(res.Err != nil)
 	return finish(ctx, conn, &res, &w, werr)
 }
 
@@ -95,6 +97,22 @@ func finish(ctx context.Context, conn Conn, res *Result, w *progress, werr <-cha
 type progress struct {
 	sent     atomic.Int64 // commands handed to the connection
 	execSent atomic.Bool  // EXEC handed to the connection
+	// broken is set when the reader saw the connection fail: what the
+	// writer hands over after that never reaches the server.
+	broken atomic.Bool
+}
+
+// errBroken stops a writer whose connection the reader saw fail.
+var errBroken = errors.New("connection failed while writing")
+
+// markExec records that EXEC is about to be handed over, unless the
+// connection is already known dead (then EXEC cannot reach Redis).
+func (w *progress) markExec() error {
+	if w.broken.Load() {
+		return errBroken
+	}
+	w.execSent.Store(true)
+	return nil
 }
 
 // writeGroup streams prefix, head, commands and end frames, then flushes.
@@ -134,7 +152,11 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w.execSent.Store(g.Atomic)
+	if g.Atomic {
+		if err := w.markExec(); err != nil {
+			return err
+		}
+	}
 	if err := writeFrames(conn, g.end()); err != nil {
 		return err
 	}

@@ -139,6 +139,7 @@ func (s *Session) run(ctx context.Context) {
 	werr := make(chan error, 1)
 	go func() { werr <- s.write(conn, &w) }()
 	read(conn, s.plan, 0, sessionSource{s}, s.resolve, &s.res)
+	w.broken.Store(s.res.Err != nil)
 	finish(ctx, conn, &s.res, &w, werr)
 	if s.res.Err != nil {
 		s.res.Clean = false
@@ -166,9 +167,14 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		s.mu.Unlock()
 
 		if len(buf) > 0 {
+			if w.broken.Load() {
+				return errBroken
+			}
 			w.sent.Store(int64(pushed))
 			if closed && !discard {
-				w.execSent.Store(true)
+				if err := w.markExec(); err != nil {
+					return err
+				}
 			}
 			if _, err := conn.Write(buf); err != nil {
 				return err

@@ -1,0 +1,188 @@
+package rbatch_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+)
+
+// txFake answers a transaction like Redis (+OK, QUEUED…) and hangs up when it
+// receives the command named hangAt (its reply is never sent).
+func txFake(hangAt string) func(cmd []string) string {
+	return func(cmd []string) string {
+		name := strings.ToUpper(cmd[0])
+		switch {
+		case name == hangAt:
+			return redistest.Hangup
+		case name == "INFO" || name == "PING":
+			return redistest.DefaultReply(cmd)
+		case name == "MULTI":
+			return "+OK\r\n"
+		}
+		return "+QUEUED\r\n"
+	}
+}
+
+// The connection drops after EXEC was written: nobody knows whether the
+// transaction ran, so every command is unknown.
+func TestExecWrittenNotAnsweredIsUnknown(t *testing.T) {
+	f := redistest.NewFake(t, txFake("EXEC"))
+	c, _ := fakeClient(t, f)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		b := c.NewBatch(rbatch.WithMode(mode))
+		a := b.AtomicLong("u:a").IncrementAndGetAsync()
+		s := b.Bucket("u:b").SetAsync("x")
+		_, err := b.Execute(context.Background())
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome, mode)
+		assert.ErrorIs(t, errOf(a), rbatch.ErrUnknownOutcome, mode)
+		assert.ErrorIs(t, errOf(s), rbatch.ErrUnknownOutcome, mode)
+		assert.NotErrorIs(t, errOf(a), rbatch.ErrTxAborted)
+	}
+}
+
+// The connection drops while a Redis-side transaction is being queued, before
+// EXEC: Redis discards an unfinished transaction, so every command is aborted
+// (not applied), not unknown.
+func TestConnectionLostBeforeExecAborts(t *testing.T) {
+	var queued atomic.Int32
+	f := redistest.NewFake(t, func(cmd []string) string {
+		if strings.EqualFold(cmd[0], "INCR") && queued.Add(1) == 2 {
+			return redistest.Hangup
+		}
+		return txFake("")(cmd)
+	})
+	c, _ := fakeClient(t, f)
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	fs := []*rbatch.Future[int64]{
+		b.AtomicLong("l:a").IncrementAndGetAsync(),
+		b.AtomicLong("l:b").IncrementAndGetAsync(),
+	}
+	waitUntil(t, "the fake hung up", func() bool { return queued.Load() >= 2 })
+	time.Sleep(50 * time.Millisecond) // the reader sees the connection end
+	fs = append(fs, b.AtomicLong("l:c").IncrementAndGetAsync())
+	_, err := b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrTxAborted)
+	for _, f := range fs {
+		assert.ErrorIs(t, errOf(f), rbatch.ErrTxAborted)
+		assert.NotErrorIs(t, errOf(f), rbatch.ErrUnknownOutcome)
+	}
+	for _, cmd := range f.Commands() {
+		assert.NotEqual(t, "EXEC", strings.ToUpper(cmd[0]), "EXEC never reached the server")
+	}
+}
+
+// A pipeline cut after some replies: answered commands keep their values,
+// the rest are unknown; a read-only command among them is re-sent when
+// retries are on (reading twice is harmless), a write never is.
+func TestReadOnlyUnknownIsRetried(t *testing.T) {
+	var incrs, gets atomic.Int32
+	f := redistest.NewFake(t, func(cmd []string) string {
+		switch strings.ToUpper(cmd[0]) {
+		case "INFO", "PING":
+			return redistest.DefaultReply(cmd)
+		case "INCR":
+			if incrs.Add(1) == 2 {
+				return redistest.Hangup
+			}
+			return ":1\r\n"
+		case "GET":
+			gets.Add(1)
+			return redistest.Bulk("v")
+		}
+		return "+OK\r\n"
+	})
+	c, _ := fakeClient(t, f)
+	b := c.NewBatch(rbatch.WithRetry(2, 10*time.Millisecond))
+	first := b.AtomicLong("r:a").IncrementAndGetAsync()
+	second := b.AtomicLong("r:a").IncrementAndGetAsync() // the connection drops here
+	get := b.Bucket("r:b").GetAsync()
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	n, err1 := first.Get()
+	assert.NoError(t, err1)
+	assert.Equal(t, int64(1), n)
+	assert.ErrorIs(t, errOf(second), rbatch.ErrUnknownOutcome)
+	v, gerr := get.Get()
+	assert.NoError(t, gerr, "the GET was read again on a new connection")
+	assert.Equal(t, "v", v)
+	assert.Equal(t, int32(2), incrs.Load(), "the INCR was never re-sent")
+	assert.Equal(t, 2, res.Nodes[0].Attempts)
+}
+
+// Against a server that says it is 7.2, WithSyncAOF appends exactly
+// WAITAOF numlocal numreplicas timeout, and its [local, replicas] reply
+// fills the node's figures.
+func TestWaitAOFBytes(t *testing.T) {
+	f := redistest.NewFake(t, func(cmd []string) string {
+		switch strings.ToUpper(cmd[0]) {
+		case "INFO":
+			return redistest.Bulk(strings.Replace(redistest.DefaultInfo, "7.0.15", "7.2.4", 1))
+		case "WAITAOF":
+			return "*2\r\n:1\r\n:2\r\n"
+		}
+		return "+OK\r\n"
+	})
+	c, hs := fakeClient(t, f)
+	b := c.NewBatch(rbatch.WithSyncAOF(true, 2, 1500*time.Millisecond))
+	b.Bucket("k").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	want := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n" +
+		"*4\r\n$7\r\nWAITAOF\r\n$1\r\n1\r\n$1\r\n2\r\n$4\r\n1500\r\n"
+	assert.Equal(t, want, string(f.Received())[len(handshakeBytes(f, hs)):])
+	require.Len(t, res.Nodes, 1)
+	assert.True(t, res.Nodes[0].SyncedLocal)
+	assert.Equal(t, 2, res.Nodes[0].SyncedReplicas)
+	assert.Equal(t, 2, res.SyncedReplicas)
+}
+
+// The exact layout of an atomic skip-result batch with WAIT.
+func TestAtomicSkipResultWaitBytes(t *testing.T) {
+	f := redistest.NewFake(t, func(cmd []string) string {
+		switch strings.ToUpper(strings.Join(cmd, " ")) {
+		case "INFO SERVER", "INFO CLUSTER", "INFO REPLICATION":
+			return redistest.DefaultReply(cmd)
+		case "CLIENT REPLY OFF", "MULTI", "SET K V", "EXEC":
+			return "" // replies are off
+		case "CLIENT REPLY ON":
+			return "+OK\r\n"
+		case "WAIT 1 250":
+			return ":1\r\n"
+		}
+		return "-ERR unexpected\r\n"
+	})
+	c, hs := fakeClient(t, f)
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithSkipResult(), rbatch.WithSync(1, 250*time.Millisecond))
+	set := b.Bucket("k").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped)
+	assert.Equal(t, 1, res.SyncedReplicas)
+	want := "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*1\r\n$5\r\nMULTI\r\n" +
+		"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nEXEC\r\n" +
+		"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n250\r\n"
+	assert.Equal(t, want, string(f.Received())[len(handshakeBytes(f, hs)):])
+}
+
+// handshakeBytes returns the raw bytes of the first hs commands received.
+func handshakeBytes(f *redistest.Fake, hs int) string {
+	var sb strings.Builder
+	for _, cmd := range f.Commands()[:hs] {
+		sb.WriteString("*" + itoa(len(cmd)) + "\r\n")
+		for _, a := range cmd {
+			sb.WriteString("$" + itoa(len(a)) + "\r\n" + a + "\r\n")
+		}
+	}
+	return sb.String()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
