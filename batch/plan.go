@@ -94,7 +94,7 @@ type Result struct {
 	Answered int // commands whose sinks got their reply (the first Answered of the group)
 	// PrefixReplies holds the replies to the group's prefix frames.
 	PrefixReplies []any
-	Sent     int // commands handed to the connection (≥ Answered)
+	Sent          int // commands handed to the connection (≥ Answered)
 	// Err is why the group stopped early: a transport error, a timeout, or
 	// the context's error. Nil when every expected reply was read.
 	Err error
