@@ -397,8 +397,8 @@ func (b *Batch) refusal(ctx context.Context) error {
 		return b.optErr
 	}
 	for i := 0; i < b.q.Len(); i++ {
-		if c := b.q.At(i); c.Err != nil {
-			return &CommandError{Index: i, Command: c.Name, Err: c.Err}
+		if err := b.q.Err(i); err != nil {
+			return &CommandError{Index: i, Command: b.q.At(i).Name, Err: err}
 		}
 	}
 	if b.remoteErr != nil {

@@ -19,7 +19,7 @@ import (
 // b.mu held, so commands are pushed in submission order.
 func (b *Batch) pushRemote(i int) {
 	c := b.q.At(i)
-	if c.Err != nil || b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
+	if b.q.Err(i) != nil || b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
 		return // Execute refuses the batch and discards what was pushed
 	}
 	readOnly := b.opts.Mode == RedisReadAtomic
@@ -58,7 +58,7 @@ func (b *Batch) pushRemote(i int) {
 
 // remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
 // (-1 standalone, or keyless), checking that a transaction keeps to one slot.
-func (b *Batch) remoteSlotOf(i int, c *queue.Command) (int, error) {
+func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
 	if !b.c.cluster {
 		return -1, nil
 	}

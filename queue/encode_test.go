@@ -216,7 +216,7 @@ func TestQueueAddBytes(t *testing.T) {
 	assert.Equal(t, command("RPUSH", "l", "1"), string(q.Bytes(1)))
 	assert.Equal(t, "SET", q.At(0).Name)
 	assert.Equal(t, "l", q.At(1).Key)
-	assert.NoError(t, q.At(0).Err)
+	assert.NoError(t, q.Err(0))
 }
 
 func TestQueueAddKeepsErrors(t *testing.T) {
@@ -228,9 +228,9 @@ func TestQueueAddKeepsErrors(t *testing.T) {
 	last := q.Add(Command{Name: "SET"}, nil, "c", "3")
 
 	assert.Equal(t, []int{0, 1, 2, 3}, []int{0, bad, refused, last})
-	assert.ErrorIs(t, q.At(bad).Err, ErrNoCodec)
-	assert.Contains(t, q.At(bad).Err.Error(), "argument 2")
-	assert.Same(t, preset, q.At(refused).Err)
+	assert.ErrorIs(t, q.Err(bad), ErrNoCodec)
+	assert.Contains(t, q.Err(bad).Error(), "argument 2")
+	assert.Same(t, preset, q.Err(refused))
 
 	// The failed encoding left nothing behind: the good commands are back to back.
 	assert.Equal(t, command("SET", "a", "1"), string(q.Bytes(0)))

@@ -6,7 +6,7 @@
 // access.
 package queue
 
-// Command is one queued command.
+// Command describes a command to queue; Queued is what the queue keeps.
 type Command struct {
 	Name  string // upper-case command name
 	Key   string // routing key; "" for a command without one
@@ -16,8 +16,16 @@ type Command struct {
 	// Err is why the command cannot be sent (an argument that does not
 	// encode, a forbidden command). A batch holding one sends nothing.
 	Err error
+}
 
+// Queued is a queued command. Errors are kept aside (Queue.Err): they are
+// rare, and a million commands should not each carry an empty one.
+type Queued struct {
+	Name            string
+	Key             string
+	Future          any
 	chunk, off, end int32
+	Flags           Flags
 }
 
 // chunkSize is the size of the buffers commands are encoded into: large
@@ -36,16 +44,20 @@ const blockSize = 4096
 
 // Queue is an append-only list of encoded commands.
 type Queue struct {
-	blocks [][]Command // full blocks of blockSize, and the last one filling
+	blocks [][]Queued // full blocks of blockSize, and the last one filling
 	n      int
 	chunks [][]byte
+	errs   map[int]error // why a command cannot be sent, by index
 }
 
 // Len returns the number of queued commands.
 func (q *Queue) Len() int { return q.n }
 
 // At returns command i (its submission index).
-func (q *Queue) At(i int) *Command { return &q.blocks[i/blockSize][i%blockSize] }
+func (q *Queue) At(i int) *Queued { return &q.blocks[i/blockSize][i%blockSize] }
+
+// Err returns why command i cannot be sent, or nil.
+func (q *Queue) Err(i int) error { return q.errs[i] }
 
 // Add encodes c.Name and args and appends the command; it returns its index.
 // An encoding error is kept in the command's Err, not returned: the command
@@ -60,6 +72,7 @@ func (q *Queue) AddKeyed(c Command, enc Encoder, args ...any) int {
 }
 
 func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
+	qc := Queued{Name: c.Name, Key: c.Key, Future: c.Future, Flags: c.Flags}
 	if c.Err == nil {
 		n := len(q.chunks) - 1
 		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
@@ -74,23 +87,29 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 			buf, c.Err = AppendCommand(buf, enc, c.Name, args...)
 		}
 		q.chunks[n] = buf
-		c.chunk, c.off, c.end = int32(n), int32(off), int32(len(buf))
+		qc.chunk, qc.off, qc.end = int32(n), int32(off), int32(len(buf))
+	}
+	if c.Err != nil {
+		if q.errs == nil {
+			q.errs = map[int]error{}
+		}
+		q.errs[q.n] = c.Err
 	}
 	if q.n%blockSize == 0 {
-		q.blocks = append(q.blocks, make([]Command, 0, blockSize))
+		q.blocks = append(q.blocks, make([]Queued, 0, blockSize))
 	}
 	last := len(q.blocks) - 1
-	q.blocks[last] = append(q.blocks[last], c)
+	q.blocks[last] = append(q.blocks[last], qc)
 	q.n++
 	return q.n - 1
 }
 
 // Bytes returns the RESP encoding of command i (empty when it has an Err).
 func (q *Queue) Bytes(i int) []byte {
-	c := q.At(i)
-	if c.Err != nil {
+	if q.errs[i] != nil {
 		return nil
 	}
+	c := q.At(i)
 	return q.chunks[c.chunk][c.off:c.end]
 }
 
