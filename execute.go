@@ -345,15 +345,24 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 			}
 		}
 	}
-	var failed []CommandError
+	nFailed := 0
 	for i := 0; i < n; i++ {
-		c := b.q.At(i)
-		o := c.Future.(outcome)
+		o := b.q.At(i).Future.(outcome)
 		if res.Responses != nil {
 			res.Responses[i] = o.response()
 		}
 		if err := o.failure(); err != nil && err != ErrResultSkipped {
-			failed = append(failed, CommandError{Index: i, Command: c.Name, Err: err})
+			nFailed++
+		}
+	}
+	var failed []CommandError
+	if nFailed > 0 { // sized once: a cancelled million-command batch fails them all
+		failed = make([]CommandError, 0, nFailed)
+		for i := 0; i < n && len(failed) < nFailed; i++ {
+			c := b.q.At(i)
+			if err := c.Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
+				failed = append(failed, CommandError{Index: i, Command: c.Name, Err: err})
+			}
 		}
 	}
 	if failed != nil || nodeErr != nil {
