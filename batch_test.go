@@ -44,14 +44,7 @@ func TestMain(m *testing.M) {
 // newClient connects to srv and closes the client at the end of the test.
 func newClient(t testing.TB, mods ...func(*rbatch.Config)) *rbatch.Client {
 	t.Helper()
-	cfg := rbatch.Config{Addrs: []string{srv.Addr}}
-	for _, m := range mods {
-		m(&cfg)
-	}
-	c, err := rbatch.NewClient(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { closeClean(t, c) })
-	return c
+	return clientFor(t, srv, mods...)
 }
 
 // closeClean checks that every pooled connection is clean, then closes c.
