@@ -91,16 +91,15 @@ func (e *forbiddenError) Error() string { return e.name + " is not allowed in a 
 func (e *forbiddenError) Unwrap() error { return ErrForbidden }
 
 // FlagsOf returns the flags of an upper-case command name.
-func FlagsOf(name string) Flags {
-	var f Flags
-	if readOnly[name] {
-		f |= ReadOnly
+func FlagsOf(name string) Flags { return flags[name] }
+
+// flags is the command table: every command named above, with its flags.
+var flags = func() map[string]Flags {
+	m := map[string]Flags{}
+	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey} {
+		for name := range *set {
+			m[name] |= f
+		}
 	}
-	if noKey[name] {
-		f |= NoKey
-	}
-	if multiKey[name] {
-		f |= MultiKey
-	}
-	return f
-}
+	return m
+}()
