@@ -37,7 +37,7 @@ func fetchShards(ctx context.Context, addr string, opts pool.Options) ([]route.S
 	defer conn.Close()
 	reply, err := conn.Do("CLUSTER", "SHARDS")
 	if err == nil {
-		return route.ParseShards(reply)
+		return route.ParseShards(reply, opts.TLSConfig != nil)
 	}
 	if asRedisError(err) == nil {
 		return nil, fmt.Errorf("%s: CLUSTER SHARDS: %w", addr, err)

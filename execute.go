@@ -371,6 +371,21 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 	return res, nil
 }
 
+// tooLong reports an argument of command i longer than the server's
+// proto-max-bulk-len: Redis would drop the connection mid-batch.
+func (b *Batch) tooLong(i int) error {
+	max := b.c.info.MaxBulkLen
+	if max <= 0 || int64(len(b.q.Bytes(i))) <= max {
+		return nil
+	}
+	for k, a := range b.q.Args(i) {
+		if int64(len(a)) > max {
+			return fmt.Errorf("argument %d is %d bytes, over the server's proto-max-bulk-len of %d", k+1, len(a), max)
+		}
+	}
+	return nil
+}
+
 // sleep waits d, or returns false when ctx ends first.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -406,7 +421,11 @@ func (b *Batch) refusal(ctx context.Context) error {
 		return b.optErr
 	}
 	for i := 0; i < b.q.Len(); i++ {
-		if err := b.q.Err(i); err != nil {
+		err := b.q.Err(i)
+		if err == nil {
+			err = b.tooLong(i)
+		}
+		if err != nil {
 			return &CommandError{Index: i, Command: b.q.At(i).Name, Err: err}
 		}
 	}

@@ -22,6 +22,10 @@ func (b *Batch) pushRemote(i int) {
 	if b.q.Err(i) != nil || b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
 		return // Execute refuses the batch and discards what was pushed
 	}
+	if err := b.tooLong(i); err != nil {
+		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+		return
+	}
 	readOnly := b.opts.Mode == RedisReadAtomic
 	if readOnly && c.Flags&queue.ReadOnly == 0 {
 		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: ErrReadOnlyBatch}

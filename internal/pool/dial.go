@@ -97,6 +97,9 @@ type ServerInfo struct {
 	Version  [3]int   // redis_version, such as 7.0.15
 	Cluster  bool     // cluster_enabled:1
 	Replicas []string // addresses of the replicas online (INFO replication)
+	// MaxBulkLen is proto-max-bulk-len: the longest argument the server
+	// takes (0: unknown, the server refused CONFIG GET).
+	MaxBulkLen int64
 }
 
 // AtLeast reports whether the server's version is major.minor or later.
@@ -127,6 +130,9 @@ func (c *Conn) Info() (ServerInfo, error) {
 		return si, fmt.Errorf("INFO replication: %w", err)
 	}
 	si.Replicas = onlineReplicas(text)
+	if kv, err := redis.Strings(c.Do("CONFIG", "GET", "proto-max-bulk-len")); err == nil && len(kv) == 2 {
+		si.MaxBulkLen, _ = strconv.ParseInt(kv[1], 10, 64)
+	}
 	return si, nil
 }
 

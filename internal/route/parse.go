@@ -8,8 +8,10 @@ import (
 
 // ParseShards reads a CLUSTER SHARDS reply (Redis 7.0+), RESP2 form: per
 // shard a flat array "slots" [start end …] "nodes" [per node a flat array of
-// "id" "port" "ip" "endpoint" "role" "health" …]. Nodes not online are left out.
-func ParseShards(reply any) ([]ShardInfo, error) {
+// "id" "port" "tls-port" "ip" "endpoint" "role" "health" …]. With tls the
+// nodes' "tls-port" is used (a TLS-only node has no "port"). Nodes not
+// online are left out.
+func ParseShards(reply any, tls bool) ([]ShardInfo, error) {
 	shards, ok := reply.([]any)
 	if !ok {
 		return nil, fmt.Errorf("CLUSTER SHARDS: unexpected reply %T", reply)
@@ -43,9 +45,13 @@ func ParseShards(reply any) ([]ShardInfo, error) {
 			if host == "" {
 				host = str(nf["endpoint"])
 			}
-			port, err := asInt(nf["port"])
+			portField := "port"
+			if tls {
+				portField = "tls-port"
+			}
+			port, err := asInt(nf[portField])
 			if err != nil || host == "" {
-				continue // a TLS-only node has tls-port instead; a node without address is unusable
+				continue // a node without an address for this transport is unusable
 			}
 			addr := net.JoinHostPort(host, strconv.Itoa(port))
 			if str(nf["role"]) == "master" {
