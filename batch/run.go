@@ -63,14 +63,19 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 	var w progress
 	werr := make(chan error, 1)
 	stop := context.AfterFunc(ctx, conn.Abort)
-	defer stop()
 
 	go func() { werr <- writeGroup(ctx, conn, &g, &w) }()
 
 	var res Result
 	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, g.Resolve, &res)
 	w.broken.Store(res.Err != nil)
-	return finish(ctx, conn, &res, &w, werr)
+	res = finish(ctx, conn, &res, &w, werr)
+	if !stop() && res.Clean {
+		// ctx ended just as the group did: the abort may be under way,
+		// so the connection cannot go back to the pool.
+		res.Clean = false
+	}
+	return res
 }
 
 // finish waits for the writer and completes res with what it did.

@@ -102,11 +102,14 @@ func (s *Session) close(ctx context.Context, discard bool, end [][]byte) Result 
 	}
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, s.abort)
-	defer stop()
 	<-s.done
 	res := s.res
-	if res.Err != nil && ctx.Err() != nil {
-		res.Err = ctx.Err()
+	if !stop() {
+		// ctx ended: the abort may be under way (even if every reply came).
+		res.Clean = false
+		if res.Err != nil {
+			res.Err = ctx.Err()
+		}
 	}
 	return res
 }

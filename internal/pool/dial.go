@@ -55,11 +55,15 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) handshake(ctx context.Context, o Options) error {
+func (c *Conn) handshake(ctx context.Context, o Options) (err error) {
 	// Each reply is bounded by the read timeout; a cancelled ctx breaks the
 	// connection at once.
 	stop := context.AfterFunc(ctx, c.Abort)
-	defer stop()
+	defer func() {
+		if !stop() && err == nil {
+			err = ctx.Err() // aborted as the handshake ended
+		}
+	}()
 	if o.Password != "" || o.Username != "" {
 		args := []any{o.Password}
 		if o.Username != "" {
