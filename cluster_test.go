@@ -162,7 +162,11 @@ func TestClusterAtomicCrossSlotSendsNothing(t *testing.T) {
 		assert.ErrorIs(t, err, rbatch.ErrCrossSlot, mode)
 		assert.ErrorContains(t, err, fmt.Sprintf(`"{a}x" (slot %d)`, route.Slot("a")))
 		assert.ErrorContains(t, err, fmt.Sprintf(`"{b}y" (slot %d)`, route.Slot("b")))
-		assert.ErrorIs(t, errOf(a), rbatch.ErrNotSent)
+		if mode == rbatch.InMemoryAtomic {
+			assert.ErrorIs(t, errOf(a), rbatch.ErrNotSent)
+		} else { // queued in the Redis-side MULTI, then discarded
+			assert.ErrorIs(t, errOf(a), rbatch.ErrTxAborted)
+		}
 	}
 	// A multi-key command whose own keys span slots is refused as well.
 	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))

@@ -446,6 +446,15 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 		}
 		b.q.At(i).Future.(outcome).resolve(nil, err)
 	}
+	// Commands already queued in a Redis-side MULTI reached Redis: the
+	// DISCARD aborted them.
+	for _, e := range b.remote {
+		for _, i := range e.indices {
+			if bad == nil || bad.Index != i {
+				b.q.At(i).Future.(outcome).resolve(nil, &txAbortedError{cause: cause})
+			}
+		}
+	}
 	res, _ := b.collect(nil, nil)
 	berr := &BatchError{Err: err}
 	if bad != nil {

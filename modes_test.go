@@ -265,7 +265,10 @@ func TestRedisReadAtomicRefusesWrites(t *testing.T) {
 	assert.ErrorIs(t, err, rbatch.ErrReadOnlyBatch)
 	assert.ErrorIs(t, err, rbatch.ErrNotSent)
 	assert.ErrorIs(t, errOf(set), rbatch.ErrReadOnlyBatch)
-	assert.ErrorIs(t, errOf(get), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(set), rbatch.ErrNotSent)
+	// The GET was queued in Redis's MULTI, then discarded: aborted.
+	assert.ErrorIs(t, errOf(get), rbatch.ErrTxAborted)
+	assert.ErrorIs(t, errOf(get), rbatch.ErrReadOnlyBatch)
 	assert.Zero(t, calls(t, "set"), "the write never reached Redis")
 	assert.Zero(t, calls(t, "exec"))
 	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "ra:b"))

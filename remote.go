@@ -19,7 +19,10 @@ import (
 // b.mu held, so commands are pushed in submission order.
 func (b *Batch) pushRemote(i int) {
 	c := b.q.At(i)
-	if b.q.Err(i) != nil || b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
+	if err := b.q.Err(i); err != nil && b.remoteErr == nil {
+		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err} // the batch is doomed: stop pushing
+	}
+	if b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
 		return // Execute refuses the batch and discards what was pushed
 	}
 	if err := b.tooLong(i); err != nil {

@@ -57,6 +57,7 @@ var forbidden = map[string]string{
 	"SELECT":  "it changes the connection's database (set Config.DB)", "SWAPDB": "it changes the connection's database",
 	"AUTH": "it changes the connection's user (set Config.Username/Password)", "HELLO": "it changes the connection's protocol",
 	"RESET": "it resets the connection", "QUIT": "it closes the connection",
+	"SYNC": "it turns the connection into a replication stream", "PSYNC": "it turns the connection into a replication stream",
 	"WAIT": "replica sync is set by WithSync", "WAITAOF": "AOF sync is set by WithSyncAOF",
 }
 
@@ -81,6 +82,9 @@ func Lookup(name, sub string) (string, Flags, error) {
 	}
 	if name == "CLIENT" && strings.EqualFold(sub, "REPLY") {
 		return name, 0, &forbiddenError{name: "CLIENT REPLY", why: "skipping replies is set by WithSkipResult"}
+	}
+	if name == "CLIENT" && strings.EqualFold(sub, "TRACKING") {
+		return name, 0, &forbiddenError{name: "CLIENT TRACKING", why: "it makes the connection receive invalidation messages"}
 	}
 	return name, FlagsOf(name), nil
 }

@@ -115,6 +115,11 @@ func (s ServerInfo) AtLeast(major, minor int) bool {
 func (c *Conn) Info() (ServerInfo, error) {
 	var si ServerInfo
 	text, err := redis.String(c.Do("INFO", "server"))
+	if isNoPerm(err) {
+		// A user without INFO: version unknown (features that need a
+		// version check are refused), routed as a standalone server.
+		return si, nil
+	}
 	if err != nil {
 		return si, fmt.Errorf("INFO server: %w", err)
 	}
@@ -138,6 +143,11 @@ func (c *Conn) Info() (ServerInfo, error) {
 		si.MaxBulkLen, _ = strconv.ParseInt(kv[1], 10, 64)
 	}
 	return si, nil
+}
+
+func isNoPerm(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "NOPERM")
 }
 
 // onlineReplicas parses INFO replication's "slaveN:ip=…,port=…,state=online" lines.

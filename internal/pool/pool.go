@@ -39,7 +39,7 @@ func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctx.Err())
 	}
 	p.mu.Lock()
 	if p.closed {

@@ -1,0 +1,174 @@
+package rbatch_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+)
+
+// aclPassword is the ACL user's password: it must never show in an error.
+const aclPassword = "0rders-Pw!#%s"
+
+// aclServer starts a server with a user "orders" that may touch only
+// order:* keys (ACL SETUSER orders on >pw ~order:* +@all).
+func aclServer(t *testing.T) *redistest.Server {
+	t.Helper()
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", "orders", "on", ">"+aclPassword, "~order:*", "+@all")
+	return s
+}
+
+func aclClient(t *testing.T, s *redistest.Server) *rbatch.Client {
+	t.Helper()
+	return clientFor(t, s, func(cfg *rbatch.Config) { cfg.Username, cfg.Password = "orders", aclPassword })
+}
+
+// aclNoPassword asserts that no error text shows the password.
+func aclNoPassword(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		assert.NotContains(t, err.Error(), aclPassword)
+		assert.NotContains(t, fmt.Sprintf("%+v", err), aclPassword)
+	}
+}
+
+// IN_MEMORY: only the commands on keys outside ~order:* fail, with NOPERM;
+// the others are applied.
+func TestACLNoPermFailsOnlyItsCommands(t *testing.T) {
+	s := aclServer(t)
+	c := aclClient(t, s)
+	b := c.NewBatch()
+	set := b.Bucket("order:1").SetAsync("paid")
+	denied := b.Bucket("stock:1").SetAsync("0")
+	get := b.Bucket("order:1").GetAsync()
+	deniedIncr := b.AtomicLong("stock:n").IncrementAndGetAsync()
+	hset := b.Map("order:1:items").FastPutAsync("sku", 2)
+	deniedMulti := b.Keys().CountExistsAsync("order:1", "stock:1") // one key out of the pattern
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	var failed []int
+	for _, ce := range berr.Commands {
+		failed = append(failed, ce.Index)
+	}
+	assert.Equal(t, []int{1, 3, 5}, failed, "only the out-of-pattern commands failed")
+	for _, f := range []error{errOf(denied), errOf(deniedIncr), errOf(deniedMulti)} {
+		var rerr *rbatch.RedisError
+		if assert.ErrorAs(t, f, &rerr) {
+			assert.Equal(t, "NOPERM", rerr.Prefix())
+		}
+		assert.NotErrorIs(t, f, rbatch.ErrUnknownOutcome)
+	}
+	assert.NoError(t, errOf(set))
+	v, err2 := get.Get()
+	assert.NoError(t, err2)
+	assert.Equal(t, "paid", v)
+	assert.NoError(t, errOf(hset))
+	require.Len(t, res.Responses, 6)
+	assert.Equal(t, struct{}{}, res.Responses[0])
+	assert.Equal(t, "paid", res.Responses[2])
+	assert.Equal(t, true, res.Responses[4])
+
+	assert.Equal(t, []byte("paid"), s.MustDo(t, "GET", "order:1"))
+	assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "stock:1", "stock:n"), "denied commands not applied")
+	aclNoPassword(t, err, errOf(denied), errOf(deniedIncr), errOf(deniedMulti))
+}
+
+// In the atomic modes NOPERM is a queue-time error: Redis refuses the
+// command while queueing and EXEC answers EXECABORT, so the whole
+// transaction is aborted and nothing is applied.
+func TestACLNoPermAbortsTransaction(t *testing.T) {
+	s := aclServer(t)
+	c := aclClient(t, s)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s.FlushAll(t)
+			s.ResetStats(t)
+			b := c.NewBatch(rbatch.WithMode(mode))
+			fs := []error{}
+			set := b.Bucket("order:2").SetAsync("paid")
+			denied := b.Bucket("stock:2").SetAsync("0")
+			incr := b.AtomicLong("order:n").IncrementAndGetAsync()
+			_, err := b.Execute(context.Background())
+			require.Error(t, err)
+			assert.ErrorIs(t, err, rbatch.ErrTxAborted)
+			fs = append(fs, errOf(set), errOf(denied), errOf(incr))
+			for i, f := range fs {
+				assert.ErrorIs(t, f, rbatch.ErrTxAborted, "future %d", i)
+				assert.NotErrorIs(t, f, rbatch.ErrUnknownOutcome, "future %d", i)
+				var rerr *rbatch.RedisError
+				if assert.ErrorAs(t, f, &rerr, "future %d carries the cause", i) {
+					assert.Equal(t, "NOPERM", rerr.Prefix())
+				}
+				assert.Contains(t, f.Error(), "command 1 (SET)", "the cause names the refused command")
+			}
+			stats := s.CommandStats(t)
+			assert.Equal(t, int64(1), stats["multi"])
+			assert.Zero(t, stats["set"], "no SET ran")
+			assert.Zero(t, stats["incr"], "no INCR ran")
+			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
+			aclNoPassword(t, append(fs, err)...)
+
+			// The connection went back clean: the next transaction commits.
+			b = c.NewBatch(rbatch.WithMode(mode))
+			ok := b.Bucket("order:3").SetAsync("paid")
+			_, err = b.Execute(context.Background())
+			require.NoError(t, err)
+			assert.NoError(t, errOf(ok))
+			assert.NoError(t, rbatch.CheckPoolsClean(c))
+		})
+	}
+}
+
+// A RedisReadAtomic batch by the same user: a read of a denied key is
+// refused while queueing and aborts the transaction.
+func TestACLNoPermInReadAtomic(t *testing.T) {
+	s := aclServer(t)
+	s.MustDo(t, "SET", "order:r", "v")
+	c := aclClient(t, s)
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
+	ok := b.Bucket("order:r").GetAsync()
+	denied := b.Bucket("stock:r").GetAsync()
+	_, err := b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrTxAborted)
+	assert.ErrorIs(t, errOf(ok), rbatch.ErrTxAborted)
+	assert.ErrorIs(t, errOf(denied), rbatch.ErrTxAborted)
+	assert.ErrorContains(t, errOf(denied), "NOPERM")
+	aclNoPassword(t, err, errOf(ok), errOf(denied))
+}
+
+// Wrong credentials fail NewClient naming the user and WRONGPASS, never the
+// password (neither the wrong one nor the right one).
+func TestACLWrongPassword(t *testing.T) {
+	s := aclServer(t)
+	ctx := context.Background()
+	for name, cfg := range map[string]rbatch.Config{
+		"wrong password": {Addrs: []string{s.Addr}, Username: "orders", Password: aclPassword + "x"},
+		"unknown user":   {Addrs: []string{s.Addr}, Username: "nobody", Password: aclPassword},
+		"disabled user":  {Addrs: []string{s.Addr}, Username: "off", Password: aclPassword},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if cfg.Username == "off" {
+				s.MustDo(t, "ACL", "SETUSER", "off", "off", ">"+aclPassword, "~*", "+@all")
+			}
+			c, err := rbatch.NewClient(ctx, cfg)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			assert.Contains(t, err.Error(), "WRONGPASS")
+			assert.Contains(t, err.Error(), cfg.Username)
+			aclNoPassword(t, err)
+			assert.NotContains(t, err.Error(), cfg.Password)
+		})
+	}
+}
