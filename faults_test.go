@@ -186,3 +186,83 @@ func handshakeBytes(f *redistest.Fake, hs int) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A MOVED that points back to the node that answered it is not followed: the
+// command keeps the error and is sent once.
+func TestMovedToSelfIsNotFollowed(t *testing.T) {
+	var gets atomic.Int32
+	var addr atomic.Value
+	f := redistest.NewFake(t, func(cmd []string) string {
+		if handshakeCmd(cmd) {
+			return redistest.DefaultReply(cmd)
+		}
+		gets.Add(1)
+		return "-MOVED 866 " + addr.Load().(string) + "\r\n"
+	})
+	addr.Store(f.Addr)
+	c, _ := fakeClient(t, f)
+	b := c.NewBatch()
+	get := b.Bucket("k").GetAsync()
+	_, err := b.Execute(context.Background())
+	var re *rbatch.RedisError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "MOVED", re.Prefix())
+	assert.ErrorAs(t, errOf(get), &re)
+	assert.Equal(t, int32(1), gets.Load())
+}
+
+// Redirects are bounded: a node that keeps redirecting ends the command with
+// the redirect error after a few rounds instead of looping.
+func TestRedirectsAreBounded(t *testing.T) {
+	var gets atomic.Int32
+	f := redistest.NewFake(t, func(cmd []string) string {
+		if handshakeCmd(cmd) {
+			return redistest.DefaultReply(cmd)
+		}
+		if cmd[0] == "ASKING" {
+			return "+OK\r\n"
+		}
+		gets.Add(1)
+		return "-ASK 866 127.0.0.1:1\r\n" // a standalone client sends it back to its one node
+	})
+	c, _ := fakeClient(t, f)
+	b := c.NewBatch()
+	get := b.Bucket("k").GetAsync()
+	res, err := b.Execute(context.Background())
+	var re *rbatch.RedisError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "ASK", re.Prefix())
+	assert.ErrorAs(t, errOf(get), &re)
+	assert.Equal(t, int32(6), gets.Load(), "sent once, then followed 5 times")
+	assert.Equal(t, 6, res.Nodes[0].Asked)
+}
+
+// A server that cannot be reached while the batch starts: nothing was
+// written, so the group is retried, and goes through once the server is back.
+func TestDialFailureIsRetried(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
+	// Take the pool's idle connection away, so the batch must dial.
+	warm := c.NewBatch()
+	warm.Do("PING")
+	_, err := warm.Execute(context.Background())
+	require.NoError(t, err)
+	s.Stop()
+	// The pooled connection died with the server: the first batch finds out
+	// (its PING was written, so it is unknown) and drops it.
+	probe := c.NewBatch()
+	probe.Do("PING")
+	_, err = probe.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+
+	b := c.NewBatch(rbatch.WithRetry(30, 100*time.Millisecond))
+	incr := b.AtomicLong("dial:n").IncrementAndGetAsync()
+	done := b.ExecuteAsync(context.Background())
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, s.Restart())
+	res, err := done.Wait(context.Background())
+	require.NoError(t, err)
+	n, _ := incr.Get()
+	assert.Equal(t, int64(1), n, "applied once")
+	assert.Greater(t, res.Nodes[0].Attempts, 1)
+}
