@@ -61,6 +61,10 @@
 //	var re *rbatch.RedisError
 //	if errors.As(err, &re) && re.Prefix() == "WRONGTYPE" { … }
 //
+// A Redis-side batch (RedisWriteAtomic, RedisReadAtomic) refused at Execute
+// (a write in a read-only batch, a cross-slot key) discards its MULTI: the
+// commands already queued in Redis end with ErrTxAborted, the rest ErrNotSent.
+//
 // WithRetry retries only what cannot have been applied: commands not sent,
 // rejections with LOADING, BUSY, TRYAGAIN, CLUSTERDOWN or MASTERDOWN (a
 // transaction is retried whole), and read-only commands left unknown.

@@ -448,15 +448,20 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	}
 	// Commands already queued in a Redis-side MULTI reached Redis: the
 	// DISCARD aborted them.
+	var aborted error
 	for _, e := range b.remote {
 		for _, i := range e.indices {
 			if bad == nil || bad.Index != i {
-				b.q.At(i).Future.(outcome).resolve(nil, &txAbortedError{cause: cause})
+				aborted = &txAbortedError{cause: cause}
+				b.q.At(i).Future.(outcome).resolve(nil, aborted)
 			}
 		}
 	}
 	res, _ := b.collect(nil, nil)
 	berr := &BatchError{Err: err}
+	if aborted != nil {
+		berr.Err = errors.Join(err, aborted)
+	}
 	if bad != nil {
 		berr.Commands = []CommandError{*bad}
 	}

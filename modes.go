@@ -125,8 +125,10 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 	}
 }
 
-// WithResponseTimeout bounds the wait for each reply. On expiry the commands
-// not yet answered end with ErrUnknownOutcome and the connection is closed.
+// WithResponseTimeout bounds the wait for each reply (to within an eighth of
+// d: the socket deadline is re-armed as replies flow, not at each one). On
+// expiry the commands not yet answered end with ErrUnknownOutcome, the
+// connection is closed, and no write among them is re-sent.
 func WithResponseTimeout(d time.Duration) Option {
 	return func(o *BatchOptions) { o.ResponseTimeout = d }
 }

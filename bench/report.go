@@ -174,7 +174,8 @@ func (r *report) markdown() string {
 	w("Command: `%s` (total wall time %v).  \n", r.command(), r.elapsed.Round(time.Second))
 	w("Load average at start / end: %s / %s. Rounds that started after waiting for idle CPUs: %d of %d\n",
 		r.loadStart, loadAvg(), quietStats.waits-quietStats.timeouts, quietStats.waits)
-	w("(the others started after -quiet %v anyway).\n\n", r.opts.quiet)
+	w("(the others started after -quiet %v anyway). Median other load over all timed runs: %.2f cores of %d.\n\n",
+		r.opts.quiet, r.medianOtherLoad(), runtime.NumCPU())
 
 	for _, c := range r.results {
 		if c.spec.ceiling {
@@ -300,4 +301,15 @@ func rbatchRevision() string {
 		s += " plus uncommitted changes"
 	}
 	return s
+}
+
+// medianOtherLoad is the median "other load" over every timed client run.
+func (r *report) medianOtherLoad() float64 {
+	var v []float64
+	for _, c := range r.results {
+		for _, cr := range c.clients {
+			v = append(v, pick(cr.runs, func(r runResult) float64 { return r.OtherCPU })...)
+		}
+	}
+	return median(v)
 }
