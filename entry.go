@@ -28,6 +28,11 @@ type entry struct {
 // cluster its keys must share one slot (or, with WithTransactionPerSlot,
 // each slot is its own transaction).
 func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
+	if !b.c.cluster && b.c.readFrom == Primary {
+		// One node, whatever the keys: the group is idx itself.
+		node, _ := b.c.router.Route("")
+		return []*entry{{node: node, slot: -1, indices: idx}}, nil
+	}
 	atomic := b.opts.Mode.atomic()
 	allReadOnly := true
 	for _, i := range idx {
