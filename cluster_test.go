@@ -436,3 +436,33 @@ func TestClusterFailoverDuringBatch(t *testing.T) {
 	assert.GreaterOrEqual(t, final-applied, int64(0), "no applied INCR lost")
 	assert.LessOrEqual(t, final-applied, unknown, "nothing applied beyond the unknown ones")
 }
+
+// CLUSTER SLOTS (the fallback before Redis 7.0) and CLUSTER SHARDS describe
+// the same slot map.
+func TestClusterSlotsAndShardsAgree(t *testing.T) {
+	cl := cluster(t)
+	p := cl.Primaries[0]
+	shards, err := route.ParseShards(p.MustDo(t, "CLUSTER", "SHARDS"), false)
+	require.NoError(t, err)
+	slots, err := route.ParseSlots(p.MustDo(t, "CLUSTER", "SLOTS"))
+	require.NoError(t, err)
+	owners := func(infos []route.ShardInfo) map[int]string {
+		m := map[int]string{}
+		for _, s := range infos {
+			for _, rg := range s.Slots {
+				for slot := rg[0]; slot <= rg[1]; slot++ {
+					m[slot] = s.Primary
+				}
+			}
+		}
+		return m
+	}
+	fromShards, fromSlots := owners(shards), owners(slots)
+	assert.Len(t, fromSlots, route.NumSlots)
+	assert.Equal(t, fromShards, fromSlots)
+	for slot, addr := range fromSlots {
+		if slot%1000 == 0 {
+			assert.Equal(t, cl.OwnerOf(t, slot).Addr, addr, "slot %d", slot)
+		}
+	}
+}
