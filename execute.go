@@ -226,9 +226,6 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 	switch {
 	case r.Skipped:
 		b.resolve(idx, ErrResultSkipped)
-		if r.Err != nil { // the commands were done; the sync reply was lost
-			fu.err = errors.Join(fu.err, wrap(fmt.Errorf("sync: %w", &unknownError{cause: r.Err})))
-		}
 	case p.Atomic && r.MultiRefused == nil && r.Answered < len(idx):
 		if r.Aborted != nil {
 			b.resolve(idx, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
@@ -264,6 +261,11 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 			fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
 				orRedisError(r.MultiRefused))))
 		}
+	}
+	if p.Tail != nil && !r.Synced && r.SyncErr == nil && r.Err != nil {
+		// WAIT/WAITAOF was asked for and never answered: how many replicas
+		// hold the writes is unknown, which is not "none".
+		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("sync not answered: %w", &unknownError{cause: r.Err})))
 	}
 	if p.Atomic && len(fu.retry) > 0 {
 		fu.retry = idx // a transaction goes again whole
