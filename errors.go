@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -100,6 +101,8 @@ func (e *CommandError) Unwrap() error { return e.Err }
 type BatchError struct {
 	Err      error
 	Commands []CommandError
+
+	unwrapped atomic.Pointer[[]error] // Unwrap's slice, built once
 }
 
 // maxListed bounds how many command failures Error spells out.
@@ -126,7 +129,12 @@ func (e *BatchError) Error() string {
 }
 
 // Unwrap returns the batch-wide error (if any) and every command's error.
+// The slice is built once: errors.Is on a batch of a million failed
+// commands does not rebuild it at every call.
 func (e *BatchError) Unwrap() []error {
+	if p := e.unwrapped.Load(); p != nil {
+		return *p
+	}
 	errs := make([]error, 0, len(e.Commands)+1)
 	if e.Err != nil {
 		errs = append(errs, e.Err)
@@ -134,6 +142,7 @@ func (e *BatchError) Unwrap() []error {
 	for i := range e.Commands {
 		errs = append(errs, &e.Commands[i])
 	}
+	e.unwrapped.Store(&errs)
 	return errs
 }
 
