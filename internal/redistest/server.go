@@ -187,7 +187,11 @@ func freePorts(n int) ([]int, error) {
 }
 
 // launch starts the process with s.args and waits until it answers PING.
-func (s *Server) launch(bin string) error {
+func (s *Server) launch(bin string) error { return s.launchWith(bin, s.waitReady) }
+
+// launchWith starts the process with s.args and waits until ready says the
+// server with that pid answers (or the process ended: done is closed).
+func (s *Server) launchWith(bin string, ready func(pid int, done <-chan struct{}) error) error {
 	logPath := filepath.Join(s.Dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -216,7 +220,7 @@ func (s *Server) launch(bin string) error {
 	s.cmd, s.done, s.closed = cmd, done, false
 	s.mu.Unlock()
 
-	if err := s.waitReady(cmd.Process.Pid, done); err != nil {
+	if err := ready(cmd.Process.Pid, done); err != nil {
 		s.Kill()
 		log := s.Log()
 		if int64(len(log)) >= logStart {

@@ -13,10 +13,8 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,51 +220,8 @@ func startTLS(certs TLSCerts, extraPorts int, mkArgs func(dir string, ports []in
 	return nil, lastErr
 }
 
-// launch starts the process and waits until it answers PING over TLS. It
-// is Server.launch with a TLS readiness check.
-func (s *TLSServer) launch(bin string) error {
-	p := s.proc
-	logPath := filepath.Join(p.Dir, "redis.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("redistest: open log: %w", err)
-	}
-	var logStart int64
-	if st, err := logFile.Stat(); err == nil {
-		logStart = st.Size()
-	}
-	cmd := exec.Command(bin, p.args...)
-	cmd.Dir = p.Dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("redistest: start redis-server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(done)
-	}()
-	p.mu.Lock()
-	p.cmd, p.done, p.closed = cmd, done, false
-	p.mu.Unlock()
-
-	if err := s.waitReady(cmd.Process.Pid, done); err != nil {
-		p.Kill()
-		log := p.Log()
-		if int64(len(log)) >= logStart {
-			log = log[logStart:]
-		}
-		if errors.Is(err, errPortInUse) || strings.Contains(log, "Address already in use") {
-			return fmt.Errorf("%w: %v", errPortInUse, err)
-		}
-		return fmt.Errorf("%v; server log:\n%s", err, log)
-	}
-	return nil
-}
+// launch starts the process and waits until it answers PING over TLS.
+func (s *TLSServer) launch(bin string) error { return s.proc.launchWith(bin, s.waitReady) }
 
 func (s *TLSServer) waitReady(pid int, done <-chan struct{}) error {
 	deadline := time.Now().Add(StartTimeout)
