@@ -51,10 +51,6 @@ var (
 	// (WAITAOF before Redis 7.2, …). Nothing was sent.
 	ErrUnsupported = errors.New("rbatch: unsupported by the server")
 
-	// ErrNotImplemented fails a batch that asks for something this version of
-	// rbatch does not do yet. Nothing was sent.
-	ErrNotImplemented = errors.New("rbatch: not implemented yet")
-
 	// ErrClosed is returned when the Client was closed. Nothing was sent.
 	ErrClosed = errors.New("rbatch: client closed")
 

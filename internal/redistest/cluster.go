@@ -55,6 +55,12 @@ type Cluster struct {
 // node reports cluster_state:ok and sees every replica attached. Extra args
 // are passed to every node. The caller must call Close.
 func StartCluster(args ...string) (*Cluster, error) {
+	return startCluster(nil, args)
+}
+
+// startCluster is StartCluster; if certs is not nil, every node is TLS-only
+// (see startWith) and also uses TLS for the cluster bus and replication.
+func startCluster(certs *TLSCerts, args []string) (*Cluster, error) {
 	const n = 2 * clusterPrimaries
 	nodes := make([]*Server, n)
 	errs := make([]error, n)
@@ -63,8 +69,8 @@ func StartCluster(args ...string) (*Cluster, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i], errs[i] = startWith(1, func(dir string, ports []int) []string {
-				return append([]string{
+			nodes[i], errs[i] = startWith(certs, 1, func(dir string, ports []int) []string {
+				nodeArgs := []string{
 					"--cluster-enabled", "yes",
 					"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 					"--cluster-node-timeout", strconv.Itoa(ClusterNodeTimeout),
@@ -72,7 +78,11 @@ func StartCluster(args ...string) (*Cluster, error) {
 					// A replica may always take over, however long its
 					// primary has been gone.
 					"--cluster-replica-validity-factor", "0",
-				}, args...)
+				}
+				if certs != nil {
+					nodeArgs = append(nodeArgs, "--tls-cluster", "yes", "--tls-replication", "yes")
+				}
+				return append(nodeArgs, args...)
 			})
 		}()
 	}

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -52,8 +53,9 @@ type Server struct {
 	// and, for cluster nodes, nodes.conf. Close removes it.
 	Dir string
 
-	args       []string // full redis-server argument list (without the binary)
-	extraPorts []int    // ports reserved besides Port (the cluster bus port)
+	args       []string    // full redis-server argument list (without the binary)
+	extraPorts []int       // ports reserved besides Port (the cluster bus port)
+	tlsConfig  *tls.Config // if set, the server is TLS-only and every helper dials TLS with it
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -98,18 +100,24 @@ func Standalone(t testing.TB, args ...string) *Server {
 // retrying with other ports when the chosen ones are taken. extraPorts is the
 // number of additional free ports to reserve (see startWith).
 func start(extraPorts int, args []string) (*Server, error) {
-	return startWith(extraPorts, func(string, []int) []string { return args })
+	return startWith(nil, extraPorts, func(string, []int) []string { return args })
 }
 
 // startWith is start with arguments that may depend on the server directory
 // and the chosen ports: ports[0] is the client port, ports[1:] the extra
-// ones.
-func startWith(extraPorts int, mkArgs func(dir string, ports []int) []string) (*Server, error) {
+// ones. If certs is not nil, the server listens only for TLS (--port 0
+// --tls-port ports[0], --tls-auth-clients no) with certs, and the helpers
+// talk TLS to it.
+func startWith(certs *TLSCerts, extraPorts int, mkArgs func(dir string, ports []int) []string) (*Server, error) {
 	bin, err := binary()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "redistest-")
+	pattern := "redistest-"
+	if certs != nil {
+		pattern = "redistest-tls-"
+	}
+	dir, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		return nil, fmt.Errorf("redistest: create server dir: %w", err)
 	}
@@ -136,9 +144,20 @@ func startWith(extraPorts int, mkArgs func(dir string, ports []int) []string) (*
 
 			extraPorts: ports[1:],
 		}
-		s.args = append([]string{
-			"--bind", "127.0.0.1",
-			"--port", strconv.Itoa(ports[0]),
+		s.args = []string{"--bind", "127.0.0.1"}
+		if certs == nil {
+			s.args = append(s.args, "--port", strconv.Itoa(ports[0]))
+		} else {
+			s.tlsConfig = certs.ClientConfig()
+			s.args = append(s.args,
+				"--port", "0",
+				"--tls-port", strconv.Itoa(ports[0]),
+				"--tls-cert-file", certs.CertFile,
+				"--tls-key-file", certs.KeyFile,
+				"--tls-ca-cert-file", certs.CAFile,
+				"--tls-auth-clients", "no")
+		}
+		s.args = append(append(s.args,
 			"--save", "",
 			"--appendonly", "no",
 			"--daemonize", "no",
@@ -150,7 +169,7 @@ func startWith(extraPorts int, mkArgs func(dir string, ports []int) []string) (*
 			// Let tests use DEBUG SLEEP and friends; the server is only
 			// reachable on loopback.
 			"--enable-debug-command", "yes",
-		}, mkArgs(dir, ports)...)
+		), mkArgs(dir, ports)...)
 		err = s.launch(bin)
 		if err == nil {
 			return s, nil
@@ -242,7 +261,7 @@ func (s *Server) waitReady(pid int, done <-chan struct{}) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			return fmt.Errorf("redistest: redis-server on port %d exited during startup", s.Port)
+			return fmt.Errorf("redistest: %s on port %d exited during startup", s.kind(), s.Port)
 		default:
 		}
 		lastErr = s.checkReady(pid)
@@ -251,14 +270,21 @@ func (s *Server) waitReady(pid int, done <-chan struct{}) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("redistest: redis-server on port %d not ready after %v: %v", s.Port, StartTimeout, lastErr)
+	return fmt.Errorf("redistest: %s on port %d not ready after %v: %v", s.kind(), s.Port, StartTimeout, lastErr)
 }
 
-// checkReady sends PING and verifies that the answering server is ours, not
-// some other process that grabbed the port.
+// kind names the server in error messages.
+func (s *Server) kind() string {
+	if s.tlsConfig != nil {
+		return "TLS redis-server"
+	}
+	return "redis-server"
+}
+
+// checkReady sends PING (over TLS for a TLS server) and verifies that the
+// answering server is ours, not some other process that grabbed the port.
 func (s *Server) checkReady(pid int) error {
-	c, err := redis.Dial("tcp", s.Addr,
-		redis.DialConnectTimeout(time.Second),
+	c, err := s.Dial(redis.DialConnectTimeout(time.Second),
 		redis.DialReadTimeout(time.Second),
 		redis.DialWriteTimeout(time.Second))
 	if err != nil {
@@ -390,12 +416,18 @@ func (s *Server) Log() string {
 // String returns the server's address.
 func (s *Server) String() string { return s.Addr }
 
-// Dial opens a new connection to the server. The caller closes it.
+// Dial opens a new connection to the server (a TLS connection to a TLS
+// server). The caller closes it.
 func (s *Server) Dial(opts ...redis.DialOption) (redis.Conn, error) {
-	opts = append([]redis.DialOption{redis.DialConnectTimeout(5 * time.Second)}, opts...)
-	c, err := redis.Dial("tcp", s.Addr, opts...)
+	base := []redis.DialOption{redis.DialConnectTimeout(5 * time.Second)}
+	what := "dial"
+	if s.tlsConfig != nil {
+		base = append(base, redis.DialUseTLS(true), redis.DialTLSConfig(s.tlsConfig))
+		what = "dial TLS"
+	}
+	c, err := redis.Dial("tcp", s.Addr, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("redistest: dial %s: %w", s.Addr, err)
+		return nil, fmt.Errorf("redistest: %s %s: %w", what, s.Addr, err)
 	}
 	return c, nil
 }
