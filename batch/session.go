@@ -59,13 +59,6 @@ func (s *Session) Push(i int, cmd []byte) bool {
 	return true
 }
 
-// Len returns the number of commands pushed.
-func (s *Session) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.indices)
-}
-
 // Exec sends EXEC and the tail, waits for the replies, and returns the
 // result. If ctx ends first the connection is aborted.
 func (s *Session) Exec(ctx context.Context) Result {
