@@ -134,29 +134,31 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 // did succeed. A batch that cannot be sent as a whole (an invalid option, a
 // value that does not encode, a closed client) sends nothing.
 func (b *Batch) Execute(ctx context.Context) (*BatchResult, error) {
-	if !b.finish(running) {
+	if !b.start() {
 		return nil, ErrAlreadyExecuted
 	}
-	defer func() {
-		b.finish(finished)
-		close(b.done)
-	}()
+	defer b.end()
 	return b.execute(ctx)
 }
 
-// finish moves the batch out of the open state; false if it already left it.
-func (b *Batch) finish(to batchState) bool {
+// start moves the batch from open to running; false if it already left open
+// (executed, discarded, or being so).
+func (b *Batch) start() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if to == finished {
-		b.state = finished
-		return true
-	}
 	if b.state != open {
 		return false
 	}
-	b.state = to
+	b.state = running
 	return true
+}
+
+// end marks the batch finished and releases every future's waiters.
+func (b *Batch) end() {
+	b.mu.Lock()
+	b.state = finished
+	b.mu.Unlock()
+	close(b.done)
 }
 
 // ExecuteAsync runs Execute in its own goroutine.
@@ -173,13 +175,10 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 // Discard drops the batch: every future resolves with ErrDiscarded. For a
 // Redis-side queue it sends DISCARD, so nothing queued is applied.
 func (b *Batch) Discard(ctx context.Context) error {
-	if !b.finish(running) {
+	if !b.start() {
 		return ErrAlreadyExecuted
 	}
-	defer func() {
-		b.finish(finished)
-		close(b.done)
-	}()
+	defer b.end()
 	b.discardRemote(ctx)
 	b.resolveAll(ErrDiscarded)
 	return nil

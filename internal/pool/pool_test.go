@@ -64,9 +64,9 @@ func TestPoolGetWaitsForASlot(t *testing.T) {
 	assert.Equal(t, int32(1), dials.Load())
 
 	// The only connection is in use: Get waits until its context ends.
+	start := time.Now() // before the deadline is set: the wait is at least 50ms from here
 	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err = p.Get(tctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
@@ -158,10 +158,12 @@ func TestPoolClose(t *testing.T) {
 	assert.NoError(t, p.Close(), "Close twice is harmless")
 
 	deadline := time.Now().Add(5 * time.Second)
-	for connectedClients(t, s) > base && time.Now().Before(deadline) {
+	n := connectedClients(t, s)
+	for n > base && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
+		n = connectedClients(t, s)
 	}
-	assert.Equal(t, base, connectedClients(t, s), "every connection closed")
+	assert.LessOrEqual(t, n, base, "every connection closed")
 }
 
 func TestPoolIdleConnectionsClosedByClose(t *testing.T) {
