@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rbatch/rbatch/internal/route"
-
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
 )
 
