@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -465,4 +466,69 @@ func TestClusterSlotsAndShardsAgree(t *testing.T) {
 			assert.Equal(t, cl.OwnerOf(t, slot).Addr, addr, "slot %d", slot)
 		}
 	}
+}
+
+// During a slot migration: a transaction on a key the source no longer
+// holds is answered ASK and moves whole to the target, with one ASKING
+// before MULTI. Multi-key requests split across source and target — a
+// transaction of several keys counts as one on Redis 7.0 — are answered
+// TRYAGAIN and, with retries, go through once the migration ends.
+func TestClusterMigrationAskAndTryAgain(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl)
+	const tag = "{mig}"
+	slot := route.Slot("mig")
+	from := cl.OwnerOf(t, slot)
+	to := cl.Primaries[0]
+	if to == from {
+		to = cl.Primaries[1]
+	}
+	from.MustDo(t, "SET", tag+"kept", "k")
+	from.MustDo(t, "SET", tag+"moved", "m")
+	cl.BeginMigration(t, slot, from, to)
+	host, port, _ := strings.Cut(to.Addr, ":")
+	from.MustDo(t, "MIGRATE", host, port, tag+"moved", 0, 5000)
+	cl.ResetStats(t)
+
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	n := b.AtomicLong(tag + "new").IncrementAndGetAsync()
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := n.Get()
+	assert.Equal(t, int64(1), v)
+	asked := 0
+	for _, nr := range res.Nodes {
+		asked += nr.Asked
+	}
+	assert.Equal(t, 1, asked, "the transaction followed the ASK")
+	toStats := to.CommandStats(t)
+	assert.Equal(t, int64(1), toStats["asking"], "one ASKING, before MULTI")
+	assert.Equal(t, int64(1), toStats["exec"])
+	assert.Zero(t, from.CommandStats(t)["incr"])
+
+	tx := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(50, 50*time.Millisecond))
+	incr := tx.AtomicLong(tag + "new").IncrementAndGetAsync()
+	get := tx.Bucket(tag + "moved").GetAsync()
+	txDone := tx.ExecuteAsync(context.Background())
+	r := c.NewBatch(rbatch.WithRetry(50, 50*time.Millisecond))
+	both := r.Do("MGET", tag+"kept", tag+"moved")
+	rDone := r.ExecuteAsync(context.Background())
+	time.Sleep(200 * time.Millisecond)
+	cl.FinishMigration(t, slot, from, to)
+
+	for _, done := range []*rbatch.Future[*rbatch.BatchResult]{txDone, rDone} {
+		res, err := done.Wait(context.Background())
+		require.NoError(t, err)
+		rounds := 0
+		for _, nr := range res.Nodes {
+			rounds += nr.Attempts
+		}
+		assert.Greater(t, rounds, 1, "TRYAGAIN was retried")
+	}
+	v, _ = incr.Get()
+	assert.Equal(t, int64(2), v, "the retried transaction ran once")
+	s, _ := get.Get()
+	assert.Equal(t, "m", s)
+	vals, _ := both.Get()
+	assert.Equal(t, []any{"k", "m"}, vals)
 }
