@@ -2,7 +2,6 @@ package rbatch_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -428,13 +427,3 @@ func TestInfiniteScoresAreValid(t *testing.T) {
 
 func nanScore() float64 { zero := 0.0; return zero / zero }
 func posInf() float64   { zero := 0.0; return 1 / zero }
-
-// errorsIsAll reports whether err matches every target.
-func errorsIsAll(err error, targets ...error) bool {
-	for _, t := range targets {
-		if !errors.Is(err, t) {
-			return false
-		}
-	}
-	return true
-}

@@ -504,6 +504,8 @@ func TestRetryOnBusy(t *testing.T) {
 	var re *rbatch.RedisError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "BUSY", re.Prefix())
+	require.ErrorAs(t, errOf(incr), &re, "the rejection is the INCR's own outcome")
+	assert.Equal(t, "BUSY", re.Prefix())
 	waitUntil(t, "the script ends", func() bool {
 		_, err := s.Call("PING")
 		return err == nil
