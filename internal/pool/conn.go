@@ -27,9 +27,12 @@ type Conn struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 
-	// The reader's deadline is re-armed only when a good part of it has
-	// passed, not at every reply: setting a socket deadline costs more than
-	// reading a small reply. Used by the reader goroutine only.
+	// The reader's deadline is armed when the reader is about to wait on
+	// the socket (a read that finds nothing buffered), and re-armed only
+	// when a good part of it has passed: a socket read returns thousands of
+	// small replies, and setting a deadline costs more than reading one.
+	// Used by the reader goroutine only.
+	timeout  time.Duration // the bound asked for by the Receive under way
 	armedAt  time.Time
 	armedFor time.Duration
 
@@ -40,14 +43,15 @@ type Conn struct {
 var _ batch.Conn = (*Conn)(nil)
 
 func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
-	return &Conn{
+	c := &Conn{
 		nc:           nc,
 		bw:           bufio.NewWriterSize(nc, writeBufferSize),
-		rc:           redis.NewConn(ownDeadlines{nc}, 0, 0),
 		readTimeout:  readTimeout,
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
 	}
+	c.rc = redis.NewConn(socketReader{nc, c}, 0, 0)
+	return c
 }
 
 func (c *Conn) setWriteDeadline() {
@@ -76,7 +80,7 @@ func (c *Conn) Receive(timeout time.Duration) (any, error) {
 	if timeout == 0 {
 		timeout = c.readTimeout
 	}
-	c.armReadDeadline(timeout)
+	c.timeout = timeout
 	reply, err := c.rc.Receive()
 	if e, ok := err.(redis.Error); ok {
 		return e, nil
@@ -102,20 +106,29 @@ func (c *Conn) armReadDeadline(timeout time.Duration) {
 // Do runs one command and waits for its reply (no batch may be using the
 // connection), bounded by the read timeout.
 func (c *Conn) Do(cmd string, args ...any) (any, error) {
-	c.armReadDeadline(c.readTimeout)
+	c.timeout = c.readTimeout
 	if c.writeTimeout > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
 	return c.rc.Do(cmd, args...)
 }
 
-// ownDeadlines hides SetDeadline calls from redigo, which would set one per
-// reply; Conn sets them itself.
-type ownDeadlines struct{ net.Conn }
+// socketReader is the socket as redigo's reader sees it: each read from
+// the socket first arms the Conn's read deadline, and redigo's own
+// SetDeadline calls (one per reply) are dropped.
+type socketReader struct {
+	net.Conn
+	c *Conn
+}
 
-func (ownDeadlines) SetDeadline(time.Time) error      { return nil }
-func (ownDeadlines) SetReadDeadline(time.Time) error  { return nil }
-func (ownDeadlines) SetWriteDeadline(time.Time) error { return nil }
+func (s socketReader) Read(p []byte) (int, error) {
+	s.c.armReadDeadline(s.c.timeout)
+	return s.Conn.Read(p)
+}
+
+func (socketReader) SetDeadline(time.Time) error      { return nil }
+func (socketReader) SetReadDeadline(time.Time) error  { return nil }
+func (socketReader) SetWriteDeadline(time.Time) error { return nil }
 
 // Abort closes the socket: pending and later calls fail.
 func (c *Conn) Abort() {
