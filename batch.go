@@ -36,6 +36,10 @@ type Batch struct {
 	// the slot the transaction must keep to.
 	remoteKey string
 	slabs     slabs // futures are allocated from here, many at a time
+	// lastName and lastFlags are the command table's answer for the last
+	// command name queued.
+	lastName  string
+	lastFlags queue.Flags
 
 	// submitted is the number of commands the user queued, fixed when
 	// Execute starts (split commands' parts are queued after them).
@@ -96,7 +100,10 @@ func push[T any](b *Batch, dec func(any) (T, error), name, key string, argErr er
 	}
 	f := newFuture[T](&b.slabs)
 	f.done, f.dec = b.done, dec
-	c := queue.Command{Name: name, Key: key, Flags: queue.FlagsOf(name), Future: f, Err: argErr}
+	if name != b.lastName { // batches mostly repeat one command: skip the table
+		b.lastName, b.lastFlags = name, queue.FlagsOf(name)
+	}
+	c := queue.Command{Name: name, Key: key, Flags: b.lastFlags, Future: f, Err: argErr}
 	if keyFirst {
 		f.index = b.q.AddKeyed(c, b.opts.Codec, args...)
 	} else {
@@ -190,10 +197,11 @@ func (b *Batch) resolveAll(err error) {
 	}
 }
 
-// routeKey returns the node for a command: the key's owner, or for
+// routeSlot returns the node for a command whose key has slot (-1: no key):
+// the slot's owner, or for
 // read-only work under ReadFrom, a replica of it (with the owner as fallback).
-func (b *Batch) routeKey(key string, readOnly bool) (node, fallback pool.Node, err error) {
-	node, err = b.c.router.Route(key)
+func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, err error) {
+	node, err = b.c.router.RouteSlot(slot)
 	if err != nil || !readOnly || b.c.readFrom == Primary {
 		return node, nil, err
 	}

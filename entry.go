@@ -40,10 +40,10 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 			break
 		}
 	}
-	txKey := ""
+	txSlot := -1 // a cluster transaction's one slot
 	if atomic && b.c.cluster && !b.opts.TransactionPerSlot {
 		var err error
-		if txKey, err = b.singleSlotKey(idx); err != nil {
+		if txSlot, err = b.singleSlot(idx); err != nil {
 			return nil, err
 		}
 	}
@@ -56,19 +56,22 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 	byGroup := make(map[groupKey]*entry)
 	for _, i := range idx {
 		c := b.q.At(i)
-		readOnly, key, slot := c.Flags&queue.ReadOnly != 0, c.Key, -1
+		readOnly, keySlot, slot := c.Flags&queue.ReadOnly != 0, -1, -1
+		if b.c.cluster && b.q.HasKey(i) {
+			keySlot = route.Slot(b.q.KeyBytes(i))
+		}
 		if atomic {
 			readOnly = allReadOnly
-			if txKey != "" {
-				key = txKey // keyless commands go with the transaction
+			if txSlot >= 0 {
+				keySlot = txSlot // keyless commands go with the transaction
 			}
-			if b.opts.TransactionPerSlot && b.c.cluster && key != "" {
-				slot = route.Slot(key)
+			if b.opts.TransactionPerSlot {
+				slot = keySlot
 			}
 		}
-		node, fallback, err := b.routeKey(key, readOnly)
+		node, fallback, err := b.routeSlot(keySlot, readOnly)
 		if err != nil {
-			return nil, fmt.Errorf("command %d (%s): %w", i, c.Name, err)
+			return nil, fmt.Errorf("command %d (%s): %w", i, b.q.Name(i), err)
 		}
 		e := last
 		if e == nil || e.node != node || e.slot != slot {
@@ -88,34 +91,34 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 	return entries, nil
 }
 
-// singleSlotKey checks that the keyed commands of idx share one slot and
-// returns one of their keys ("" when none has a key).
-func (b *Batch) singleSlotKey(idx []int) (string, error) {
-	first, firstSlot := "", -1
-	check := func(key string) error {
+// singleSlot checks that the keyed commands of idx share one slot and
+// returns it (-1 when none has a key).
+func (b *Batch) singleSlot(idx []int) (int, error) {
+	var first []byte
+	firstSlot := -1
+	check := func(key []byte) error {
 		slot := route.Slot(key)
 		if firstSlot < 0 {
 			first, firstSlot = key, slot
 		} else if slot != firstSlot {
-			return crossSlot(first, firstSlot, key, slot)
+			return crossSlot(string(first), firstSlot, string(key), slot)
 		}
 		return nil
 	}
 	for _, i := range idx {
-		c := b.q.At(i)
-		if c.Flags&queue.MultiKey != 0 {
+		if b.q.At(i).Flags&queue.MultiKey != 0 {
 			for _, k := range b.q.Args(i) {
-				if err := check(string(k)); err != nil {
-					return "", err
+				if err := check(k); err != nil {
+					return -1, err
 				}
 			}
-		} else if c.Key != "" {
-			if err := check(c.Key); err != nil {
-				return "", err
+		} else if key := b.q.KeyBytes(i); key != nil {
+			if err := check(key); err != nil {
+				return -1, err
 			}
 		}
 	}
-	return first, nil
+	return firstSlot, nil
 }
 
 func crossSlot(k1 string, s1 int, k2 string, s2 int) error {

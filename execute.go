@@ -319,7 +319,7 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	cause := orRedisError(a.Cause)
 	if a.Index >= 0 && a.Index < len(idx) {
 		i := idx[a.Index]
-		return &CommandError{Index: i, Command: b.q.At(i).Name, Err: cause}
+		return &CommandError{Index: i, Command: b.q.Name(i), Err: cause}
 	}
 	return cause
 }
@@ -363,7 +363,7 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 		for i := 0; i < n && len(failed) < nFailed; i++ {
 			c := b.q.At(i)
 			if err := c.Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
-				failed = append(failed, CommandError{Index: i, Command: c.Name, Err: err})
+				failed = append(failed, CommandError{Index: i, Command: b.q.Name(i), Err: err})
 			}
 		}
 	}
@@ -428,7 +428,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 			err = b.tooLong(i)
 		}
 		if err != nil {
-			return &CommandError{Index: i, Command: b.q.At(i).Name, Err: err}
+			return &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 		}
 	}
 	if b.remoteErr != nil {

@@ -78,7 +78,7 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 			for j, k := range ks {
 				args[j] = keys[k]
 			}
-			pos := b.q.Add(queue.Command{Name: c.Name, Key: string(keys[ks[0]]), Flags: c.Flags, Future: &part{}}, nil, args...)
+			pos := b.q.Add(queue.Command{Name: b.q.Name(i), Key: string(keys[ks[0]]), Flags: c.Flags, Future: &part{}}, nil, args...)
 			sp.parts = append(sp.parts, pos)
 			sp.positions = append(sp.positions, ks)
 		}
@@ -101,7 +101,7 @@ func (b *Batch) joinSplits(splits []split) {
 		for k, pos := range sp.parts {
 			p := b.q.At(pos).Future.(*part)
 			if p.err != nil {
-				failed = fmt.Errorf("keys of slot %d: %w", route.Slot(b.q.At(pos).Key), p.err)
+				failed = fmt.Errorf("keys of slot %d: %w", route.Slot(b.q.KeyBytes(pos)), p.err)
 				break
 			}
 			switch r := p.reply.(type) {
@@ -117,7 +117,7 @@ func (b *Batch) joinSplits(splits []split) {
 					}
 				}
 			default:
-				failed = fmt.Errorf("rbatch: unexpected reply %T to a part of %s", p.reply, parent.Name)
+				failed = fmt.Errorf("rbatch: unexpected reply %T to a part of %s", p.reply, b.q.Name(sp.parent))
 			}
 		}
 		o := parent.Future.(outcome)

@@ -19,23 +19,23 @@ import (
 func (b *Batch) pushRemote(i int) {
 	c := b.q.At(i)
 	if err := b.q.Err(i); err != nil && b.remoteErr == nil {
-		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err} // the batch is doomed: stop pushing
+		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err} // the batch is doomed: stop pushing
 	}
 	if b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
 		return // Execute refuses the batch and discards what was pushed
 	}
 	if err := b.tooLong(i); err != nil {
-		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 		return
 	}
 	readOnly := b.opts.Mode == RedisReadAtomic
 	if readOnly && c.Flags&queue.ReadOnly == 0 {
-		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: ErrReadOnlyBatch}
+		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: ErrReadOnlyBatch}
 		return
 	}
 	slot, err := b.remoteSlotOf(i, c)
 	if err != nil {
-		b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 		return
 	}
 	var e *entry
@@ -45,13 +45,9 @@ func (b *Batch) pushRemote(i int) {
 		}
 	}
 	if e == nil {
-		key := c.Key
-		if key == "" && b.c.cluster {
-			key = b.remoteKey
-		}
-		node, fallback, err := b.routeKey(key, readOnly)
+		node, fallback, err := b.routeSlot(slot, readOnly)
 		if err != nil {
-			b.remoteErr = &CommandError{Index: i, Command: c.Name, Err: err}
+			b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
@@ -68,26 +64,27 @@ func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
 	if !b.c.cluster {
 		return -1, nil
 	}
-	if c.Key == "" {
+	key := b.q.KeyBytes(i)
+	if key == nil {
 		if b.remoteKey == "" {
 			return -1, fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
 		}
 		return route.Slot(b.remoteKey), nil
 	}
-	slot := route.Slot(c.Key)
+	slot := route.Slot(key)
 	if c.Flags&queue.MultiKey != 0 && !b.opts.TransactionPerSlot {
 		for _, k := range b.q.Args(i) {
-			if s := route.Slot(string(k)); s != slot {
-				return -1, crossSlot(c.Key, slot, string(k), s)
+			if s := route.Slot(k); s != slot {
+				return -1, crossSlot(string(key), slot, string(k), s)
 			}
 		}
 	}
 	switch {
 	case b.remoteKey == "":
-		b.remoteKey = c.Key
+		b.remoteKey = string(key)
 	case b.opts.TransactionPerSlot:
 	case slot != route.Slot(b.remoteKey):
-		return -1, crossSlot(b.remoteKey, route.Slot(b.remoteKey), c.Key, slot)
+		return -1, crossSlot(b.remoteKey, route.Slot(b.remoteKey), string(key), slot)
 	}
 	return slot, nil
 }

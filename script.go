@@ -77,12 +77,11 @@ func (b *Batch) scriptFailures(idx []int, shas []string, loaded []any) {
 		return
 	}
 	for _, i := range idx {
-		c := b.q.At(i)
-		if c.Name != "EVALSHA" {
+		if b.q.Name(i) != "EVALSHA" {
 			continue
 		}
 		if err, ok := failed[string(b.q.Args(i)[0])]; ok {
-			c.Future.(outcome).resolve(nil, err)
+			b.q.At(i).Future.(outcome).resolve(nil, err)
 		}
 	}
 }

@@ -97,13 +97,37 @@ func (e *forbiddenError) Unwrap() error { return ErrForbidden }
 // FlagsOf returns the flags of an upper-case command name.
 func FlagsOf(name string) Flags { return flags[name] }
 
+// writes lists write commands the batch objects send, which have no flags:
+// they are named here so that reading their names back from an encoding
+// shares one string (see interned).
+var writes = set("SET", "GETSET", "INCR", "INCRBY", "DECR", "PEXPIRE", "SADD", "SREM", "HSET", "HDEL",
+	"HINCRBY", "LPUSH", "RPUSH", "LPOP", "RPOP", "LREM", "LTRIM", "ZADD", "ZINCRBY", "ZREM", "PFADD",
+	"XADD", "EVAL", "EVALSHA", "SCRIPT")
+
 // flags is the command table: every command named above, with its flags.
 var flags = func() map[string]Flags {
 	m := map[string]Flags{}
-	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey} {
+	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey, &writes: 0} {
 		for name := range *set {
 			m[name] |= f
 		}
 	}
 	return m
 }()
+
+// interned maps each name of the command table to itself.
+var interned = func() map[string]string {
+	m := make(map[string]string, len(flags))
+	for name := range flags {
+		m[name] = name
+	}
+	return m
+}()
+
+// nameOf returns name as a string, shared for the names of the table.
+func nameOf(name []byte) string {
+	if s, ok := interned[string(name)]; ok {
+		return s
+	}
+	return string(name)
+}

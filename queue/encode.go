@@ -134,6 +134,13 @@ func FormatFloat(dst []byte, f float64, bits int) []byte {
 }
 
 func appendHeader(dst []byte, kind byte, n int) []byte {
+	// Most headers are a command's few arguments and short strings.
+	switch {
+	case n >= 0 && n < 10:
+		return append(dst, kind, byte('0'+n), '\r', '\n')
+	case n >= 10 && n < 100:
+		return append(dst, kind, byte('0'+n/10), byte('0'+n%10), '\r', '\n')
+	}
 	dst = append(dst, kind)
 	dst = strconv.AppendInt(dst, int64(n), 10)
 	return append(dst, '\r', '\n')

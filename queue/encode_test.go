@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -185,6 +186,22 @@ func TestAppendCommand(t *testing.T) {
 		{"name kept as given", "get", []any{"k"}, command("get", "k")},
 		{"empty args", "SET", []any{"", ""}, "*3\r\n$3\r\nSET\r\n$0\r\n\r\n$0\r\n\r\n"},
 	}
+	// Lengths and counts at each width of the decimal header.
+	type tcase = struct {
+		name string
+		cmd  string
+		args []any
+		want string
+	}
+	for _, n := range []int{9, 10, 11, 99, 100, 101, 999, 1000, 65536} {
+		args, parts := make([]any, n), []string{"RPUSH"}
+		for i := range args {
+			args[i] = "x"
+			parts = append(parts, "x")
+		}
+		cases = append(cases, tcase{fmt.Sprintf("%d args", n), "RPUSH", args, command(parts...)},
+			tcase{fmt.Sprintf("%d bytes", n), "SET", []any{strings.Repeat("v", n)}, command("SET", strings.Repeat("v", n))})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := AppendCommand([]byte("before|"), nil, tc.cmd, tc.args...)
@@ -214,9 +231,43 @@ func TestQueueAddBytes(t *testing.T) {
 	assert.Equal(t, 2, q.Len())
 	assert.Equal(t, command("SET", "k", "v"), string(q.Bytes(0)))
 	assert.Equal(t, command("RPUSH", "l", "1"), string(q.Bytes(1)))
-	assert.Equal(t, "SET", q.At(0).Name)
-	assert.Equal(t, "l", q.At(1).Key)
+	assert.Equal(t, "SET", q.Name(0))
+	assert.Equal(t, "l", q.Key(1))
 	assert.NoError(t, q.Err(0))
+}
+
+// The name and routing key are read back from the encoding; a key that is
+// not an argument, and the name and key of a command that did not encode,
+// are kept aside.
+func TestQueueNameAndKey(t *testing.T) {
+	var q Queue
+	keyed := q.AddKeyed(Command{Name: "SADD", Key: "s"}, nil, "m")
+	third := q.Add(Command{Name: "EVALSHA", Key: "k1"}, nil, "abc", 2, "k1", "k2")
+	keyless := q.Add(Command{Name: "PING"}, nil)
+	elsewhere := q.Add(Command{Name: "CUSTOM.CMD", Key: "routed"}, nil, "x", "y")
+	bad := q.Add(Command{Name: "SET", Key: "b"}, nil, "b", point{})
+
+	for _, c := range []struct {
+		i         int
+		name, key string
+	}{{keyed, "SADD", "s"}, {third, "EVALSHA", "k1"}, {keyless, "PING", ""},
+		{elsewhere, "CUSTOM.CMD", "routed"}, {bad, "SET", "b"}} {
+		assert.Equal(t, c.name, q.Name(c.i), "command %d", c.i)
+		assert.Equal(t, c.key, q.Key(c.i), "command %d", c.i)
+		assert.Equal(t, c.key != "", q.HasKey(c.i), "command %d", c.i)
+		if c.key == "" {
+			assert.Nil(t, q.KeyBytes(c.i))
+		} else {
+			assert.Equal(t, c.key, string(q.KeyBytes(c.i)))
+		}
+	}
+	assert.Equal(t, uint8(3), q.At(third).keyArg, "found among the arguments")
+	assert.Equal(t, uint8(0), q.At(elsewhere).keyArg, "kept aside")
+	assert.Nil(t, q.Bytes(bad))
+	// Names of the command table are shared, not made anew each time.
+	assert.Equal(t, unsafe.StringData(q.Name(keyed)), unsafe.StringData(q.Name(keyed)))
+	// Queued stays small: it is kept for every command of a batch.
+	assert.LessOrEqual(t, unsafe.Sizeof(Queued{}), uintptr(32))
 }
 
 func TestQueueAddKeepsErrors(t *testing.T) {

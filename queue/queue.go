@@ -18,14 +18,22 @@ type Command struct {
 	Err error
 }
 
-// Queued is a queued command. Errors are kept aside (Queue.Err): they are
-// rare, and a million commands should not each carry an empty one.
+// Queued is a queued command. It holds no strings: the command's name and
+// routing key are read back from its encoding when needed, so that a batch
+// of millions keeps 32 bytes a command here and the garbage collector has
+// one pointer a command to follow. What cannot be read back (an error, a key
+// that is not one of the arguments) is kept aside.
 type Queued struct {
-	Name            string
-	Key             string
 	Future          any
 	chunk, off, end int32
+	keyArg          uint8 // argument that is the routing key (1: the first after the name); 0: none, or kept aside
 	Flags           Flags
+}
+
+// aside is what a few commands need beyond their Queued.
+type aside struct {
+	err       error  // why the command cannot be sent (it has no encoding)
+	name, key string // set when err is, or (key) when the key is not an argument
 }
 
 // chunkSize is the size of the buffers commands are encoded into: large
@@ -42,12 +50,15 @@ const chunkSlack = 4 << 10
 // moving what it holds.
 const blockSize = 4096
 
+// maxKeyArg is the last argument position a key is looked for in.
+const maxKeyArg = 255
+
 // Queue is an append-only list of encoded commands.
 type Queue struct {
 	blocks [][]Queued // full blocks of blockSize, and the last one filling
 	n      int
 	chunks [][]byte
-	errs   map[int]error // why a command cannot be sent, by index
+	aside  map[int]aside
 }
 
 // Len returns the number of queued commands.
@@ -57,7 +68,7 @@ func (q *Queue) Len() int { return q.n }
 func (q *Queue) At(i int) *Queued { return &q.blocks[i/blockSize][i%blockSize] }
 
 // Err returns why command i cannot be sent, or nil.
-func (q *Queue) Err(i int) error { return q.errs[i] }
+func (q *Queue) Err(i int) error { return q.aside[i].err }
 
 // Add encodes c.Name and args and appends the command; it returns its index.
 // An encoding error is kept in the command's Err, not returned: the command
@@ -72,7 +83,7 @@ func (q *Queue) AddKeyed(c Command, enc Encoder, args ...any) int {
 }
 
 func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
-	qc := Queued{Name: c.Name, Key: c.Key, Future: c.Future, Flags: c.Flags}
+	qc := Queued{Future: c.Future, Flags: c.Flags}
 	if c.Err == nil {
 		n := len(q.chunks) - 1
 		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
@@ -89,11 +100,17 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 		q.chunks[n] = buf
 		qc.chunk, qc.off, qc.end = int32(n), int32(off), int32(len(buf))
 	}
-	if c.Err != nil {
-		if q.errs == nil {
-			q.errs = map[int]error{}
+	switch {
+	case c.Err != nil:
+		qc.chunk, qc.off, qc.end = 0, 0, 0
+		q.setAside(aside{err: c.Err, name: c.Name, key: c.Key})
+	case c.Key == "":
+	case keyed:
+		qc.keyArg = 1
+	default:
+		if qc.keyArg = argIndex(q.chunks[qc.chunk][qc.off:qc.end], c.Key); qc.keyArg == 0 {
+			q.setAside(aside{key: c.Key})
 		}
-		q.errs[q.n] = c.Err
 	}
 	if q.n%blockSize == 0 {
 		q.blocks = append(q.blocks, make([]Queued, 0, blockSize))
@@ -104,13 +121,82 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 	return q.n - 1
 }
 
+func (q *Queue) setAside(a aside) {
+	if q.aside == nil {
+		q.aside = map[int]aside{}
+	}
+	q.aside[q.n] = a
+}
+
+// argIndex returns the position of the first argument of the encoded
+// command p that equals key (1 for the first after the name), or 0.
+func argIndex(p []byte, key string) uint8 {
+	n, p := header(p)
+	for k := 0; k < n && k <= maxKeyArg; k++ {
+		var size int
+		size, p = header(p)
+		if k > 0 && size == len(key) && string(p[:size]) == key {
+			return uint8(k)
+		}
+		p = p[size+2:]
+	}
+	return 0
+}
+
 // Bytes returns the RESP encoding of command i (empty when it has an Err).
 func (q *Queue) Bytes(i int) []byte {
-	if q.errs[i] != nil {
+	c := q.At(i)
+	if c.end == c.off {
 		return nil
 	}
-	c := q.At(i)
 	return q.chunks[c.chunk][c.off:c.end]
+}
+
+// arg returns argument k of command i's encoding (0 is the name).
+func (q *Queue) arg(i, k int) []byte {
+	p := q.Bytes(i)
+	_, p = header(p)
+	for ; ; k-- {
+		var size int
+		size, p = header(p)
+		if k == 0 {
+			return p[:size:size]
+		}
+		p = p[size+2:]
+	}
+}
+
+// Name returns command i's name.
+func (q *Queue) Name(i int) string {
+	if q.At(i).end == 0 {
+		return q.aside[i].name
+	}
+	return nameOf(q.arg(i, 0))
+}
+
+// KeyBytes returns command i's routing key, nil when it has none. The bytes
+// are the queue's: read them, do not keep or change them.
+func (q *Queue) KeyBytes(i int) []byte {
+	if k := q.At(i).keyArg; k != 0 {
+		return q.arg(i, int(k))
+	}
+	if key := q.aside[i].key; key != "" {
+		return []byte(key)
+	}
+	return nil
+}
+
+// Key returns command i's routing key, "" when it has none.
+func (q *Queue) Key(i int) string {
+	if k := q.At(i).keyArg; k != 0 {
+		return string(q.arg(i, int(k)))
+	}
+	return q.aside[i].key
+}
+
+// HasKey reports whether command i has a routing key.
+func (q *Queue) HasKey(i int) bool {
+	return q.At(i).keyArg != 0 || q.aside[i].key != ""
 }
 
 // Args returns the arguments of command i (without its name), read back

@@ -57,14 +57,22 @@ var ErrSlotNotServed = errors.New("slot not served by any node")
 
 // Route returns the primary owning key's slot; for "" any primary.
 func (c *Cluster) Route(key string) (pool.Node, error) {
+	if key == "" {
+		return c.RouteSlot(-1)
+	}
+	return c.RouteSlot(Slot(key))
+}
+
+// RouteSlot returns the primary owning slot; for -1 any primary.
+func (c *Cluster) RouteSlot(slot int) (pool.Node, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if key == "" {
+	if slot < 0 {
 		for node := range c.replicas {
 			return node, nil
 		}
+		return nil, fmt.Errorf("no primary: %w", ErrSlotNotServed)
 	}
-	slot := Slot(key)
 	if n := c.owner[slot]; n != nil {
 		return n, nil
 	}

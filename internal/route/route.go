@@ -12,6 +12,8 @@ import (
 type Router interface {
 	// Route returns the node for key ("" for a command without a key).
 	Route(key string) (pool.Node, error)
+	// RouteSlot returns the node for a key of slot (-1: no key).
+	RouteSlot(slot int) (pool.Node, error)
 	// Replica returns a replica of primary for read-only work, or nil.
 	Replica(primary pool.Node) pool.Node
 	// Node returns the node at addr (a redirect's target).
@@ -34,7 +36,8 @@ type Single struct {
 
 var _ Router = Single{}
 
-func (s Single) Route(string) (pool.Node, error) { return s.Primary, nil }
+func (s Single) Route(string) (pool.Node, error)  { return s.Primary, nil }
+func (s Single) RouteSlot(int) (pool.Node, error) { return s.Primary, nil }
 func (s Single) Replica(p pool.Node) pool.Node {
 	if p == s.Primary {
 		return s.ReplicaNode

@@ -1,24 +1,31 @@
 package route
 
-import "strings"
-
 // NumSlots is the number of hash slots of a Redis Cluster.
 const NumSlots = 16384
 
 // Slot returns key's hash slot: CRC16 (XMODEM) of the key, or of its hash
 // tag — the part between the first '{' and the next '}' when that part is
 // not empty — modulo 16384, as the cluster specification defines.
-func Slot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+func Slot[K ~string | ~[]byte](key K) int {
+	if i := indexByte(key, '{'); i >= 0 {
+		if j := indexByte(key[i+1:], '}'); j > 0 {
 			key = key[i+1 : i+1+j]
 		}
 	}
 	return int(crc16(key) % NumSlots)
 }
 
+func indexByte[K ~string | ~[]byte](s K, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0).
-func crc16(s string) uint16 {
+func crc16[K ~string | ~[]byte](s K) uint16 {
 	var crc uint16
 	for i := 0; i < len(s); i++ {
 		crc = crc<<8 ^ crcTable[byte(crc>>8)^s[i]]
