@@ -4,6 +4,7 @@ package pool
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/queue"
 )
 
 // writeBufferSize is the connection's write buffer: commands smaller than this
@@ -23,7 +25,7 @@ const writeBufferSize = 64 << 10
 type Conn struct {
 	nc           net.Conn
 	bw           *bufio.Writer
-	rc           redis.Conn // reads replies from nc; its own writer is used only by Do
+	rr           replyReader
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 
@@ -50,7 +52,7 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
 	}
-	c.rc = redis.NewConn(socketReader{nc, c}, 0, 0)
+	c.rr.br = bufio.NewReaderSize(socketReader{nc, c}, readBufferSize)
 	return c
 }
 
@@ -81,11 +83,7 @@ func (c *Conn) Receive(timeout time.Duration) (any, error) {
 		timeout = c.readTimeout
 	}
 	c.timeout = timeout
-	reply, err := c.rc.Receive()
-	if e, ok := err.(redis.Error); ok {
-		return e, nil
-	}
-	return reply, err
+	return c.rr.read()
 }
 
 func (c *Conn) armReadDeadline(timeout time.Duration) {
@@ -105,30 +103,36 @@ func (c *Conn) armReadDeadline(timeout time.Duration) {
 
 // Do runs one command and waits for its reply (no batch may be using the
 // connection), bounded by the read timeout.
+// An error reply is returned as both the reply and the error.
 func (c *Conn) Do(cmd string, args ...any) (any, error) {
-	c.timeout = c.readTimeout
-	if c.writeTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	p, err := queue.AppendCommand(nil, nil, cmd, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
-	return c.rc.Do(cmd, args...)
+	if _, err := c.Write(p); err != nil {
+		return nil, err
+	}
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	reply, err := c.Receive(c.readTimeout)
+	if e, ok := reply.(redis.Error); ok && err == nil {
+		err = e
+	}
+	return reply, err
 }
 
-// socketReader is the socket as redigo's reader sees it: each read from
-// the socket first arms the Conn's read deadline, and redigo's own
-// SetDeadline calls (one per reply) are dropped.
+// socketReader is the socket as the reply reader sees it: each read from
+// the socket first arms the Conn's read deadline.
 type socketReader struct {
-	net.Conn
-	c *Conn
+	nc net.Conn
+	c  *Conn
 }
 
 func (s socketReader) Read(p []byte) (int, error) {
 	s.c.armReadDeadline(s.c.timeout)
-	return s.Conn.Read(p)
+	return s.nc.Read(p)
 }
-
-func (socketReader) SetDeadline(time.Time) error      { return nil }
-func (socketReader) SetReadDeadline(time.Time) error  { return nil }
-func (socketReader) SetWriteDeadline(time.Time) error { return nil }
 
 // Abort closes the socket: pending and later calls fail.
 func (c *Conn) Abort() {
