@@ -104,13 +104,15 @@ func push[T any](b *Batch, dec func(any) (T, error), name, key string, argErr er
 		b.lastName, b.lastFlags = name, queue.FlagsOf(name)
 	}
 	c := queue.Command{Name: name, Key: key, Flags: b.lastFlags, Future: f, Err: argErr}
+	var i int
 	if keyFirst {
-		f.index = b.q.AddKeyed(c, b.opts.Codec, args...)
+		i = b.q.AddKeyed(c, b.opts.Codec, args...)
 	} else {
-		f.index = b.q.Add(c, b.opts.Codec, args...)
+		i = b.q.Add(c, b.opts.Codec, args...)
 	}
+	f.index = int32(i)
 	if b.opts.Mode.redisSide() {
-		b.pushRemote(f.index)
+		b.pushRemote(i)
 	}
 	return f
 }

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+	"unsafe"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -229,21 +230,8 @@ func TestFutureResolveErrorReply(t *testing.T) {
 	assert.NoError(t, g.failure(), "a nil reply is not a failure")
 }
 
-// byteConn is a net.Conn that reads from a fixed buffer and discards writes,
-// so that redigo parses fuzz input as replies.
-type byteConn struct{ r *bytes.Reader }
-
-func (c byteConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c byteConn) Write(p []byte) (int, error)      { return len(p), nil }
-func (c byteConn) Close() error                     { return nil }
-func (c byteConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c byteConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c byteConn) SetDeadline(time.Time) error      { return nil }
-func (c byteConn) SetReadDeadline(time.Time) error  { return nil }
-func (c byteConn) SetWriteDeadline(time.Time) error { return nil }
-
 // hugeLength reports whether data holds a '$' or '*' length above limit,
-// which would make redigo allocate that much before reading on.
+// which would make the reader allocate that much before reading on.
 func hugeLength(data []byte, limit int) bool {
 	for i, c := range data {
 		if c != '$' && c != '*' {
@@ -333,21 +321,24 @@ func FuzzDecoders(f *testing.F) {
 		}
 		runAllDecoders(t, []any{data, string(data), nil, redis.Error(data)})
 
-		// The bytes read as RESP replies by redigo, as rbatch's connections read them.
+		// The bytes read as RESP replies, as rbatch's connections read them.
 		if hugeLength(data, 1<<16) {
 			return
 		}
-		c := redis.NewConn(byteConn{bytes.NewReader(data)}, 0, 0)
-		defer c.Close()
+		r := pool.NewReplyReader(bytes.NewReader(data))
 		for range 8 {
-			reply, err := c.Receive()
-			if rerr, ok := err.(redis.Error); ok {
-				reply, err = rerr, nil
-			}
+			reply, err := r.Read()
 			if err != nil {
 				return
 			}
 			runAllDecoders(t, reply)
 		}
 	})
+}
+
+// A batch holds one future per command: the common ones stay small.
+func TestFutureSize(t *testing.T) {
+	assert.LessOrEqual(t, unsafe.Sizeof(Future[bool]{}), uintptr(40))
+	assert.LessOrEqual(t, unsafe.Sizeof(Future[struct{}]{}), uintptr(40))
+	assert.LessOrEqual(t, unsafe.Sizeof(Future[int64]{}), uintptr(48))
 }

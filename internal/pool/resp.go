@@ -21,6 +21,15 @@ type replyReader struct {
 	br *bufio.Reader
 }
 
+// NewReplyReader returns a reader of the replies in r, read as a
+// connection reads them.
+func NewReplyReader(r io.Reader) interface{ Read() (any, error) } {
+	return &replyReader{br: bufio.NewReaderSize(r, readBufferSize)}
+}
+
+// Read reads the next reply.
+func (r *replyReader) Read() (any, error) { return r.read() }
+
 // ProtocolError is a reply that is not RESP2: the connection is unusable.
 type ProtocolError struct{ Msg string }
 
