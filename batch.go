@@ -162,10 +162,12 @@ func (b *Batch) start() bool {
 	return true
 }
 
-// end marks the batch finished and releases every future's waiters.
+// end marks the batch finished, hands its buffers on to later batches and
+// releases every future's waiters.
 func (b *Batch) end() {
 	b.mu.Lock()
 	b.state = finished
+	b.q.Release()
 	b.mu.Unlock()
 	close(b.done)
 }

@@ -566,3 +566,32 @@ func FuzzAppendArg(f *testing.F) {
 		}
 	})
 }
+
+// Release hands the buffers on cleared of futures, and later queues encode
+// into them correctly, whether or not they get the same buffers back.
+func TestQueueRelease(t *testing.T) {
+	var q Queue
+	fut := &struct{ n int }{}
+	n := blockSize + 10 // a full block and part of another
+	for i := range n {
+		q.AddKeyed(Command{Name: "SET", Key: fmt.Sprint("k", i), Future: fut}, nil, "v")
+	}
+	blocks := q.blocks
+	q.Release()
+	assert.Equal(t, n, q.Len())
+	for _, b := range blocks {
+		for i := range b {
+			require.Nil(t, b[i].Future, "a released block keeps no future")
+		}
+	}
+
+	var q2 Queue
+	for i := range n {
+		q2.AddKeyed(Command{Name: "GET", Key: fmt.Sprint("x", i)}, nil)
+	}
+	for i := range n {
+		require.Equal(t, command("GET", fmt.Sprint("x", i)), string(q2.Bytes(i)))
+		require.Nil(t, q2.At(i).Future)
+		require.Equal(t, fmt.Sprint("x", i), q2.Key(i))
+	}
+}

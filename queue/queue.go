@@ -6,6 +6,8 @@
 // access.
 package queue
 
+import "sync"
+
 // Command describes a command to queue; Queued is what the queue keeps.
 type Command struct {
 	Name  string // upper-case command name
@@ -61,6 +63,33 @@ type Queue struct {
 	aside  map[int]aside
 }
 
+// Buffers of finished queues are kept for the next ones (until the garbage
+// collector takes them): a batch of a million commands fills some 80 MB of
+// chunks and blocks, and first writes to memory fresh from the system cost
+// more than encoding into it.
+var (
+	chunkPool = sync.Pool{New: func() any { c := make([]byte, 0, chunkSize); return &c }}
+	blockPool = sync.Pool{New: func() any { b := make([]Queued, 0, blockSize); return &b }}
+)
+
+// Release hands the queue's buffers on to later queues. Nothing may read
+// its commands after (Len still answers): the batch calls it when every
+// command is resolved and nothing writes them any more.
+func (q *Queue) Release() {
+	for _, c := range q.chunks {
+		if cap(c) == chunkSize { // not one grown for a large command
+			c = c[:0]
+			chunkPool.Put(&c)
+		}
+	}
+	for _, b := range q.blocks {
+		clear(b) // drop the futures; past len a pooled block is still zero
+		b = b[:0]
+		blockPool.Put(&b)
+	}
+	q.chunks, q.blocks, q.aside = nil, nil, nil
+}
+
 // Len returns the number of queued commands.
 func (q *Queue) Len() int { return q.n }
 
@@ -87,7 +116,7 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 	if c.Err == nil {
 		n := len(q.chunks) - 1
 		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
-			q.chunks = append(q.chunks, make([]byte, 0, chunkSize))
+			q.chunks = append(q.chunks, *chunkPool.Get().(*[]byte))
 			n++
 		}
 		buf := q.chunks[n]
@@ -113,7 +142,7 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 		}
 	}
 	if q.n%blockSize == 0 {
-		q.blocks = append(q.blocks, make([]Queued, 0, blockSize))
+		q.blocks = append(q.blocks, *blockPool.Get().(*[]Queued))
 	}
 	last := len(q.blocks) - 1
 	q.blocks[last] = append(q.blocks[last], qc)
