@@ -24,7 +24,7 @@ type Session struct {
 	mu      sync.Mutex // guards the fields below
 	cond    *sync.Cond // signalled when out, sinks or closed change
 	conn    Conn       // set once acquired
-	out     []byte     // frames waiting for the writer
+	out     [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
 	indices []int      // submission indices of the commands pushed
 	closed  bool       // EXEC or DISCARD pushed: no more commands
 	discard bool       // the queue was closed by DISCARD
@@ -37,23 +37,26 @@ func Open(plan Plan, resolve Resolver, acquire func(ctx context.Context) (Conn, 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
-	for _, f := range plan.head() {
-		s.out = append(s.out, f...)
-	}
+	s.out = append(s.out, plan.head()...)
 	go s.run(ctx)
 	return s
 }
 
 // Push queues one encoded command, submission index i. Its QUEUED reply is
 // read as it arrives; EXEC's element for it goes to the resolver. It returns
-// false when the session was already closed.
+// false when the session was already closed. cmd is written as it is: it
+// must not change until the session is closed.
 func (s *Session) Push(i int, cmd []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.out = append(s.out, cmd...)
+	if n := len(s.out); n > 0 && adjacent(s.out[n-1], cmd) {
+		s.out[n-1] = s.out[n-1][:len(s.out[n-1])+len(cmd)]
+	} else {
+		s.out = append(s.out, cmd)
+	}
 	s.indices = append(s.indices, i)
 	s.cond.Broadcast()
 	return true
@@ -88,9 +91,7 @@ func (s *Session) close(ctx context.Context, discard bool, end [][]byte) Result 
 	s.mu.Lock()
 	if !s.closed {
 		s.closed, s.discard = true, discard
-		for _, f := range end {
-			s.out = append(s.out, f...)
-		}
+		s.out = append(s.out, end...)
 		s.cond.Broadcast()
 	}
 	s.mu.Unlock()
@@ -150,7 +151,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 			conn.Abort()
 		}
 	}()
-	var spare []byte
+	var spare [][]byte
 	for {
 		s.mu.Lock()
 		for len(s.out) == 0 && !s.closed {
@@ -172,13 +173,16 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 					return err
 				}
 			}
-			if _, err := conn.Write(buf); err != nil {
-				return err
+			for _, frame := range buf {
+				if _, err := conn.Write(frame); err != nil {
+					return err
+				}
 			}
 			if err := conn.Flush(); err != nil {
 				return err
 			}
 		}
+		clear(buf) // keep no reference to the batch's bytes
 		spare = buf
 		if closed {
 			s.mu.Lock()
@@ -189,6 +193,11 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 			}
 		}
 	}
+}
+
+// adjacent reports whether b starts where a ends, in the same array.
+func adjacent(a, b []byte) bool {
+	return len(b) > 0 && cap(a)-len(a) >= len(b) && &a[:len(a)+1][len(a)] == &b[0]
 }
 
 // sessionSource lets the reader wait for commands as they are pushed.
