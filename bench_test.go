@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -56,6 +57,39 @@ func BenchmarkSET(b *testing.B) {
 			}
 		},
 	})
+}
+
+// BenchmarkQueueing times queueing alone: n SADDs into one batch, which is
+// then discarded untimed (nothing reaches the server). "warm" finds the
+// memory the previous iteration freed; "cold" first gives the heap back to
+// the system (debug.FreeOSMemory), as a process's first batch finds it.
+func BenchmarkQueueing(b *testing.B) {
+	c := newClient(b)
+	for _, heap := range []string{"warm", "cold"} {
+		for _, size := range benchSizes {
+			b.Run(heap+"/"+size.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for range b.N {
+					if heap == "cold" {
+						b.StopTimer()
+						debug.FreeOSMemory()
+						b.StartTimer()
+					}
+					bt := c.NewBatch()
+					s := bt.Set("bench:queueing")
+					for i := range size.n {
+						s.AddAsync(i)
+					}
+					b.StopTimer()
+					if err := bt.Discard(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size.n), "ns/cmd")
+			})
+		}
+	}
 }
 
 func runWorkload(b *testing.B, w workload) {
