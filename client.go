@@ -76,7 +76,9 @@ type Client struct {
 	cluster  bool
 	info     pool.ServerInfo // what the first server said when connected
 	readFrom ReadFrom
-	closed   atomic.Bool
+	// readTimeout is Config.ReadTimeout (0 for a redigo pool's client).
+	readTimeout time.Duration
+	closed      atomic.Bool
 }
 
 // NewClient connects to the first reachable address of cfg.Addrs, checks the
@@ -116,7 +118,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
-		return &Client{router: single, info: info, readFrom: cfg.ReadFrom}, nil
+		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
 }

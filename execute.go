@@ -480,8 +480,28 @@ func (b *Batch) plan() batch.Plan {
 	switch {
 	case b.opts.SyncAOF:
 		p.Tail = batch.WaitAOF(b.opts.SyncAOFLocal, b.opts.SyncAOFReplicas, b.opts.SyncAOFTimeout)
+		p.TailTimeout = b.tailTimeout(b.opts.SyncAOFTimeout)
 	case b.opts.Sync:
 		p.Tail = batch.Wait(b.opts.SyncReplicas, b.opts.SyncTimeout)
+		p.TailTimeout = b.tailTimeout(b.opts.SyncTimeout)
 	}
 	return p
+}
+
+// tailTimeout bounds the reply to a WAIT or WAITAOF of timeout wait: the
+// server answers once the replicas acknowledged or wait passed, so the
+// bound is the response timeout on top of wait. A wait of 0 waits for the
+// replicas however long that takes (the context still ends it).
+func (b *Batch) tailTimeout(wait time.Duration) time.Duration {
+	if wait == 0 {
+		return -1
+	}
+	rt := b.opts.ResponseTimeout
+	if rt == 0 {
+		rt = b.c.readTimeout
+	}
+	if rt <= 0 {
+		return 0 // a redigo pool's connections: their own read timeout
+	}
+	return rt + wait
 }

@@ -111,13 +111,16 @@ func WithMode(m ExecutionMode) Option { return func(o *BatchOptions) { o.Mode = 
 func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = true } }
 
 // WithSync makes each node WAIT until replicas replicas acknowledged the
-// batch's writes, or timeout passed (0 waits forever, as WAIT does).
+// batch's writes, or timeout passed (0 waits forever, as WAIT does, and only
+// the context ends it). WAIT's reply is awaited for timeout on top of the
+// response timeout.
 func WithSync(replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) { o.Sync, o.SyncReplicas, o.SyncTimeout = true, replicas, timeout }
 }
 
 // WithSyncAOF makes each node WAITAOF until the batch's writes are fsynced to
-// the local AOF (local) and by replicas replicas, or timeout passed. Needs
+// the local AOF (local) and by replicas replicas, or timeout passed (0 waits
+// forever, as WAITAOF does). Its reply is awaited as WithSync's is. Needs
 // Redis 7.2 or later.
 func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) {
@@ -126,7 +129,8 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 }
 
 // WithResponseTimeout bounds the wait for each reply (to within an eighth of
-// d: the socket deadline is re-armed as replies flow, not at each one). On
+// d: the socket deadline is re-armed as replies flow, not at each one; a
+// WAIT's reply gets its own timeout on top). On
 // expiry the commands not yet answered end with ErrUnknownOutcome, the
 // connection is closed, and no write among them is re-sent.
 func WithResponseTimeout(d time.Duration) Option {

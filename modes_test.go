@@ -414,6 +414,23 @@ func TestWaitForReplica(t *testing.T) {
 	assert.Equal(t, int64(2), primary.CommandStats(t)["wait"], "one WAIT per batch")
 }
 
+// WAIT's reply comes once the replicas acknowledged or its own timeout
+// passed: the wait for it is that timeout on top of the response timeout,
+// not the response timeout alone.
+func TestWaitLongerThanResponseTimeout(t *testing.T) {
+	fresh(t)
+	c := newClient(t) // a server without replicas: WAIT runs to its timeout
+	b := c.NewBatch(rbatch.WithSync(1, 400*time.Millisecond), rbatch.WithResponseTimeout(100*time.Millisecond))
+	f := b.Bucket("wait:long").SetAsync("v")
+	start := time.Now()
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.SyncedReplicas)
+	assert.GreaterOrEqual(t, time.Since(start), 350*time.Millisecond, "the server held WAIT's reply for its timeout")
+	_, err = f.Get()
+	assert.NoError(t, err)
+}
+
 func TestWaitAOFUnsupportedBeforeRedis72(t *testing.T) {
 	fresh(t)
 	c := newClient(t)

@@ -20,6 +20,10 @@ type Plan struct {
 	Tail []byte
 	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
 	ResponseTimeout time.Duration
+	// TailTimeout bounds the wait for the Tail's reply, which the server
+	// holds back until the replicas acknowledged or WAIT's own timeout
+	// passed (0: ResponseTimeout; negative: no bound).
+	TailTimeout time.Duration
 	// AskEach sends ASKING before each command (an ASK redirect outside a
 	// transaction; a transaction sends one ASKING before MULTI as a prefix).
 	AskEach bool

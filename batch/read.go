@@ -2,6 +2,7 @@ package batch
 
 import (
 	"errors"
+	"time"
 )
 
 // Resolver hands a command its reply: the server's answer as redigo reads
@@ -25,13 +26,14 @@ type source interface {
 // read consumes the replies of a group laid out by p, resolving the
 // commands' sinks, and fills res. It stops at the first transport error.
 func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Result) {
-	recv := func() (any, error) {
-		r, err := conn.Receive(p.ResponseTimeout)
+	recvWithin := func(timeout time.Duration) (any, error) {
+		r, err := conn.Receive(timeout)
 		if err != nil && res.Err == nil {
 			res.Err = err
 		}
 		return r, err
 	}
+	recv := func() (any, error) { return recvWithin(p.ResponseTimeout) }
 	for range prefix {
 		r, err := recv()
 		if err != nil {
@@ -73,7 +75,11 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 		}
 	}
 	if src.tail() {
-		r, err := recv()
+		timeout := p.ResponseTimeout
+		if p.TailTimeout != 0 {
+			timeout = p.TailTimeout
+		}
+		r, err := recvWithin(timeout)
 		if err != nil {
 			return
 		}

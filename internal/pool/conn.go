@@ -29,12 +29,14 @@ type Conn struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 
-	// The reader's deadline is armed when the reader is about to wait on
-	// the socket (a read that finds nothing buffered), and re-armed only
-	// when a good part of it has passed: a socket read returns thousands of
-	// small replies, and setting a deadline costs more than reading one.
-	// Used by the reader goroutine only.
+	// The reader's deadline is armed by a Receive's first read from the
+	// socket (replies already buffered need none), and then only when a
+	// good part of it has passed: a socket read returns thousands of small
+	// replies, and setting a deadline costs more than reading one. Later
+	// reads of the same Receive keep the deadline, so a reply that trickles
+	// in is bounded as a whole. Used by the reader goroutine only.
 	timeout  time.Duration // the bound asked for by the Receive under way
+	arm      bool          // the Receive under way has not read the socket yet
 	armedAt  time.Time
 	armedFor time.Duration
 
@@ -76,14 +78,20 @@ func (c *Conn) Flush() error {
 
 // Receive reads the next reply; an error reply comes back as a redis.Error
 // value. A reply that takes longer than timeout (the connection's read
-// timeout when 0) fails the connection; the bound is kept to within an
-// eighth of it, as the deadline is re-armed only after that much passed.
+// timeout when 0; none when negative) fails the connection; the bound is
+// kept to within an eighth of it, as the deadline is re-armed only after
+// that much passed. After an error the connection is closed: the replies
+// it may still bring would answer the wrong commands.
 func (c *Conn) Receive(timeout time.Duration) (any, error) {
 	if timeout == 0 {
 		timeout = c.readTimeout
 	}
-	c.timeout = timeout
-	return c.rr.read()
+	c.timeout, c.arm = timeout, true
+	reply, err := c.rr.read()
+	if err != nil {
+		c.Abort()
+	}
+	return reply, err
 }
 
 func (c *Conn) armReadDeadline(timeout time.Duration) {
@@ -110,9 +118,11 @@ func (c *Conn) Do(cmd string, args ...any) (any, error) {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	if _, err := c.Write(p); err != nil {
+		c.Abort()
 		return nil, err
 	}
 	if err := c.Flush(); err != nil {
+		c.Abort()
 		return nil, err
 	}
 	reply, err := c.Receive(c.readTimeout)
@@ -130,7 +140,10 @@ type socketReader struct {
 }
 
 func (s socketReader) Read(p []byte) (int, error) {
-	s.c.armReadDeadline(s.c.timeout)
+	if s.c.arm {
+		s.c.arm = false
+		s.c.armReadDeadline(s.c.timeout)
+	}
 	return s.nc.Read(p)
 }
 
