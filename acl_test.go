@@ -172,3 +172,28 @@ func TestACLWrongPassword(t *testing.T) {
 		})
 	}
 }
+
+// A user who may not run MULTI: a RedisWriteAtomic batch's commands run one
+// by one as they are pushed, and their replies are read while more are
+// pushed. Each future gets its own reply.
+func TestACLMultiRefusedRedisSide(t *testing.T) {
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", "nomulti", "on", ">"+aclPassword, "~*", "+@all", "-multi")
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.Username, cfg.Password = "nomulti", aclPassword })
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	const n = 3 * 4096 // several of the queue's blocks, pushed while replies come in
+	fs := make([]*rbatch.Future[int64], n)
+	for i := range fs {
+		fs[i] = b.AtomicLong(fmt.Sprint("nomulti:", i%7)).IncrementAndGetAsync()
+	}
+	_, err := b.Execute(context.Background())
+	require.Error(t, err, "MULTI was refused")
+	assert.ErrorContains(t, err, "NOPERM")
+	counts := map[int]int64{}
+	for i, f := range fs {
+		v, ferr := f.Get()
+		require.NoError(t, ferr, "command %d ran on its own", i)
+		counts[i%7]++
+		assert.Equal(t, counts[i%7], v, "command %d got its own reply", i)
+	}
+}

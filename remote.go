@@ -51,11 +51,20 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.plan(), b.resolveReply, e.acquire)
+		e.session = batch.Open(b.plan(), b.resolvePushed, e.acquire)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
 	e.session.Push(i, b.q.Bytes(i))
+}
+
+// resolvePushed is resolveReply for a Redis-side queue, whose replies can
+// be read while more commands are queued (when MULTI was refused, each
+// command runs as it comes): it takes the batch's lock, which queueing holds.
+func (b *Batch) resolvePushed(i int, reply any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.resolveReply(i, reply)
 }
 
 // remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
