@@ -8,7 +8,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// Decoders turn a reply, as redigo reads it (int64, []byte, a status string,
+// Decoders turn a reply, in redigo's types (int64, []byte, a status string,
 // []any, nil), into a future's type. They never panic: an unexpected reply is
 // an error naming what was expected.
 

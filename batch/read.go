@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Resolver hands a command its reply: the server's answer as redigo reads
-// it (int64, []byte, a status string, []any, nil, or a redis.Error value for
-// an error reply). index is the command's submission index.
+// Resolver hands a command its reply: the server's answer in redigo's types
+// (int64, []byte, a status string, []any, nil, or a redis.Error value for an
+// error reply). index is the command's submission index.
 type Resolver func(index int, reply any)
 
 // source tells the reader about the group's commands. For a group sent at
