@@ -506,6 +506,28 @@ func TestClusterMigrationAskAndTryAgain(t *testing.T) {
 	assert.Equal(t, int64(1), toStats["exec"])
 	assert.Zero(t, from.CommandStats(t)["incr"])
 
+	// ASKING holds only until the next command outside MULTI: it goes right
+	// before MULTI, after the SCRIPT LOAD an EVALSHA brings.
+	cl.ResetStats(t)
+	sb := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	first := sb.AtomicLong(tag + "other").IncrementAndGetAsync()
+	second := sb.Script().EvalAsync("return redis.call('INCR', KEYS[1])", []string{tag + "other"})
+	res, err = sb.Execute(context.Background())
+	require.NoError(t, err)
+	asked = 0
+	for _, nr := range res.Nodes {
+		asked += nr.Asked
+	}
+	assert.Equal(t, 2, asked, "both commands followed the ASK once")
+	toStats = to.CommandStats(t)
+	assert.Equal(t, int64(1), toStats["asking"])
+	assert.Equal(t, int64(1), toStats["script|load"])
+	assert.Equal(t, int64(1), toStats["exec"])
+	v, _ = first.Get()
+	assert.Equal(t, int64(1), v)
+	got, _ := second.Get()
+	assert.Equal(t, int64(2), got)
+
 	tx := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(50, 50*time.Millisecond))
 	incr := tx.AtomicLong(tag + "new").IncrementAndGetAsync()
 	get := tx.Bucket(tag + "moved").GetAsync()

@@ -197,15 +197,11 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	loads, shas := b.scriptLoads()
 	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: b.resolveReply, Plan: b.plan()}
 	if e.asking {
-		if g.Atomic {
-			g.Prefix = append([][]byte{batch.Asking}, g.Prefix...) // lasts until EXEC
-		} else {
-			g.AskEach = true
-		}
+		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
 	r := batch.Run(ctx, conn, g)
 	e.used.Put(conn, r.Clean)
-	b.scriptFailures(e.indices, shas, r.PrefixReplies[len(r.PrefixReplies)-min(len(shas), len(r.PrefixReplies)):])
+	b.scriptFailures(e.indices, shas, r.PrefixReplies)
 	return r, nil
 }
 

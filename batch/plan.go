@@ -25,8 +25,12 @@ type Plan struct {
 	// passed (0: ResponseTimeout; negative: no bound).
 	TailTimeout time.Duration
 	// AskEach sends ASKING before each command (an ASK redirect outside a
-	// transaction; a transaction sends one ASKING before MULTI as a prefix).
+	// transaction).
 	AskEach bool
+	// AskMulti sends ASKING right before MULTI (an ASK redirect of a
+	// transaction): the server forgets ASKING after any other command, and
+	// inside MULTI it holds until EXEC.
+	AskMulti bool
 }
 
 var (
@@ -68,6 +72,9 @@ func (p Plan) head() [][]byte {
 		h = append(h, clientReplyOff)
 	}
 	if p.Atomic {
+		if p.AskMulti {
+			h = append(h, Asking)
+		}
 		h = append(h, multi)
 	}
 	return h

@@ -56,6 +56,11 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 		}
 		res.Skipped = true
 	} else if p.Atomic {
+		if p.AskMulti {
+			if _, err := recv(); err != nil { // ASKING
+				return
+			}
+		}
 		if !readTransaction(recv, src, resolve, res) {
 			return
 		}
@@ -164,8 +169,14 @@ func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool
 		count1(res, r)
 	}
 	if p.Atomic {
-		if _, err := recv(); err != nil { // MULTI
-			return false
+		frames := 1 // MULTI
+		if p.AskMulti {
+			frames++ // ASKING before it
+		}
+		for range frames {
+			if _, err := recv(); err != nil {
+				return false
+			}
 		}
 	}
 	for k := 0; src.has(k); k++ {
