@@ -39,6 +39,10 @@ type Conn struct {
 	arm      bool          // the Receive under way has not read the socket yet
 	armedAt  time.Time
 	armedFor time.Duration
+	// writeArmedAt is when the write deadline was last set: it is set as
+	// bytes go to the socket (not as they go into the buffer), again only
+	// once an eighth of the write timeout passed. Used by the writer only.
+	writeArmedAt time.Time
 
 	abortOnce sync.Once
 	aborted   chan struct{}
@@ -49,32 +53,21 @@ var _ batch.Conn = (*Conn)(nil)
 func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 	c := &Conn{
 		nc:           nc,
-		bw:           bufio.NewWriterSize(nc, writeBufferSize),
 		readTimeout:  readTimeout,
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
 	}
-	c.rr.br = bufio.NewReaderSize(socketReader{nc, c}, readBufferSize)
+	c.rr.br = bufio.NewReaderSize(socketReader{c}, readBufferSize)
+	c.bw = bufio.NewWriterSize(socketWriter{c}, writeBufferSize)
 	return c
 }
 
-func (c *Conn) setWriteDeadline() {
-	if c.writeTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	}
-}
-
-// Write buffers p, sending it when the buffer fills.
-func (c *Conn) Write(p []byte) (int, error) {
-	c.setWriteDeadline()
-	return c.bw.Write(p)
-}
+// Write buffers p, sending it when the buffer fills. Each write to the
+// socket is bounded by the write timeout (to within an eighth of it).
+func (c *Conn) Write(p []byte) (int, error) { return c.bw.Write(p) }
 
 // Flush sends what is buffered.
-func (c *Conn) Flush() error {
-	c.setWriteDeadline()
-	return c.bw.Flush()
-}
+func (c *Conn) Flush() error { return c.bw.Flush() }
 
 // Receive reads the next reply; an error reply comes back as a redis.Error
 // value. A reply that takes longer than timeout (the connection's read
@@ -132,19 +125,31 @@ func (c *Conn) Do(cmd string, args ...any) (any, error) {
 	return reply, err
 }
 
-// socketReader is the socket as the reply reader sees it: each read from
-// the socket first arms the Conn's read deadline.
-type socketReader struct {
-	nc net.Conn
-	c  *Conn
-}
+// socketReader is the socket as the reply reader sees it: a Receive's
+// first read from the socket arms the Conn's read deadline.
+type socketReader struct{ c *Conn }
 
 func (s socketReader) Read(p []byte) (int, error) {
 	if s.c.arm {
 		s.c.arm = false
 		s.c.armReadDeadline(s.c.timeout)
 	}
-	return s.nc.Read(p)
+	return s.c.nc.Read(p)
+}
+
+// socketWriter is the socket as the write buffer sees it: each write to the
+// socket is bounded by the write timeout.
+type socketWriter struct{ c *Conn }
+
+func (s socketWriter) Write(p []byte) (int, error) {
+	c := s.c
+	if c.writeTimeout > 0 {
+		if now := time.Now(); now.Sub(c.writeArmedAt) > c.writeTimeout/8 {
+			c.nc.SetWriteDeadline(now.Add(c.writeTimeout))
+			c.writeArmedAt = now
+		}
+	}
+	return c.nc.Write(p)
 }
 
 // Abort closes the socket: pending and later calls fail.

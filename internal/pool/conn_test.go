@@ -82,3 +82,19 @@ func TestReceiveErrorClosesTheConnection(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, c2.Aborted(), "Do's timeout closes the connection too")
 }
+
+// A write the server does not take is bounded by the write timeout, though
+// the deadline is set only as bytes go to the socket.
+func TestWriteTimeoutBoundsAStalledWrite(t *testing.T) {
+	client, server := net.Pipe() // nobody reads the server side
+	defer server.Close()
+	c := newConn(client, time.Second, 100*time.Millisecond)
+	defer c.Close()
+	_, err := c.Write(make([]byte, 10)) // only buffered
+	require.NoError(t, err)
+	start := time.Now()
+	err = c.Flush()
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, os.ErrDeadlineExceeded), "%v", err)
+	assert.Less(t, time.Since(start), time.Second)
+}
