@@ -496,8 +496,8 @@ func (b *Batch) tailTimeout(wait time.Duration) time.Duration {
 	if rt == 0 {
 		rt = b.c.readTimeout
 	}
-	if rt <= 0 {
-		return 0 // a redigo pool's connections: their own read timeout
+	if rt <= 0 { // a redigo pool's client: its timeout is not known here
+		rt = defaultIOTimeout
 	}
 	return rt + wait
 }

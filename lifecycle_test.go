@@ -308,6 +308,23 @@ func TestDatabaseSelection(t *testing.T) {
 	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "db:a"), "not in DB 0")
 }
 
+// Through a redigo pool whose connections time reads out at 100 ms, a WAIT
+// of 400 ms is still awaited: its reply gets its own timeout.
+func TestClientFromRedigoPoolWaitsForWait(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) {
+		return redis.Dial("tcp", srv.Addr, redis.DialReadTimeout(100*time.Millisecond))
+	}, MaxIdle: 1}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	b := c.NewBatch(rbatch.WithSync(1, 400*time.Millisecond)) // no replica: WAIT runs to its timeout
+	f := b.Bucket("pool:wait").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.NoError(t, errOf(f))
+	assert.Equal(t, 0, res.SyncedReplicas)
+}
+
 func TestClientFromRedigoPool(t *testing.T) {
 	fresh(t)
 	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}

@@ -73,10 +73,11 @@ func (r *redigoConn) Flush() error { return r.c.Flush() }
 func (r *redigoConn) Receive(timeout time.Duration) (any, error) {
 	var reply any
 	var err error
-	if timeout > 0 {
-		reply, err = redis.ReceiveWithTimeout(r.c, timeout)
-	} else {
+	switch {
+	case timeout == 0: // the pool's own read timeout
 		reply, err = r.c.Receive()
+	default: // a negative timeout is none, which redigo spells 0
+		reply, err = redis.ReceiveWithTimeout(r.c, max(timeout, 0))
 	}
 	if e, ok := err.(redis.Error); ok {
 		return e, nil
