@@ -57,8 +57,10 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 	for _, i := range idx {
 		c := b.q.At(i)
 		readOnly, keySlot, slot := c.Flags&queue.ReadOnly != 0, -1, -1
-		if b.c.cluster && b.q.HasKey(i) {
-			keySlot = route.Slot(b.q.KeyBytes(i))
+		if b.c.cluster {
+			if key := b.q.KeyBytes(i); key != nil {
+				keySlot = route.Slot(key)
+			}
 		}
 		if atomic {
 			readOnly = allReadOnly

@@ -57,19 +57,23 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 			idx = append(idx, i)
 			continue
 		}
+		if b.q.NArgs(i) < 2 { // DeleteAsync, IsExistsAsync: one key
+			idx = append(idx, i)
+			continue
+		}
 		keys := b.q.Args(i)
+		if oneSlot(keys) {
+			idx = append(idx, i)
+			continue
+		}
 		bySlot := map[int][]int{}
 		var order []int
 		for k, key := range keys {
-			s := route.Slot(string(key))
+			s := route.Slot(key)
 			if bySlot[s] == nil {
 				order = append(order, s)
 			}
 			bySlot[s] = append(bySlot[s], k)
-		}
-		if len(order) < 2 {
-			idx = append(idx, i)
-			continue
 		}
 		sp := split{parent: i}
 		for _, s := range order {
@@ -88,6 +92,17 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 		idx = append(idx, sp.parts...)
 	}
 	return idx, splits
+}
+
+// oneSlot reports whether keys all hash to one slot.
+func oneSlot(keys [][]byte) bool {
+	first := route.Slot(keys[0])
+	for _, k := range keys[1:] {
+		if route.Slot(k) != first {
+			return false
+		}
+	}
+	return true
 }
 
 // joinSplits resolves each split command from its parts: the first failed
@@ -109,7 +124,7 @@ func (b *Batch) joinSplits(splits []split) {
 				sum += r
 			case []any:
 				if values == nil {
-					values = make([]any, len(b.q.Args(sp.parent)))
+					values = make([]any, b.q.NArgs(sp.parent))
 				}
 				for j, v := range r {
 					if j < len(sp.positions[k]) {

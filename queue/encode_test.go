@@ -254,7 +254,7 @@ func TestQueueNameAndKey(t *testing.T) {
 		{elsewhere, "CUSTOM.CMD", "routed"}, {bad, "SET", "b"}} {
 		assert.Equal(t, c.name, q.Name(c.i), "command %d", c.i)
 		assert.Equal(t, c.key, q.Key(c.i), "command %d", c.i)
-		assert.Equal(t, c.key != "", q.HasKey(c.i), "command %d", c.i)
+		assert.Equal(t, c.key != "", q.KeyBytes(c.i) != nil, "command %d", c.i)
 		if c.key == "" {
 			assert.Nil(t, q.KeyBytes(c.i))
 		} else {
@@ -262,6 +262,8 @@ func TestQueueNameAndKey(t *testing.T) {
 		}
 	}
 	assert.Equal(t, uint8(3), q.At(third).keyArg, "found among the arguments")
+	assert.Equal(t, 4, q.NArgs(third))
+	assert.Equal(t, 0, q.NArgs(keyless))
 	assert.Equal(t, uint8(0), q.At(elsewhere).keyArg, "kept aside")
 	assert.Nil(t, q.Bytes(bad))
 	// Names of the command table are shared, not made anew each time.

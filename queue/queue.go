@@ -223,9 +223,10 @@ func (q *Queue) Key(i int) string {
 	return q.aside[i].key
 }
 
-// HasKey reports whether command i has a routing key.
-func (q *Queue) HasKey(i int) bool {
-	return q.At(i).keyArg != 0 || q.aside[i].key != ""
+// NArgs returns the number of arguments of command i (without its name).
+func (q *Queue) NArgs(i int) int {
+	n, _ := header(q.Bytes(i))
+	return n - 1
 }
 
 // Args returns the arguments of command i (without its name), read back
