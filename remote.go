@@ -51,21 +51,17 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.plan(), b.resolvePushed, e.acquire)
+		e.session = batch.Open(b.plan(), resolveSink, e.acquire)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
-	e.session.Push(i, b.q.Bytes(i))
+	e.session.Push(b.q.Bytes(i), c.Future)
 }
 
-// resolvePushed is resolveReply for a Redis-side queue, whose replies can
-// be read while more commands are queued (when MULTI was refused, each
-// command runs as it comes): it takes the batch's lock, which queueing holds.
-func (b *Batch) resolvePushed(i int, reply any) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.resolveReply(i, reply)
-}
+// resolveSink hands a Redis-side command its reply through the future it
+// was pushed with: replies can come while more commands are queued, and
+// the queue is not to be read then.
+func resolveSink(sink, reply any) { sink.(outcome).resolve(reply, nil) }
 
 // remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
 // (-1 standalone, or keyless), checking that a transaction keeps to one slot.

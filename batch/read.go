@@ -17,15 +17,15 @@ type source interface {
 	// has reports whether the group has a command k, waiting until that is
 	// known (the command was pushed, or the group was closed).
 	has(k int) bool
-	// index returns command k's submission index; k is one has reported.
-	index(k int) int
+	// resolve hands command k its reply; k is one has reported.
+	resolve(k int, reply any)
 	// tail reports whether a WAIT/WAITAOF follows; asked after the commands.
 	tail() bool
 }
 
 // read consumes the replies of a group laid out by p, resolving the
 // commands' sinks, and fills res. It stops at the first transport error.
-func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Result) {
+func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 	recvWithin := func(timeout time.Duration) (any, error) {
 		r, err := conn.Receive(timeout)
 		if err != nil && res.Err == nil {
@@ -61,7 +61,7 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 				return
 			}
 		}
-		if !readTransaction(recv, src, resolve, res) {
+		if !readTransaction(recv, src, res) {
 			return
 		}
 	} else {
@@ -75,7 +75,7 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 			if err != nil {
 				return
 			}
-			resolve(src.index(k), r)
+			src.resolve(k, r)
 			res.Answered++
 		}
 	}
@@ -95,7 +95,7 @@ func read(conn Conn, p Plan, prefix int, src source, resolve Resolver, res *Resu
 
 // readTransaction reads MULTI's reply, one QUEUED (or queue-time error) per
 // command, and EXEC's reply, which resolves the commands.
-func readTransaction(recv func() (any, error), src source, resolve Resolver, res *Result) bool {
+func readTransaction(recv func() (any, error), src source, res *Result) bool {
 	r, err := recv()
 	if err != nil {
 		return false
@@ -107,7 +107,7 @@ func readTransaction(recv func() (any, error), src source, resolve Resolver, res
 			if err != nil {
 				return false
 			}
-			resolve(src.index(k), r)
+			src.resolve(k, r)
 			res.Answered++
 		}
 		_, err := recv() // EXEC without MULTI
@@ -131,7 +131,7 @@ func readTransaction(recv func() (any, error), src source, resolve Resolver, res
 	case []any:
 		if len(v) == n && res.Aborted == nil {
 			for k, e := range v {
-				resolve(src.index(k), e)
+				src.resolve(k, e)
 			}
 			res.Answered = n
 			return true

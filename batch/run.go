@@ -51,9 +51,9 @@ type Group struct {
 
 type groupSource struct{ g *Group }
 
-func (s groupSource) has(k int) bool  { return k < len(s.g.Indices) }
-func (s groupSource) index(k int) int { return s.g.Indices[k] }
-func (s groupSource) tail() bool      { return s.g.Tail != nil }
+func (s groupSource) has(k int) bool       { return k < len(s.g.Indices) }
+func (s groupSource) resolve(k int, r any) { s.g.Resolve(s.g.Indices[k], r) }
+func (s groupSource) tail() bool           { return s.g.Tail != nil }
 
 // Run sends g's commands on conn laid out by g.Plan and hands each answered
 // command its reply through g.Resolve. It returns when every expected reply was
@@ -67,7 +67,7 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 	go func() { werr <- writeGroup(ctx, conn, &g, &w) }()
 
 	var res Result
-	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, g.Resolve, &res)
+	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
 	w.broken.Store(res.Err != nil)
 	res = finish(ctx, conn, &res, &w, werr)
 	if !stop() && res.Clean {

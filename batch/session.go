@@ -16,7 +16,7 @@ import (
 // their calls so that commands keep their order (the batch's lock does).
 type Session struct {
 	plan    Plan
-	resolve Resolver
+	resolve SinkResolver
 	acquire func(ctx context.Context) (Conn, error)
 	cancel  context.CancelFunc // stops a pending acquire
 	done    chan struct{}      // closed when the reader and writer are finished; res is final
@@ -25,7 +25,7 @@ type Session struct {
 	cond    *sync.Cond // signalled when out, sinks or closed change
 	conn    Conn       // set once acquired
 	out     [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
-	indices []int      // submission indices of the commands pushed
+	sinks   []any      // where each pushed command's reply goes, in order
 	closed  bool       // EXEC or DISCARD pushed: no more commands
 	discard bool       // the queue was closed by DISCARD
 
@@ -33,7 +33,7 @@ type Session struct {
 }
 
 // Open starts a session: acquire gets its connection in the background.
-func Open(plan Plan, resolve Resolver, acquire func(ctx context.Context) (Conn, error)) *Session {
+func Open(plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Conn, error)) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
@@ -42,11 +42,16 @@ func Open(plan Plan, resolve Resolver, acquire func(ctx context.Context) (Conn, 
 	return s
 }
 
-// Push queues one encoded command, submission index i. Its QUEUED reply is
-// read as it arrives; EXEC's element for it goes to the resolver. It returns
-// false when the session was already closed. cmd is written as it is: it
-// must not change until the session is closed.
-func (s *Session) Push(i int, cmd []byte) bool {
+// SinkResolver hands a pushed command's reply to its sink. Replies may come
+// while commands are still pushed (when MULTI was refused, each runs as it
+// comes): the sink, given at Push, is all the resolver needs.
+type SinkResolver func(sink, reply any)
+
+// Push queues one encoded command whose reply goes to sink. Its QUEUED
+// reply is read as it arrives; EXEC's element for it goes to the resolver.
+// It returns false when the session was already closed. cmd is written as
+// it is: it must not change until the session is closed.
+func (s *Session) Push(cmd []byte, sink any) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -57,7 +62,7 @@ func (s *Session) Push(i int, cmd []byte) bool {
 	} else {
 		s.out = append(s.out, cmd)
 	}
-	s.indices = append(s.indices, i)
+	s.sinks = append(s.sinks, sink)
 	s.cond.Broadcast()
 	return true
 }
@@ -135,7 +140,7 @@ func (s *Session) run(ctx context.Context) {
 	var w progress
 	werr := make(chan error, 1)
 	go func() { werr <- s.write(conn, &w) }()
-	read(conn, s.plan, 0, sessionSource{s}, s.resolve, &s.res)
+	read(conn, s.plan, 0, sessionSource{s}, &s.res)
 	w.broken.Store(s.res.Err != nil)
 	finish(ctx, conn, &s.res, &w, werr)
 	if s.res.Err != nil {
@@ -159,7 +164,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		}
 		// EXEC is appended when the queue closes, so the first buffer
 		// taken once closed holds it.
-		buf, pushed, closed, discard := s.out, len(s.indices), s.closed, s.discard
+		buf, pushed, closed, discard := s.out, len(s.sinks), s.closed, s.discard
 		s.out = spare[:0]
 		s.mu.Unlock()
 
@@ -184,13 +189,8 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		}
 		clear(buf) // keep no reference to the batch's bytes
 		spare = buf
-		if closed {
-			s.mu.Lock()
-			rest := len(s.out)
-			s.mu.Unlock()
-			if rest == 0 {
-				return nil
-			}
+		if closed { // the last frames (EXEC or DISCARD, the tail) are written
+			return nil
 		}
 	}
 }
@@ -207,17 +207,18 @@ func (src sessionSource) has(k int) bool {
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k >= len(s.indices) && !s.closed {
+	for k >= len(s.sinks) && !s.closed {
 		s.cond.Wait()
 	}
-	return k < len(s.indices)
+	return k < len(s.sinks)
 }
 
-func (src sessionSource) index(k int) int {
+func (src sessionSource) resolve(k int, r any) {
 	s := src.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.indices[k]
+	sink := s.sinks[k]
+	s.mu.Unlock()
+	s.resolve(sink, r)
 }
 
 func (src sessionSource) tail() bool {
