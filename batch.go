@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
@@ -19,12 +20,17 @@ type Batch struct {
 	c      *Client
 	opts   BatchOptions
 	optErr error         // the first invalid or unsupported option, reported by Execute
+	plan   batch.Plan    // how each group is laid out on the wire, from the options
 	done   chan struct{} // closed when the batch finished; every future is resolved before
 
 	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
-	state   batchState
+	// loads are the SCRIPT LOADs of scripts, by SHA1 in shas' order, made
+	// when Execute starts.
+	loads [][]byte
+	shas  []string
+	state batchState
 	// remote holds the Redis-side queues of a RedisReadAtomic or
 	// RedisWriteAtomic batch, one entry per node, in order of first use.
 	remote []*entry
@@ -66,6 +72,7 @@ func newBatch(c *Client, opts []Option) *Batch {
 		v := c.info.Version
 		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
 	}
+	b.plan = b.makePlan()
 	return b
 }
 

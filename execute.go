@@ -27,6 +27,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	if b.q.Len() == 0 {
 		return &BatchResult{Responses: []any{}}, nil
 	}
+	b.loads, b.shas = b.scriptLoads()
 	entries := b.remote
 	var splits []split
 	if !b.opts.Mode.redisSide() {
@@ -194,14 +195,13 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	if err != nil {
 		return batch.Result{}, err
 	}
-	loads, shas := b.scriptLoads()
-	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: b.resolveReply, Plan: b.plan()}
+	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: b.resolveReply, Plan: b.plan}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
 	r := batch.Run(ctx, conn, g)
 	e.used.Put(conn, r.Clean)
-	b.scriptFailures(e.indices, shas, r.PrefixReplies)
+	b.scriptFailures(e.indices, b.shas, r.PrefixReplies)
 	return r, nil
 }
 
@@ -218,7 +218,7 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 		fu.err = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
 	}
 	fu.refresh = r.Err != nil
-	p := b.plan()
+	p := b.plan
 	switch {
 	case r.Skipped:
 		b.resolve(idx, ErrResultSkipped)
@@ -467,7 +467,7 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 }
 
 // plan is the wire layout the options ask for.
-func (b *Batch) plan() batch.Plan {
+func (b *Batch) makePlan() batch.Plan {
 	p := batch.Plan{
 		Atomic:          b.opts.Mode.atomic(),
 		SkipResult:      b.opts.SkipResult,

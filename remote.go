@@ -51,7 +51,7 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.plan(), resolveSink, e.acquire)
+		e.session = batch.Open(b.plan, resolveSink, e.acquire)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
