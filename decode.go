@@ -103,8 +103,8 @@ func decodeStrings(reply any) ([]string, error) {
 			if e == nil {
 				continue
 			}
-			if re, ok := e.(redis.Error); ok {
-				return nil, &RedisError{Msg: string(re)}
+			if re := redisErrorOf(e); re != nil {
+				return nil, re
 			}
 			s, err := decodeString(e)
 			if err != nil {

@@ -188,10 +188,11 @@ func orRedisError(err error) error {
 	return err
 }
 
-// replyErr returns a reply's error when it is an error reply.
-func replyErr(reply any) error {
+// redisErrorOf returns the reply as a *RedisError when it is an error
+// reply, else nil.
+func redisErrorOf(reply any) *RedisError {
 	if e, ok := reply.(redis.Error); ok {
-		return e
+		return &RedisError{Msg: string(e)}
 	}
 	return nil
 }

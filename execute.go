@@ -450,7 +450,9 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	for _, e := range b.remote {
 		for _, i := range e.indices {
 			if bad == nil || bad.Index != i {
-				aborted = &txAbortedError{cause: cause}
+				if aborted == nil { // one error for them all
+					aborted = &txAbortedError{cause: cause}
+				}
 				b.q.At(i).Future.(outcome).resolve(nil, aborted)
 			}
 		}

@@ -1,10 +1,6 @@
 package rbatch
 
-import (
-	"context"
-
-	"github.com/gomodule/redigo/redis"
-)
+import "context"
 
 // Future is the result of one queued command. It resolves when its batch is
 // executed or discarded. A Future is safe for concurrent use: Get, Wait and
@@ -59,14 +55,16 @@ func (f *Future[T]) Done() <-chan struct{} { return f.done }
 // resolve decodes the server's reply, or records why there is none. It runs
 // before the batch's done channel closes (more than once when retried).
 func (f *Future[T]) resolve(reply any, err error) {
-	switch {
-	case err != nil:
-		f.err = err
-	case isRedisError(reply):
-		f.err = &RedisError{Msg: string(reply.(redis.Error))}
-	default:
-		f.val, f.err = f.dec(reply)
+	if err == nil {
+		if re := redisErrorOf(reply); re != nil {
+			err = re
+		}
 	}
+	if err != nil {
+		f.err = err
+		return
+	}
+	f.val, f.err = f.dec(reply)
 }
 
 // response is the command's entry in BatchResult.Responses: its value, nil
@@ -97,11 +95,6 @@ type outcome interface {
 }
 
 var _ outcome = (*Future[int64])(nil)
-
-func isRedisError(reply any) bool {
-	_, ok := reply.(redis.Error)
-	return ok
-}
 
 // slabSize is how many futures of one type are allocated at once.
 const slabSize = 256

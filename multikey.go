@@ -3,8 +3,6 @@ package rbatch
 import (
 	"fmt"
 
-	"github.com/gomodule/redigo/redis"
-
 	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
 )
@@ -32,8 +30,8 @@ type part struct {
 }
 
 func (p *part) resolve(reply any, err error) {
-	if e, ok := reply.(redis.Error); ok && err == nil {
-		err = &RedisError{Msg: string(e)}
+	if re := redisErrorOf(reply); re != nil && err == nil {
+		err = re
 	}
 	p.reply, p.err = reply, err
 }

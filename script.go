@@ -69,7 +69,7 @@ func (b *Batch) scriptLoads() (loads [][]byte, shas []string) {
 func (b *Batch) scriptFailures(idx []int, shas []string, loaded []any) {
 	failed := map[string]error{}
 	for k, r := range loaded {
-		if err := asRedisError(replyErr(r)); err != nil && k < len(shas) {
+		if err := redisErrorOf(r); err != nil && k < len(shas) {
 			failed[shas[k]] = fmt.Errorf("loading the script: %w", err)
 		}
 	}
