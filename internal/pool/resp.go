@@ -57,7 +57,11 @@ func (r *replyReader) read() (any, error) {
 	case '-':
 		return redis.Error(line[1:]), nil
 	case ':':
-		return parseInt(line[1:])
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
 	case '$':
 		n, err := parseLen(line[1:])
 		if n < 0 || err != nil {
@@ -110,41 +114,32 @@ func (r *replyReader) line() ([]byte, error) {
 
 // parseLen parses a bulk string's or an array's length; -1 is the nil reply.
 func parseLen(p []byte) (int, error) {
-	if len(p) == 2 && p[0] == '-' && p[1] == '1' {
-		return -1, nil
-	}
-	if len(p) == 0 || len(p) > 10 {
+	n, err := parseInt(p)
+	if err != nil || n < -1 || len(p) > 10 { // 10 digits: a corrupt length allocates no more than that
 		return 0, &ProtocolError{fmt.Sprintf("bad length %q", p)}
 	}
-	n := 0
-	for _, b := range p {
-		if b < '0' || b > '9' {
-			return 0, &ProtocolError{fmt.Sprintf("bad length %q", p)}
-		}
-		n = n*10 + int(b-'0')
-	}
-	return n, nil
+	return int(n), nil
 }
 
 // parseInt parses an integer reply.
-func parseInt(p []byte) (any, error) {
+func parseInt(p []byte) (int64, error) {
 	neg := len(p) > 0 && p[0] == '-'
 	digits := p
 	if neg {
 		digits = p[1:]
 	}
 	if len(digits) == 0 || len(digits) > 19 {
-		return nil, &ProtocolError{fmt.Sprintf("bad integer %q", p)}
+		return 0, &ProtocolError{fmt.Sprintf("bad integer %q", p)}
 	}
 	var n int64
 	for _, b := range digits {
 		if b < '0' || b > '9' {
-			return nil, &ProtocolError{fmt.Sprintf("bad integer %q", p)}
+			return 0, &ProtocolError{fmt.Sprintf("bad integer %q", p)}
 		}
 		n = n*10 + int64(b-'0')
 	}
 	if n < 0 && !(neg && n == -n) { // overflowed, but for -9223372036854775808
-		return nil, &ProtocolError{fmt.Sprintf("integer out of range %q", p)}
+		return 0, &ProtocolError{fmt.Sprintf("integer out of range %q", p)}
 	}
 	if neg {
 		n = -n
