@@ -22,7 +22,13 @@ var atomicModes = []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWrit
 
 func clientFor(t testing.TB, s *redistest.Server, mods ...func(*rbatch.Config)) *rbatch.Client {
 	t.Helper()
-	cfg := rbatch.Config{Addrs: []string{s.Addr}}
+	return clientAt(t, s.Addr, mods...)
+}
+
+// clientAt is clientFor by address (a proxy's, say).
+func clientAt(t testing.TB, addr string, mods ...func(*rbatch.Config)) *rbatch.Client {
+	t.Helper()
+	cfg := rbatch.Config{Addrs: []string{addr}}
 	for _, m := range mods {
 		m(&cfg)
 	}
