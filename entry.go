@@ -34,11 +34,12 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 		return []*entry{{node: node, slot: -1, indices: idx}}, nil
 	}
 	atomic := b.opts.Mode.atomic()
-	allReadOnly := true
+	allReadOnly := atomic // a transaction goes to a replica only when all of it reads
 	for _, i := range idx {
-		if allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0; !allReadOnly {
+		if !allReadOnly {
 			break
 		}
+		allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0
 	}
 	txSlot := -1 // a cluster transaction's one slot
 	if atomic && b.c.cluster && !b.opts.TransactionPerSlot {

@@ -60,16 +60,10 @@ func (s groupSource) tail() bool           { return s.g.Tail != nil }
 // read, or at the first transport error, or when ctx ends (then conn is
 // aborted).
 func Run(ctx context.Context, conn Conn, g Group) Result {
-	var w progress
-	werr := make(chan error, 1)
 	stop := context.AfterFunc(ctx, conn.Abort)
-
-	go func() { werr <- writeGroup(ctx, conn, &g, &w) }()
-
 	var res Result
-	read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
-	w.broken.Store(res.Err != nil)
-	res = finish(ctx, conn, &res, &w, werr)
+	exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{&g}, &res,
+		func(w *progress) error { return writeGroup(ctx, conn, &g, w) })
 	if !stop() && res.Clean {
 		// ctx ended just as the group did: the abort may be under way,
 		// so the connection cannot go back to the pool.
@@ -78,8 +72,14 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 	return res
 }
 
-// finish waits for the writer and completes res with what it did.
-func finish(ctx context.Context, conn Conn, res *Result, w *progress, werr <-chan error) Result {
+// exchange runs write in a goroutine of its own while the replies are read
+// into res, then waits for the writer and completes res with what it did.
+func exchange(ctx context.Context, conn Conn, p Plan, prefix int, src source, res *Result, write func(w *progress) error) {
+	var w progress
+	werr := make(chan error, 1)
+	go func() { werr <- write(&w) }()
+	read(conn, p, prefix, src, res)
+	w.broken.Store(res.Err != nil)
 	if res.Err != nil {
 		// The writer may be blocked on a socket nobody reads: break it.
 		conn.Abort()
@@ -94,7 +94,6 @@ func finish(ctx context.Context, conn Conn, res *Result, w *progress, werr <-cha
 		res.Err = ctx.Err()
 	}
 	res.Clean = res.Clean && res.Err == nil
-	return *res
 }
 
 // progress is what a writer has handed to the connection; the reader's

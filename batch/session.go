@@ -137,15 +137,8 @@ func (s *Session) run(ctx context.Context) {
 	s.conn = conn
 	s.mu.Unlock()
 
-	var w progress
-	werr := make(chan error, 1)
-	go func() { werr <- s.write(conn, &w) }()
-	read(conn, s.plan, 0, sessionSource{s}, &s.res)
-	w.broken.Store(s.res.Err != nil)
-	finish(ctx, conn, &s.res, &w, werr)
-	if s.res.Err != nil {
-		s.res.Clean = false
-	}
+	exchange(ctx, conn, s.plan, 0, sessionSource{s}, &s.res,
+		func(w *progress) error { return s.write(conn, w) })
 }
 
 // write sends what Push and close buffer, until the queue is closed and

@@ -94,6 +94,11 @@ func (c *Cluster) Replica(primary pool.Node) pool.Node {
 func (c *Cluster) Node(addr string) pool.Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nodeLocked(addr)
+}
+
+// nodeLocked is Node with c.mu held.
+func (c *Cluster) nodeLocked(addr string) pool.Node {
 	n := c.nodes[addr]
 	if n == nil {
 		n = c.makeNode(addr)
@@ -166,14 +171,7 @@ func (c *Cluster) candidates() []string {
 func (c *Cluster) apply(shards []ShardInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	node := func(addr string) pool.Node {
-		n := c.nodes[addr]
-		if n == nil {
-			n = c.makeNode(addr)
-			c.nodes[addr] = n
-		}
-		return n
-	}
+	node := c.nodeLocked
 	var owner [NumSlots]pool.Node
 	replicas := map[pool.Node][]pool.Node{}
 	for _, s := range shards {
