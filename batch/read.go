@@ -64,20 +64,8 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 		if !readTransaction(recv, src, res) {
 			return
 		}
-	} else {
-		for k := 0; src.has(k); k++ {
-			if p.AskEach {
-				if _, err := recv(); err != nil { // ASKING's +OK
-					return
-				}
-			}
-			r, err := recv()
-			if err != nil {
-				return
-			}
-			src.resolve(k, r)
-			res.Answered++
-		}
+	} else if !readEach(recv, src, p.AskEach, answer(src, res)) {
+		return
 	}
 	if src.tail() {
 		timeout := p.ResponseTimeout
@@ -93,6 +81,32 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 	res.Clean = res.Err == nil
 }
 
+// readEach reads one reply for each command of src, after ASKING's +OK
+// when askEach, and hands it to each. It is false at a transport error.
+func readEach(recv func() (any, error), src source, askEach bool, each func(k int, r any)) bool {
+	for k := 0; src.has(k); k++ {
+		if askEach {
+			if _, err := recv(); err != nil {
+				return false
+			}
+		}
+		r, err := recv()
+		if err != nil {
+			return false
+		}
+		each(k, r)
+	}
+	return true
+}
+
+// answer hands command k its reply and counts it answered.
+func answer(src source, res *Result) func(k int, r any) {
+	return func(k int, r any) {
+		src.resolve(k, r)
+		res.Answered++
+	}
+}
+
 // readTransaction reads MULTI's reply, one QUEUED (or queue-time error) per
 // command, and EXEC's reply, which resolves the commands.
 func readTransaction(recv func() (any, error), src source, res *Result) bool {
@@ -102,26 +116,20 @@ func readTransaction(recv func() (any, error), src source, res *Result) bool {
 	}
 	if res.MultiRefused = replyError(r); res.MultiRefused != nil {
 		// No transaction: the commands ran (or failed) one by one.
-		for k := 0; src.has(k); k++ {
-			r, err := recv()
-			if err != nil {
-				return false
-			}
-			src.resolve(k, r)
-			res.Answered++
+		if !readEach(recv, src, false, answer(src, res)) {
+			return false
 		}
 		_, err := recv() // EXEC without MULTI
 		return err == nil
 	}
-	n := 0
-	for ; src.has(n); n++ {
-		r, err := recv()
-		if err != nil {
-			return false
-		}
+	n := 0 // QUEUED replies, or queue-time errors
+	if !readEach(recv, src, false, func(k int, r any) {
 		if e := replyError(r); e != nil && res.Aborted == nil {
-			res.Aborted = &AbortError{Index: n, Cause: e}
+			res.Aborted = &AbortError{Index: k, Cause: e}
 		}
+		n++
+	}) {
+		return false
 	}
 	r, err = recv()
 	if err != nil {
@@ -179,17 +187,8 @@ func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool
 			}
 		}
 	}
-	for k := 0; src.has(k); k++ {
-		if p.AskEach {
-			if _, err := recv(); err != nil { // ASKING
-				return false
-			}
-		}
-		r, err := recv()
-		if err != nil {
-			return false
-		}
-		count(r)
+	if !readEach(recv, src, p.AskEach, func(_ int, r any) { count(r) }) {
+		return false
 	}
 	if p.Atomic {
 		r, err := recv() // EXEC
