@@ -237,23 +237,30 @@ func TestRedirectsAreBounded(t *testing.T) {
 	assert.Equal(t, 6, res.Nodes[0].Asked)
 }
 
-// A server that cannot be reached while the batch starts: nothing was
-// written, so the group is retried, and goes through once the server is back.
-func TestDialFailureIsRetried(t *testing.T) {
-	s := redistest.Standalone(t)
-	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
-	// Take the pool's idle connection away, so the batch must dial.
+// stopLeavingNoConnection stops s once c's pool holds a connection to it,
+// and runs a probe batch that finds that connection dead and drops it, so
+// the next batch must dial. It returns the probe's error.
+func stopLeavingNoConnection(t *testing.T, s *redistest.Server, c *rbatch.Client) error {
+	t.Helper()
 	warm := c.NewBatch()
 	warm.Do("PING")
 	_, err := warm.Execute(context.Background())
 	require.NoError(t, err)
 	s.Stop()
-	// The pooled connection died with the server: the first batch finds out
-	// (its PING was written, so it is unknown) and drops it.
 	probe := c.NewBatch()
 	probe.Do("PING")
 	_, err = probe.Execute(context.Background())
-	require.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+	return err
+}
+
+// A server that cannot be reached while the batch starts: nothing was
+// written, so the group is retried, and goes through once the server is back.
+func TestDialFailureIsRetried(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
+	// Take the pool's idle connection away, so the batch must dial. The
+	// probe's PING was written, so it is unknown.
+	require.ErrorIs(t, stopLeavingNoConnection(t, s, c), rbatch.ErrUnknownOutcome)
 
 	b := c.NewBatch(rbatch.WithRetry(30, 100*time.Millisecond))
 	incr := b.AtomicLong("dial:n").IncrementAndGetAsync()

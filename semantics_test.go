@@ -164,17 +164,7 @@ func TestSemanticsDialFailureIsNotSent(t *testing.T) {
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
 	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
 		t.Run(mode.String(), func(t *testing.T) {
-			// The pool holds a connection to the live server.
-			warm := c.NewBatch()
-			warm.Do("PING")
-			_, err := warm.Execute(context.Background())
-			require.NoError(t, err)
-			s.Stop()
-			// The pooled connection died with the server; this batch drops it.
-			probe := c.NewBatch()
-			probe.Do("PING")
-			_, err = probe.Execute(context.Background())
-			require.Error(t, err)
+			require.Error(t, stopLeavingNoConnection(t, s, c))
 
 			b := c.NewBatch(rbatch.WithMode(mode))
 			incr := b.AtomicLong("nd:n").IncrementAndGetAsync()
