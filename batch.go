@@ -39,9 +39,11 @@ type Batch struct {
 	// the transaction and refuses the batch.
 	remoteErr error
 	// remoteKey is the first key of a Redis-side batch in a cluster: it picks
-	// the slot the transaction must keep to.
-	remoteKey string
-	slabs     slabs // futures are allocated from here, many at a time
+	// the slot the transaction must keep to. remoteKeyed says it is set (""
+	// is a key too).
+	remoteKey   string
+	remoteKeyed bool
+	slabs       slabs // futures are allocated from here, many at a time
 	// lastName and lastFlags are the command table's answer for the last
 	// command name queued.
 	lastName  string
@@ -86,20 +88,23 @@ func (b *Batch) Len() int {
 	return b.q.Len()
 }
 
-// enqueue queues one command whose reply dec decodes. key routes it ("" for
-// none); argErr, when set, is a problem found before encoding (a NaN score, a
-// zero TTL) that makes Execute refuse the batch.
-func enqueue[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, args ...any) *Future[T] {
-	return push(b, dec, name, key, argErr, false, args)
+// enqueue queues one command whose reply dec decodes. keyArg is the
+// position among args of the key that routes it (1 for the first; 0 for
+// none): whatever its bytes, even empty, that argument is the key. argErr,
+// when set, is a problem found before encoding (a NaN score, a zero TTL)
+// that makes Execute refuse the batch.
+func enqueue[T any](b *Batch, dec func(any) (T, error), name string, keyArg int, argErr error, args ...any) *Future[T] {
+	return push(b, dec, queue.Command{Name: name, KeyArg: keyArg, Err: argErr}, false, args)
 }
 
 // keyed is enqueue for a command whose first argument is its key: the key
 // is encoded from the string, not passed among args.
 func keyed[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, args ...any) *Future[T] {
-	return push(b, dec, name, key, argErr, true, args)
+	return push(b, dec, queue.Command{Name: name, Key: key, Err: argErr}, true, args)
 }
 
-func push[T any](b *Batch, dec func(any) (T, error), name, key string, argErr error, keyFirst bool, args []any) *Future[T] {
+// push queues c (its Name, key and Err set by the caller) with args.
+func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst bool, args []any) *Future[T] {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.state != open {
@@ -107,10 +112,10 @@ func push[T any](b *Batch, dec func(any) (T, error), name, key string, argErr er
 	}
 	f := newFuture[T](&b.slabs)
 	f.done, f.dec = b.done, dec
-	if name != b.lastName { // batches mostly repeat one command: skip the table
-		b.lastName, b.lastFlags = name, queue.FlagsOf(name)
+	if c.Name != b.lastName { // batches mostly repeat one command: skip the table
+		b.lastName, b.lastFlags = c.Name, queue.FlagsOf(c.Name)
 	}
-	c := queue.Command{Name: name, Key: key, Flags: b.lastFlags, Future: f, Err: argErr}
+	c.Flags, c.Future = b.lastFlags, f
 	var i int
 	if keyFirst {
 		i = b.q.AddKeyed(c, b.opts.Codec, args...)
@@ -136,11 +141,11 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	if err != nil {
 		err = fmt.Errorf("Do(%q): %w", cmd, err)
 	}
-	key := ""
-	if flags&queue.NoKey == 0 {
-		key = sub
+	keyArg := 0 // the first argument, whatever its type or bytes ("" and 42 are keys too)
+	if flags&queue.NoKey == 0 && len(args) > 0 {
+		keyArg = 1
 	}
-	return enqueue(b, decodeAny, name, key, err, args...)
+	return enqueue(b, decodeAny, name, keyArg, err, args...)
 }
 
 // Execute sends the batch and waits for every reply. The result holds one

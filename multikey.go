@@ -80,7 +80,7 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 			for j, k := range ks {
 				args[j] = keys[k]
 			}
-			pos := b.q.Add(queue.Command{Name: b.q.Name(i), Key: string(keys[ks[0]]), Flags: c.Flags, Future: &part{}}, nil, args...)
+			pos := b.q.Add(queue.Command{Name: b.q.Name(i), KeyArg: 1, Flags: c.Flags, Future: &part{}}, nil, args...)
 			sp.parts = append(sp.parts, pos)
 			sp.positions = append(sp.positions, ks)
 		}

@@ -374,12 +374,12 @@ func (b *Batch) Keys() *Keys { return &Keys{b} }
 
 // DeleteAsync deletes keys (DEL) and returns how many existed.
 func (o *Keys) DeleteAsync(keys ...string) *Future[int64] {
-	return enqueue(o.b, decodeInt64, "DEL", firstKey(keys), atLeastOne("Keys.DeleteAsync", len(keys)), stringsAsArgs(keys)...)
+	return enqueue(o.b, decodeInt64, "DEL", firstKeyArg(keys, 1), atLeastOne("Keys.DeleteAsync", len(keys)), stringsAsArgs(keys)...)
 }
 
 // CountExistsAsync returns how many of keys exist (EXISTS).
 func (o *Keys) CountExistsAsync(keys ...string) *Future[int64] {
-	return enqueue(o.b, decodeInt64, "EXISTS", firstKey(keys), atLeastOne("Keys.CountExistsAsync", len(keys)), stringsAsArgs(keys)...)
+	return enqueue(o.b, decodeInt64, "EXISTS", firstKeyArg(keys, 1), atLeastOne("Keys.CountExistsAsync", len(keys)), stringsAsArgs(keys)...)
 }
 
 // decodeAdded is for pushes whose length reply is of no interest.
@@ -388,11 +388,13 @@ func decodeAdded(reply any) (struct{}, error) {
 	return struct{}{}, err
 }
 
-func firstKey(keys []string) string {
+// firstKeyArg returns pos, the argument position of keys[0], or 0 (no key)
+// when keys is empty.
+func firstKeyArg(keys []string, pos int) int {
 	if len(keys) == 0 {
-		return ""
+		return 0
 	}
-	return keys[0]
+	return pos
 }
 
 func stringsAsArgs(ss []string) []any {

@@ -71,7 +71,7 @@ func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
 	}
 	key := b.q.KeyBytes(i)
 	if key == nil {
-		if b.remoteKey == "" {
+		if !b.remoteKeyed {
 			return -1, fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
 		}
 		return route.Slot(b.remoteKey), nil
@@ -85,8 +85,8 @@ func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
 		}
 	}
 	switch {
-	case b.remoteKey == "":
-		b.remoteKey = string(key)
+	case !b.remoteKeyed:
+		b.remoteKey, b.remoteKeyed = string(key), true
 	case b.opts.TransactionPerSlot:
 	case slot != route.Slot(b.remoteKey):
 		return -1, crossSlot(b.remoteKey, route.Slot(b.remoteKey), string(key), slot)

@@ -24,7 +24,7 @@ func (b *Batch) Script() *Script { return &Script{b} }
 func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[any] {
 	if s.b.opts.Mode.redisSide() {
 		// Inside the open MULTI there is no room to load the script first.
-		return enqueue(s.b, decodeAny, "EVAL", firstKey(keys), nil, evalArgs(script, keys, args)...)
+		return enqueue(s.b, decodeAny, "EVAL", firstKeyArg(keys, evalFirstKey), nil, evalArgs(script, keys, args)...)
 	}
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])
@@ -36,8 +36,11 @@ func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[an
 		s.b.scripts[sha] = script
 	}
 	s.b.mu.Unlock()
-	return enqueue(s.b, decodeAny, "EVALSHA", firstKey(keys), nil, evalArgs(sha, keys, args)...)
+	return enqueue(s.b, decodeAny, "EVALSHA", firstKeyArg(keys, evalFirstKey), nil, evalArgs(sha, keys, args)...)
 }
+
+// evalFirstKey is the position of the first key among EVAL's arguments.
+const evalFirstKey = 3
 
 // evalArgs lays out EVAL/EVALSHA's arguments: script or SHA1, numkeys, keys, args.
 func evalArgs(script string, keys []string, args []any) []any {

@@ -10,8 +10,14 @@ import "sync"
 
 // Command describes a command to queue; Queued is what the queue keeps.
 type Command struct {
-	Name  string // upper-case command name
-	Key   string // routing key; "" for a command without one
+	Name string // upper-case command name
+	// KeyArg is the position of the routing key among the arguments (1:
+	// the first after the name). That argument is the key whatever its
+	// bytes: the empty string and an integer's digits are keys too.
+	KeyArg int
+	// Key is the routing key when KeyArg is 0: the first argument equal to
+	// it, or kept aside when none is. "" with KeyArg 0: no key.
+	Key   string
 	Flags Flags
 	// Future is the batch's handle for the command's outcome; opaque here.
 	Future any
@@ -133,9 +139,13 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 	case c.Err != nil:
 		qc.chunk, qc.off, qc.end = 0, 0, 0
 		q.setAside(aside{err: c.Err, name: c.Name, key: c.Key})
-	case c.Key == "":
 	case keyed:
 		qc.keyArg = 1
+	case c.KeyArg > 0:
+		if c.KeyArg <= maxKeyArg && c.KeyArg <= len(args) {
+			qc.keyArg = uint8(c.KeyArg)
+		}
+	case c.Key == "":
 	default:
 		if qc.keyArg = argIndex(q.chunks[qc.chunk][qc.off:qc.end], c.Key); qc.keyArg == 0 {
 			q.setAside(aside{key: c.Key})
