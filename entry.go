@@ -27,11 +27,17 @@ type entry struct {
 // one node — a replica only when every command is read-only — and in a
 // cluster its keys must share one slot (or, with WithTransactionPerSlot,
 // each slot is its own transaction).
-func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
+//
+// Commands whose slot no primary serves (a primary failed and its replica
+// is not promoted yet) are not grouped: they are resolved not sent, with
+// ErrSlotNotServed, and returned in unserved, to be retried once the slot
+// map is refreshed. The others go ahead. The error is for a batch that
+// cannot be sent at all (ErrCrossSlot).
+func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err error) {
 	if !b.c.cluster && b.c.readFrom == Primary {
 		// One node, whatever the keys: the group is idx itself.
 		node, _ := b.c.router.Route("")
-		return []*entry{{node: node, slot: -1, indices: idx}}, nil
+		return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
 	}
 	atomic := b.opts.Mode.atomic()
 	allReadOnly := atomic // a transaction goes to a replica only when all of it reads
@@ -43,12 +49,14 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 	}
 	txSlot := -1 // a cluster transaction's one slot
 	if atomic && b.c.cluster && !b.opts.TransactionPerSlot {
-		var err error
 		if txSlot, err = b.singleSlot(idx); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if _, err := b.c.router.RouteSlot(txSlot); err != nil && txSlot >= 0 {
+			b.unserved(idx, err) // the transaction waits whole
+			return nil, idx, nil
 		}
 	}
-	var entries []*entry
 	var last *entry // consecutive commands mostly share a node: skip the map
 	type groupKey struct {
 		node pool.Node
@@ -74,7 +82,9 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 		}
 		node, fallback, err := b.routeSlot(keySlot, readOnly)
 		if err != nil {
-			return nil, fmt.Errorf("command %d (%s): %w", i, b.q.Name(i), err)
+			b.unserved([]int{i}, err)
+			unserved = append(unserved, i)
+			continue
 		}
 		e := last
 		if e == nil || e.node != node || e.slot != slot {
@@ -91,7 +101,15 @@ func (b *Batch) groupByNode(idx []int) ([]*entry, error) {
 		e.indices = append(e.indices, i)
 		last = e
 	}
-	return entries, nil
+	return entries, unserved, nil
+}
+
+// unserved resolves commands idx as not sent because no node serves their
+// slot (err says which).
+func (b *Batch) unserved(idx []int, err error) {
+	for _, i := range idx {
+		b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: &CommandError{Index: i, Command: b.q.Name(i), Err: err}})
+	}
 }
 
 // singleSlot checks that the keyed commands of idx share one slot and

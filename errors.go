@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/internal/route"
 )
 
 // Sentinel errors. Each says when it happens and whether the command may have
@@ -53,6 +55,13 @@ var (
 
 	// ErrClosed is returned when the Client was closed. Nothing was sent.
 	ErrClosed = errors.New("rbatch: client closed")
+
+	// ErrSlotNotServed is the cause of a command not sent because no primary
+	// of the cluster served its slot (a primary failed and no replica was
+	// promoted yet) for as long as WithRetry allowed: the slot map is
+	// reloaded every RetryInterval, up to RetryAttempts times, while the
+	// commands for other slots go ahead. Nothing was sent; safe to retry.
+	ErrSlotNotServed = route.ErrSlotNotServed
 
 	// ErrNotSent resolves the futures of a batch that was refused as a whole
 	// before anything was written (a bad argument, a cancelled context): the

@@ -30,28 +30,31 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	b.loads, b.shas = b.scriptLoads()
 	entries := b.remote
 	var splits []split
+	var unserved []int
 	if !b.opts.Mode.redisSide() {
 		var idx []int
 		idx, splits = b.splitMultiKey()
 		var err error
-		if entries, err = b.groupByNode(idx); err != nil {
+		if entries, unserved, err = b.groupByNode(idx); err != nil {
 			return b.refuse(err)
 		}
 	}
 	var stats nodeStats
-	nodeErr := b.runRounds(ctx, entries, &stats)
+	nodeErr := b.runRounds(ctx, entries, unserved, &stats)
 	b.joinSplits(splits)
 	return b.collect(stats.list, nodeErr)
 }
 
 // runRounds runs the entries, all at once, then again what came back to be
 // sent elsewhere (MOVED, ASK) or later (retries), until nothing is left.
-// Every command is resolved when it returns.
-func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStats) error {
+// unserved are commands already resolved not sent because no node serves
+// their slot: they are retried like the rest, after a refresh of the slot
+// map. Every command is resolved when it returns.
+func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int, stats *nodeStats) error {
 	var nodeErrs []error
 	redirects := map[int]int{}
 	retryRounds := 0
-	for round := 1; len(entries) > 0; round++ {
+	for round := 1; len(entries) > 0 || len(unserved) > 0; round++ {
 		gen := b.c.router.Generation()
 		outs := make([]followUp, len(entries))
 		var g errgroup.Group
@@ -63,9 +66,9 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStat
 		}
 		g.Wait()
 
-		var retry []int
+		retry := unserved
 		moved, asked := map[string][]int{}, map[string][]int{}
-		refresh := false
+		refresh := len(unserved) > 0
 		for _, o := range outs {
 			nodeErrs = append(nodeErrs, o.err)
 			retry = append(retry, o.retry...)
@@ -89,12 +92,12 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, stats *nodeStat
 		if refresh {
 			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell
 		}
-		entries = nil
+		entries, unserved = nil, nil
 		if len(retry) > 0 {
 			var err error
-			if entries, err = b.groupByNode(retry); err != nil {
+			if entries, unserved, err = b.groupByNode(retry); err != nil {
 				b.resolve(retry, &notSentError{cause: err})
-				entries = nil
+				entries, unserved = nil, nil
 			}
 		}
 		// Redirected commands go where the redirect says, in their original order.
@@ -199,11 +202,24 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
+	wc, counted := conn.(writeCounter)
+	var before int64
+	if counted {
+		before = wc.Written()
+	}
 	r := batch.Run(ctx, conn, g)
 	e.used.Put(conn, r.Clean)
+	if r.Err != nil && counted && wc.Written() == before && r.Answered == 0 {
+		// The connection failed before its first byte went out (the server
+		// had closed it): no command reached Redis, so none is unknown.
+		return batch.Result{}, fmt.Errorf("connection failed before anything was written: %w", r.Err)
+	}
 	b.scriptFailures(e.indices, b.shas, r.PrefixReplies)
 	return r, nil
 }
+
+// writeCounter is a connection that counts the bytes its socket took.
+type writeCounter interface{ Written() int64 }
 
 // settle resolves the commands of idx that the group left unresolved, fills
 // nr's figures, and says what is left to do.

@@ -1,0 +1,208 @@
+package rbatch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+	"github.com/rbatch/rbatch/internal/route"
+)
+
+// failoverCounters are INCR counters spread over every primary's slots.
+const failoverCounters = 48
+
+// tally is what the batches learnt about each counter's INCRs.
+type tally struct {
+	mu                        sync.Mutex // guards the slices
+	applied, unknown, notSent []int64
+	notSentErr                error // the first not-sent cause, for the report
+}
+
+func newTally() *tally {
+	return &tally{
+		applied: make([]int64, failoverCounters),
+		unknown: make([]int64, failoverCounters),
+		notSent: make([]int64, failoverCounters),
+	}
+}
+
+func (t *tally) add(fs []*rbatch.Future[int64]) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, f := range fs {
+		_, err := f.Get()
+		switch {
+		case err == nil:
+			t.applied[k]++
+		case errors.Is(err, rbatch.ErrUnknownOutcome):
+			t.unknown[k]++
+		default:
+			t.notSent[k]++
+			if t.notSentErr == nil {
+				t.notSentErr = err
+			}
+		}
+	}
+}
+
+// partialCoverage lets the healthy primaries serve their slots while
+// another's have no primary. With Redis's default (full coverage required)
+// they answer CLUSTERDOWN instead, which rbatch retries alike.
+var partialCoverage = []string{"--cluster-require-full-coverage", "no"}
+
+func counterKey(k int) string { return fmt.Sprintf("failover:%d", k) }
+
+// runFailover runs batches of INCRs on every counter from a few goroutines
+// while change changes the cluster's topology, and checks what the
+// batches said against what the servers hold: no command ends not sent
+// while the retry budget lasts, commands for the healthy primaries keep
+// being applied during the change, and no INCR is lost or applied twice.
+func runFailover(t *testing.T, cl *redistest.Cluster, victim *redistest.Server, change func()) {
+	ctx := context.Background()
+	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: cl.Addrs()})
+	require.NoError(t, err)
+	defer c.Close()
+
+	var healthy []int // counters whose slot the victim does not own
+	for k := range failoverCounters {
+		if cl.OwnerOf(t, route.Slot(counterKey(k))) != victim {
+			healthy = append(healthy, k)
+		}
+	}
+	require.NotEmpty(t, healthy)
+	require.Less(t, len(healthy), failoverCounters, "some counter lives on the victim")
+
+	tl := newTally()
+	stop := make(chan struct{})
+	var batches atomic.Int64
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(60 * time.Second) // bounded whatever happens
+			for time.Now().Before(deadline) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b := c.NewBatch(rbatch.WithRetry(60, 100*time.Millisecond), rbatch.WithResponseTimeout(2*time.Second))
+				fs := make([]*rbatch.Future[int64], failoverCounters)
+				for k := range fs {
+					fs[k] = b.AtomicLong(counterKey(k)).IncrementAndGetAsync()
+				}
+				b.Execute(ctx)
+				tl.add(fs)
+				batches.Add(1)
+			}
+		}()
+	}
+	healthySum := func() int64 {
+		var sum int64
+		for _, k := range healthy {
+			n, err := redis.Int64(cl.OwnerOf(t, route.Slot(counterKey(k))).Call("GET", counterKey(k)))
+			if err == nil || errors.Is(err, redis.ErrNil) {
+				sum += n
+			}
+		}
+		return sum
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	done := make(chan struct{})
+	before := healthySum()
+	go func() { defer close(done); change() }()
+	// While the victim's slots move, the healthy primaries keep applying.
+	grew := false
+	for sample := before; !grew; {
+		select {
+		case <-done:
+		case <-time.After(200 * time.Millisecond):
+			now := healthySum()
+			grew, sample = now > sample, now
+			continue
+		}
+		break
+	}
+	<-done
+	time.Sleep(500 * time.Millisecond) // batches reach the new primary
+	close(stop)
+	wg.Wait()
+
+	var applied, unknown, notSent int64
+	for k := range failoverCounters {
+		final, err := redis.Int64(cl.OwnerOf(t, route.Slot(counterKey(k))).Call("GET", counterKey(k)))
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, final-tl.applied[k], int64(0), "counter %d: no applied INCR lost", k)
+		assert.LessOrEqual(t, final-tl.applied[k], tl.unknown[k], "counter %d: nothing applied beyond the unknown ones", k)
+		applied, unknown, notSent = applied+tl.applied[k], unknown+tl.unknown[k], notSent+tl.notSent[k]
+	}
+	t.Logf("%d batches: applied %d, unknown %d, not sent %d", batches.Load(), applied, unknown, notSent)
+	assert.Zero(t, notSent, "no command ends not sent while the retry budget lasts: %v", tl.notSentErr)
+	assert.True(t, grew, "commands for the healthy primaries were applied while the victim's slots moved")
+}
+
+// A primary killed with SIGKILL: until its replica is promoted its slots
+// are served by no one; the batches wait for them within WithRetry while
+// the commands for the other primaries go ahead.
+func TestFailoverKilledPrimary(t *testing.T) {
+	cl := redistest.NewCluster(t, partialCoverage...)
+	victim := cl.Primaries[1]
+	runFailover(t, cl, victim, func() { cl.KillPrimary(t, victim) })
+}
+
+// A coordinated CLUSTER FAILOVER: the old primary answers MOVED and the
+// batches follow it.
+func TestFailoverGraceful(t *testing.T) {
+	cl := redistest.NewCluster(t, partialCoverage...)
+	victim := cl.Primaries[0]
+	runFailover(t, cl, victim, func() { cl.Failover(t, victim) })
+}
+
+// Without a retry budget, the commands of an unserved slot end not sent at
+// once with ErrSlotNotServed, and those of served slots are applied.
+func TestUnservedSlotWithoutRetry(t *testing.T) {
+	cl := redistest.NewCluster(t, partialCoverage...)
+	victim := cl.Primaries[2]
+	ctx := context.Background()
+	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: cl.Addrs()})
+	require.NoError(t, err)
+	defer c.Close()
+	var onVictim, elsewhere string
+	for k := 0; onVictim == "" || elsewhere == ""; k++ {
+		key := counterKey(k)
+		if cl.OwnerOf(t, route.Slot(key)) == victim {
+			onVictim = key
+		} else {
+			elsewhere = key
+		}
+	}
+	victim.Kill()
+	// Wait until the other nodes mark the victim failed: from then on its
+	// slots have no primary in the slot map (the replica may be promoted
+	// soon after, so a batch that finds the slot served again is retried).
+	var res []error
+	require.Eventually(t, func() bool {
+		b := c.NewBatch()
+		fv := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		fe := b.AtomicLong(elsewhere).IncrementAndGetAsync()
+		b.Execute(ctx)
+		_, errV := fv.Get()
+		_, errE := fe.Get()
+		res = []error{errV, errE}
+		return errors.Is(errV, rbatch.ErrSlotNotServed)
+	}, 20*time.Second, 50*time.Millisecond, "the victim's slot became unserved")
+	assert.ErrorIs(t, res[0], rbatch.ErrNotSent)
+	assert.NoError(t, res[1], "a command for a served slot went ahead")
+}
