@@ -102,10 +102,17 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			}
 			continue
 		}
-		info, err := conn.Info()
+		var info pool.ServerInfo
+		err = conn.Bound(ctx, func() (err error) {
+			info, err = conn.Info()
+			return err
+		})
 		if err != nil {
 			conn.Close()
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if ctx.Err() != nil {
+				break
+			}
 			continue
 		}
 		if info.Cluster {

@@ -35,14 +35,23 @@ func fetchShards(ctx context.Context, addr string, opts pool.Options) ([]route.S
 		return nil, err
 	}
 	defer conn.Close()
+	var shards []route.ShardInfo
+	err = conn.Bound(ctx, func() error {
+		shards, err = askShards(conn, addr, opts.TLSConfig != nil)
+		return err
+	})
+	return shards, err
+}
+
+// askShards asks for CLUSTER SHARDS, or CLUSTER SLOTS before Redis 7.0.
+func askShards(conn *pool.Conn, addr string, tls bool) ([]route.ShardInfo, error) {
 	reply, err := conn.Do("CLUSTER", "SHARDS")
 	if err == nil {
-		return route.ParseShards(reply, opts.TLSConfig != nil)
+		return route.ParseShards(reply, tls)
 	}
 	if asRedisError(err) == nil {
 		return nil, fmt.Errorf("%s: CLUSTER SHARDS: %w", addr, err)
 	}
-	// Before Redis 7.0 there is only CLUSTER SLOTS.
 	reply, err = conn.Do("CLUSTER", "SLOTS")
 	if err != nil {
 		return nil, fmt.Errorf("%s: CLUSTER SLOTS: %w", addr, errors.Join(err))

@@ -17,3 +17,19 @@ func CheckPoolsClean(c *Client) error {
 	}
 	return errors.Join(errs...)
 }
+
+// BreakIdleWrites makes the next write of each idle connection of c fail
+// before any byte leaves (see pool.Pool.BreakIdleWrites).
+func BreakIdleWrites(c *Client) error {
+	n := 0
+	for _, node := range c.router.Nodes() {
+		if p, ok := node.(*pool.Pool); ok {
+			p.BreakIdleWrites()
+			n += p.Idle()
+		}
+	}
+	if n == 0 {
+		return errors.New("no idle connection")
+	}
+	return nil
+}

@@ -4,9 +4,11 @@ package pool
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -43,6 +45,9 @@ type Conn struct {
 	// bytes go to the socket (not as they go into the buffer), again only
 	// once an eighth of the write timeout passed. Used by the writer only.
 	writeArmedAt time.Time
+	// written counts the bytes the socket took: a batch that failed
+	// before its first byte went out reached no server. Writer only.
+	written atomic.Int64
 
 	abortOnce sync.Once
 	aborted   chan struct{}
@@ -149,8 +154,29 @@ func (s socketWriter) Write(p []byte) (int, error) {
 			c.writeArmedAt = now
 		}
 	}
-	return c.nc.Write(p)
+	n, err := c.nc.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
+
+// Written returns how many bytes the socket has taken so far. When a batch
+// fails with this unchanged since it started, none of it reached Redis.
+func (c *Conn) Written() int64 { return c.written.Load() }
+
+// check reports why an idle connection cannot be used, or nil: it was
+// aborted, holds buffered bytes, or its socket shows the server closed it
+// (or sent something unasked).
+func (c *Conn) check() error {
+	switch {
+	case c.Aborted():
+		return errAborted
+	case c.rr.br.Buffered() > 0 || c.bw.Buffered() > 0:
+		return errUnexpectedBytes
+	}
+	return checkIdle(c.nc)
+}
+
+var errAborted = errors.New("connection aborted")
 
 // Abort closes the socket: pending and later calls fail.
 func (c *Conn) Abort() {

@@ -55,15 +55,28 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) handshake(ctx context.Context, o Options) (err error) {
-	// Each reply is bounded by the read timeout; a cancelled ctx breaks the
-	// connection at once.
+// Bound runs fn, which uses c, so that ctx ending breaks c at once: a
+// server that accepted and never answers holds fn no longer than ctx
+// allows (each reply is bounded by the read timeout besides). When ctx
+// ended first the error wraps ctx's, and c must not be used again.
+func (c *Conn) Bound(ctx context.Context, fn func() error) error {
 	stop := context.AfterFunc(ctx, c.Abort)
-	defer func() {
-		if !stop() && err == nil {
-			err = ctx.Err() // aborted as the handshake ended
+	err := fn()
+	if !stop() {
+		if err == nil {
+			return ctx.Err() // aborted as fn ended
 		}
-	}()
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return err
+}
+
+func (c *Conn) handshake(ctx context.Context, o Options) error {
+	return c.Bound(ctx, func() error { return c.setUp(o) })
+}
+
+// setUp authenticates, selects the database and sends READONLY as o asks.
+func (c *Conn) setUp(o Options) error {
 	if o.Password != "" || o.Username != "" {
 		args := []any{o.Password}
 		if o.Username != "" {

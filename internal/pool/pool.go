@@ -19,9 +19,10 @@ type Pool struct {
 	dial  func(ctx context.Context) (*Conn, error)
 	slots chan struct{} // one token per connection in use; its capacity is the pool size
 
-	mu     sync.Mutex // guards idle and closed
-	idle   []*Conn
-	closed bool
+	mu        sync.Mutex // guards idle, closed and discarded
+	idle      []*Conn
+	closed    bool
+	discarded int // idle connections found dead or dirty by Get
 }
 
 // New returns a pool of at most size connections made by dial.
@@ -47,11 +48,17 @@ func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
 		<-p.slots
 		return nil, ErrClosed
 	}
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return c, nil
+		if c.check() == nil {
+			p.mu.Unlock()
+			return c, nil
+		}
+		// The server closed it while idle (its timeout, CLIENT KILL, a
+		// restart): a batch written to it would end unknown for nothing.
+		p.discarded++
+		c.Close()
 	}
 	p.mu.Unlock()
 	c, err := p.dial(ctx)
@@ -95,6 +102,14 @@ func (p *Pool) Close() error {
 		c.Close()
 	}
 	return nil
+}
+
+// Discarded returns how many idle connections Get found closed by the
+// server (or holding unexpected bytes) and dropped instead of using.
+func (p *Pool) Discarded() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.discarded
 }
 
 // Idle returns the number of idle connections.
