@@ -238,8 +238,9 @@ func TestRedirectsAreBounded(t *testing.T) {
 }
 
 // stopLeavingNoConnection stops s once c's pool holds a connection to it,
-// and runs a probe batch that finds that connection dead and drops it, so
-// the next batch must dial. It returns the probe's error.
+// and runs a probe batch: the pool finds that connection closed and drops
+// it, so the probe (and the next batch) must dial. It returns the probe's
+// error.
 func stopLeavingNoConnection(t *testing.T, s *redistest.Server, c *rbatch.Client) error {
 	t.Helper()
 	warm := c.NewBatch()
@@ -259,8 +260,11 @@ func TestDialFailureIsRetried(t *testing.T) {
 	s := redistest.Standalone(t)
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
 	// Take the pool's idle connection away, so the batch must dial. The
-	// probe's PING was written, so it is unknown.
-	require.ErrorIs(t, stopLeavingNoConnection(t, s, c), rbatch.ErrUnknownOutcome)
+	// pool sees the stopped server closed it: the probe's PING is not
+	// written there, and its dial is refused.
+	err := stopLeavingNoConnection(t, s, c)
+	require.ErrorIs(t, err, rbatch.ErrNotSent)
+	require.NotErrorIs(t, err, rbatch.ErrUnknownOutcome, "the dead idle connection was not used")
 
 	b := c.NewBatch(rbatch.WithRetry(30, 100*time.Millisecond))
 	incr := b.AtomicLong("dial:n").IncrementAndGetAsync()
