@@ -96,16 +96,24 @@ type outcome interface {
 
 var _ outcome = (*Future[int64])(nil)
 
-// slabSize is how many futures of one type are allocated at once.
-const slabSize = 256
+// A slab's arrays start small and double up to maxSlab futures, so that a
+// three-command batch allocates a few futures, not hundreds, and a batch of
+// a million makes thousands of allocations, not millions.
+const (
+	firstSlab = 4
+	maxSlab   = 256
+)
 
-// slab hands out futures of one type from arrays of slabSize, so that a
-// batch of a million commands makes thousands of allocations, not millions.
-type slab[T any] struct{ free []Future[T] }
+// slab hands out futures of one type from arrays allocated a few at a time.
+type slab[T any] struct {
+	free []Future[T]
+	size int // of the last array
+}
 
 func (s *slab[T]) next() *Future[T] {
 	if len(s.free) == 0 {
-		s.free = make([]Future[T], slabSize)
+		s.size = min(max(2*s.size, firstSlab), maxSlab)
+		s.free = make([]Future[T], s.size)
 	}
 	f := &s.free[0]
 	s.free = s.free[1:]
