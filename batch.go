@@ -52,6 +52,19 @@ type Batch struct {
 	// submitted is the number of commands the user queued, fixed when
 	// Execute starts (split commands' parts are queued after them).
 	submitted int
+
+	// run is the state of the batch's one Execute; kept inside the batch
+	// (which runs once) so that a small batch allocates it with the rest.
+	run execution
+}
+
+// execution is what one Execute works with besides the queue.
+type execution struct {
+	stats nodeStats // the NodeResults, filled as groups finish
+	// single and singles are the one entry of a batch that goes to one
+	// node, and the list holding it.
+	single  entry
+	singles [1]*entry
 }
 
 type batchState int

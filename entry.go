@@ -37,7 +37,13 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 	if !b.c.cluster && b.c.readFrom == Primary {
 		// One node, whatever the keys: the group is idx itself.
 		node, _ := b.c.router.Route("")
-		return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
+		x := &b.run
+		if x.singles[0] != nil { // a retry round: the first one's entry is done with
+			return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
+		}
+		x.single = entry{node: node, slot: -1, indices: idx}
+		x.singles[0] = &x.single
+		return x.singles[:], nil, nil
 	}
 	atomic := b.opts.Mode.atomic()
 	allReadOnly := atomic // a transaction goes to a replica only when all of it reads

@@ -39,8 +39,8 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 			return b.refuse(err)
 		}
 	}
-	var stats nodeStats
-	nodeErr := b.runRounds(ctx, entries, unserved, &stats)
+	stats := &b.run.stats
+	nodeErr := b.runRounds(ctx, entries, unserved, stats)
 	b.joinSplits(splits)
 	return b.collect(stats.list, nodeErr)
 }
@@ -52,34 +52,32 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 // map. Every command is resolved when it returns.
 func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int, stats *nodeStats) error {
 	var nodeErrs []error
-	redirects := map[int]int{}
+	var redirects map[int]int // per command, how often it was redirected
 	retryRounds := 0
 	for round := 1; len(entries) > 0 || len(unserved) > 0; round++ {
 		gen := b.c.router.Generation()
-		outs := make([]followUp, len(entries))
-		var g errgroup.Group
-		for i, e := range entries {
-			g.Go(func() error {
-				outs[i] = b.runEntry(ctx, e, round, stats)
-				return nil
-			})
+		next := nextRound{retry: unserved, refresh: len(unserved) > 0, redirects: redirects}
+		switch len(entries) {
+		case 0: // only commands waiting for their slot to be served
+		case 1: // one node, as most batches: run it here
+			next.add(b.runEntry(ctx, entries[0], round, stats))
+		default:
+			outs := make([]followUp, len(entries))
+			var g errgroup.Group
+			for i, e := range entries {
+				g.Go(func() error {
+					outs[i] = b.runEntry(ctx, e, round, stats)
+					return nil
+				})
+			}
+			g.Wait()
+			for _, o := range outs {
+				next.add(o)
+			}
 		}
-		g.Wait()
+		nodeErrs, redirects = append(nodeErrs, next.errs...), next.redirects
 
-		retry := unserved
-		moved, asked := map[string][]int{}, map[string][]int{}
-		refresh := len(unserved) > 0
-		for _, o := range outs {
-			nodeErrs = append(nodeErrs, o.err)
-			retry = append(retry, o.retry...)
-			for addr, idx := range o.moved {
-				moved[addr] = append(moved[addr], limit(idx, redirects)...)
-			}
-			for addr, idx := range o.asked {
-				asked[addr] = append(asked[addr], limit(idx, redirects)...)
-			}
-			refresh = refresh || o.refresh || len(o.moved) > 0
-		}
+		retry := next.retry
 		if len(retry) > 0 {
 			retryRounds++
 			if retryRounds > b.opts.RetryAttempts || !sleep(ctx, b.opts.RetryInterval) {
@@ -89,7 +87,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		if ctx.Err() != nil {
 			break
 		}
-		if refresh {
+		if next.refresh {
 			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell
 		}
 		entries, unserved = nil, nil
@@ -104,7 +102,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		for _, to := range []struct {
 			cmds   map[string][]int
 			asking bool
-		}{{moved, false}, {asked, true}} {
+		}{{next.moved, false}, {next.asked, true}} {
 			for addr, idx := range to.cmds {
 				if len(idx) > 0 {
 					slices.Sort(idx)
@@ -114,6 +112,32 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		}
 	}
 	return errors.Join(nodeErrs...)
+}
+
+// nextRound gathers the follow-ups of a round's entries.
+type nextRound struct {
+	retry        []int
+	moved, asked map[string][]int
+	refresh      bool
+	errs         []error
+	redirects    map[int]int // per command, how often it was redirected
+}
+
+func (n *nextRound) add(o followUp) {
+	if o.err != nil {
+		n.errs = append(n.errs, o.err)
+	}
+	n.retry = append(n.retry, o.retry...)
+	if len(o.moved)+len(o.asked) > 0 && n.redirects == nil {
+		n.redirects = map[int]int{}
+	}
+	for addr, idx := range o.moved {
+		addTo(&n.moved, addr, "", limit(idx, n.redirects))
+	}
+	for addr, idx := range o.asked {
+		addTo(&n.asked, addr, "", limit(idx, n.redirects))
+	}
+	n.refresh = n.refresh || o.refresh || len(o.moved) > 0
 }
 
 // limit counts a redirect for each command and keeps those still under the
@@ -198,7 +222,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	if err != nil {
 		return batch.Result{}, err
 	}
-	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: b.resolveReply, Plan: b.plan}
+	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*replies)(b), Plan: b.plan}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -336,8 +360,11 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	return cause
 }
 
-// resolveReply hands command i its reply; a batch.Resolver.
-func (b *Batch) resolveReply(i int, reply any) { b.q.At(i).Future.(outcome).resolve(reply, nil) }
+// replies is the batch as its groups' batch.Resolver.
+type replies Batch
+
+// Resolve hands command i its reply.
+func (r *replies) Resolve(i int, reply any) { r.q.At(i).Future.(outcome).resolve(reply, nil) }
 
 func (b *Batch) resolve(idx []int, err error) {
 	for _, i := range idx {

@@ -100,20 +100,27 @@ var _ outcome = (*Future[int64])(nil)
 // three-command batch allocates a few futures, not hundreds, and a batch of
 // a million makes thousands of allocations, not millions.
 const (
-	firstSlab = 4
+	firstSlab = 2
 	maxSlab   = 256
 )
 
-// slab hands out futures of one type from arrays allocated a few at a time.
+// slab hands out futures of one type: the first few from an array inside
+// it (a small batch allocates none), then from arrays allocated a few at a
+// time.
 type slab[T any] struct {
-	free []Future[T]
-	size int // of the last array
+	free  []Future[T]
+	size  int // of the last array
+	first [firstSlab]Future[T]
 }
 
 func (s *slab[T]) next() *Future[T] {
 	if len(s.free) == 0 {
-		s.size = min(max(2*s.size, firstSlab), maxSlab)
-		s.free = make([]Future[T], s.size)
+		if s.size == 0 {
+			s.size, s.free = firstSlab, s.first[:]
+		} else {
+			s.size = min(2*s.size, maxSlab)
+			s.free = make([]Future[T], s.size)
+		}
 	}
 	f := &s.free[0]
 	s.free = s.free[1:]

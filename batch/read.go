@@ -8,7 +8,15 @@ import (
 // Resolver hands a command its reply: the server's answer in redigo's types
 // (int64, []byte, a status string, []any, nil, or a redis.Error value for an
 // error reply). index is the command's submission index.
-type Resolver func(index int, reply any)
+type Resolver interface {
+	Resolve(index int, reply any)
+}
+
+// ResolverFunc is a func as a Resolver.
+type ResolverFunc func(index int, reply any)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(index int, reply any) { f(index, reply) }
 
 // source tells the reader about the group's commands. For a group sent at
 // Execute they are all known at once; for a Redis-side queue they arrive

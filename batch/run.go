@@ -52,7 +52,7 @@ type Group struct {
 type groupSource struct{ g *Group }
 
 func (s groupSource) has(k int) bool       { return k < len(s.g.Indices) }
-func (s groupSource) resolve(k int, r any) { s.g.Resolve(s.g.Indices[k], r) }
+func (s groupSource) resolve(k int, r any) { s.g.Resolve.Resolve(s.g.Indices[k], r) }
 func (s groupSource) tail() bool           { return s.g.Tail != nil }
 
 // Run sends g's commands on conn laid out by g.Plan and hands each answered
@@ -60,10 +60,26 @@ func (s groupSource) tail() bool           { return s.g.Tail != nil }
 // read, or at the first transport error, or when ctx ends (then conn is
 // aborted).
 func Run(ctx context.Context, conn Conn, g Group) Result {
-	stop := context.AfterFunc(ctx, conn.Abort)
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, conn.Abort)
+	}
 	var res Result
-	exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{&g}, &res,
-		func(w *progress) error { return writeGroup(ctx, conn, &g, w) })
+	if g.small() {
+		// It fits one write: written, then read, by the caller alone.
+		var w progress
+		err := writeGroup(ctx, conn, &g, &w)
+		if err == nil {
+			read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
+			if res.Err != nil {
+				conn.Abort() // its later replies would answer the wrong commands
+			}
+		}
+		settleExchange(ctx, &res, &w, err)
+	} else {
+		exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{&g}, &res,
+			func(w *progress) error { return writeGroup(ctx, conn, &g, w) })
+	}
 	if !stop() && res.Clean {
 		// ctx ended just as the group did: the abort may be under way,
 		// so the connection cannot go back to the pool.
@@ -84,7 +100,11 @@ func exchange(ctx context.Context, conn Conn, p Plan, prefix int, src source, re
 		// The writer may be blocked on a socket nobody reads: break it.
 		conn.Abort()
 	}
-	writeErr := <-werr
+	settleExchange(ctx, res, &w, <-werr)
+}
+
+// settleExchange completes res with what the writer did once it is done.
+func settleExchange(ctx context.Context, res *Result, w *progress, writeErr error) {
 	res.Sent = int(w.sent.Load())
 	res.ExecSent = w.execSent.Load()
 	if res.Err == nil && writeErr != nil {
@@ -94,6 +114,29 @@ func exchange(ctx context.Context, conn Conn, p Plan, prefix int, src source, re
 		res.Err = ctx.Err()
 	}
 	res.Clean = res.Clean && res.Err == nil
+}
+
+// smallGroup is the most a group may weigh, in encoded bytes, to be
+// written and read by the caller alone: it fits the connection's write
+// buffer, so it leaves in one write, and the server reads all of it
+// whether or not anyone reads its replies yet.
+const smallGroup = 32 << 10
+
+// small reports whether g goes in one write (see smallGroup).
+func (g *Group) small() bool {
+	size := 0
+	for _, p := range g.Prefix {
+		size += len(p)
+	}
+	for k, idx := 0, g.Indices; len(idx) > 0; k++ {
+		if size > smallGroup || k > 64 {
+			return false
+		}
+		b, n := g.Queue.Span(idx)
+		size += len(b)
+		idx = idx[n:]
+	}
+	return size <= smallGroup
 }
 
 // progress is what a writer has handed to the connection; the reader's

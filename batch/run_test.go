@@ -126,11 +126,11 @@ func group(plan batch.Plan, cmds ...cmd) (batch.Group, map[int]any) {
 	}
 	got := map[int]any{}
 	var mu sync.Mutex
-	return batch.Group{Queue: &q, Indices: idx, Plan: plan, Resolve: func(i int, r any) {
+	return batch.Group{Queue: &q, Indices: idx, Plan: plan, Resolve: batch.ResolverFunc(func(i int, r any) {
 		mu.Lock()
 		defer mu.Unlock()
 		got[i] = r
-	}}, got
+	})}, got
 }
 
 var three = []cmd{{"SET", []any{"a", "1"}}, {"INCR", []any{"n"}}, {"GET", []any{"a"}}}

@@ -48,6 +48,7 @@ type Conn struct {
 	// written counts the bytes the socket took: a batch that failed
 	// before its first byte went out reached no server. Writer only.
 	written atomic.Int64
+	idle    *idleCheck // looks at the socket while the connection is idle
 
 	abortOnce sync.Once
 	aborted   chan struct{}
@@ -61,6 +62,7 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 		readTimeout:  readTimeout,
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
+		idle:         newIdleCheck(nc),
 	}
 	c.rr.br = bufio.NewReaderSize(socketReader{c}, readBufferSize)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, writeBufferSize)
@@ -173,10 +175,15 @@ func (c *Conn) check() error {
 	case c.rr.br.Buffered() > 0 || c.bw.Buffered() > 0:
 		return errUnexpectedBytes
 	}
-	return checkIdle(c.nc)
+	return c.idle.check()
 }
 
-var errAborted = errors.New("connection aborted")
+var (
+	errAborted = errors.New("connection aborted")
+	// errUnexpectedBytes says an idle connection holds bytes nobody asked
+	// for: a late reply, or a server's goodbye such as "-ERR max idle time".
+	errUnexpectedBytes = errors.New("idle connection holds unexpected bytes")
+)
 
 // Abort closes the socket: pending and later calls fail.
 func (c *Conn) Abort() {

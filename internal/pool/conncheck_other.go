@@ -4,6 +4,10 @@ package pool
 
 import "net"
 
-// checkIdle cannot look at a socket without reading it here: an idle
+// idleCheck cannot look at a socket without reading it here: an idle
 // connection is taken as it is.
-func checkIdle(net.Conn) error { return nil }
+type idleCheck struct{}
+
+func newIdleCheck(net.Conn) *idleCheck { return &idleCheck{} }
+
+func (*idleCheck) check() error { return nil }

@@ -4,51 +4,57 @@ package pool
 
 import (
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"syscall"
 )
 
-// errUnexpectedBytes says an idle connection holds bytes nobody asked for:
-// a late reply, or a server's goodbye such as "-ERR max idle time".
-var errUnexpectedBytes = errors.New("idle connection holds unexpected bytes")
-
-// checkIdle looks at an idle connection's socket without blocking and
+// idleCheck looks at an idle connection's socket without blocking and
 // without taking anything from it: a server that closed the connection
 // while it sat in the pool (its timeout setting, CLIENT KILL, a restart)
 // has left an end of file or a reset there, and a connection with bytes
-// waiting would hand them to the wrong command. nil means it looks alive.
-func checkIdle(nc net.Conn) error {
+// waiting would hand them to the wrong command. It is made once per
+// connection, so that a check allocates nothing.
+type idleCheck struct {
+	rc   syscall.RawConn // nil: not a socket, nothing to look at
+	peek func(fd uintptr) bool
+	err  error // the last peek's finding
+	one  [1]byte
+}
+
+func newIdleCheck(nc net.Conn) *idleCheck {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn() // a TLS close_notify or any record is unexpected too
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil // not a socket: nothing to look at
+	k := &idleCheck{}
+	if sc, ok := nc.(syscall.Conn); ok {
+		k.rc, _ = sc.SyscallConn()
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var peekErr error
-	var one [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	k.peek = func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), k.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case n > 0:
-			peekErr = errUnexpectedBytes
+			k.err = errUnexpectedBytes
 		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-			// Nothing there: alive.
+			k.err = nil // nothing there: alive
 		case err != nil:
-			peekErr = err
+			k.err = err
 		default:
-			peekErr = io.EOF
+			k.err = io.EOF
 		}
 		return true // never wait for the socket to become readable
-	})
-	if err != nil {
+	}
+	return k
+}
+
+// check returns nil when the socket looks alive. Not safe for concurrent
+// use: the pool checks a connection while no one else uses it.
+func (k *idleCheck) check() error {
+	if k.rc == nil {
+		return nil
+	}
+	if err := k.rc.Read(k.peek); err != nil {
 		return err
 	}
-	return peekErr
+	return k.err
 }
