@@ -99,11 +99,17 @@ func NewTwemproxy(t testing.TB, backend *Server) *Twemproxy {
 	return nil
 }
 
+// sbinNutcracker is where Debian's package puts nutcracker; tests change it.
+var sbinNutcracker = "/usr/sbin/nutcracker"
+
 // nutcrackerBinary returns the path of nutcracker or ErrNutcrackerNotFound.
 func nutcrackerBinary() (string, error) {
 	path, err := exec.LookPath("nutcracker")
 	if err != nil {
-		return "", ErrNutcrackerNotFound
+		// Debian installs it in /usr/sbin, which a user's PATH may lack.
+		if path, err = exec.LookPath(sbinNutcracker); err != nil {
+			return "", ErrNutcrackerNotFound
+		}
 	}
 	return path, nil
 }

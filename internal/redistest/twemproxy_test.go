@@ -81,6 +81,8 @@ func TestTwemproxyPortClash(t *testing.T) {
 
 func TestTwemproxyNotFound(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
+	sbinNutcracker = "/nonexistent/nutcracker"
+	defer func() { sbinNutcracker = "/usr/sbin/nutcracker" }()
 	_, err := nutcrackerBinary()
 	if !errors.Is(err, ErrNutcrackerNotFound) {
 		t.Fatalf("err = %v", err)
