@@ -103,6 +103,13 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			continue
 		}
 		info, err := conn.Info()
+		if err == nil && info.Proxy {
+			// The proxy closed conn on INFO or CONFIG: take a fresh one.
+			if conn, err = pool.Dial(ctx, addr, opts); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		if err != nil {
 			conn.Close()
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
