@@ -17,3 +17,7 @@ func CheckPoolsClean(c *Client) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ServerIsProxy reports whether c took its server for a proxy that closes
+// the connection on INFO (pool.ServerInfo.Proxy).
+func ServerIsProxy(c *Client) bool { return c.info.Proxy }

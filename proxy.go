@@ -1,0 +1,34 @@
+package rbatch
+
+import "fmt"
+
+// A proxy such as twemproxy forwards plain keyed commands and closes the
+// client's connection on the ones it does not take (CLIENT, MULTI, WAIT,
+// INFO, CONFIG, SCRIPT, …) instead of answering an error: whatever was in
+// flight on that connection ends unknown. NewClient recognises such a server
+// by the closed connection on INFO or CONFIG (pool.ServerInfo.Proxy), and
+// batches then keep to what the proxy takes:
+//
+//   - WithSkipResult sends the commands plainly and reads and drops their
+//     replies instead of wrapping them in CLIENT REPLY OFF … ON;
+//   - scripts go as EVAL (routed by their first key) instead of SCRIPT LOAD
+//     and EVALSHA;
+//   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)
+//     are refused with ErrUnsupported before anything is sent.
+
+// proxyRefusal returns why a batch with options o cannot run through a
+// proxy, wrapping ErrUnsupported; nil when it can.
+func proxyRefusal(o BatchOptions) error {
+	var what string
+	switch {
+	case o.Mode.atomic():
+		what = o.Mode.String() + " needs MULTI"
+	case o.SyncAOF:
+		what = "WithSyncAOF needs WAITAOF"
+	case o.Sync:
+		what = "WithSync needs WAIT"
+	default:
+		return nil
+	}
+	return fmt.Errorf("rbatch: %s, and the server is a proxy that closes the connection on it: %w", what, ErrUnsupported)
+}
