@@ -12,7 +12,7 @@ import "fmt"
 //   - WithSkipResult sends the commands plainly and reads and drops their
 //     replies instead of wrapping them in CLIENT REPLY OFF … ON;
 //   - scripts go as EVAL (routed by their first key) instead of SCRIPT LOAD
-//     and EVALSHA;
+//     and EVALSHA; a script without keys is refused with ErrUnsupported;
 //   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)
 //     are refused with ErrUnsupported before anything is sent.
 
