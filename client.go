@@ -105,7 +105,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		info, err := conn.Info()
 		if err == nil && info.Proxy {
 			// The proxy closed conn on INFO or CONFIG: take a fresh one.
-			if conn, err = pool.Dial(ctx, addr, opts); err != nil {
+			if conn, err = redialProxy(ctx, addr, opts); err != nil {
 				errs = append(errs, err)
 				continue
 			}

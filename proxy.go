@@ -1,6 +1,11 @@
 package rbatch
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+
+	"github.com/rbatch/rbatch/internal/pool"
+)
 
 // A proxy such as twemproxy forwards plain keyed commands and closes the
 // client's connection on the ones it does not take (CLIENT, MULTI, WAIT,
@@ -31,4 +36,27 @@ func proxyRefusal(o BatchOptions) error {
 		return nil
 	}
 	return fmt.Errorf("rbatch: %s, and the server is a proxy that closes the connection on it: %w", what, ErrUnsupported)
+}
+
+// redialProxy replaces the connection a proxy closed on INFO or CONFIG with
+// a fresh one, which must answer PING: a server that closes on everything
+// (a TLS port spoken to in plain TCP) is no proxy but a failure to connect.
+func redialProxy(ctx context.Context, addr string, opts pool.Options) (*pool.Conn, error) {
+	conn, err := pool.Dial(ctx, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, conn.Abort) // ctx ends the wait for PONG
+	reply, err := conn.Do("PING")
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil || reply != "PONG" {
+		conn.Close()
+		if err == nil {
+			err = fmt.Errorf("answered %v", reply)
+		}
+		return nil, fmt.Errorf("%s: closed the connection on INFO, then PING failed: %w", addr, err)
+	}
+	return conn, nil
 }
