@@ -1,20 +1,25 @@
 # Targets for developers and CI. redis-server is installed on demand by
-# scripts/ensure-redis.sh; the tests start their own servers on free loopback
-# ports (internal/redistest), so no Redis service has to be running.
+# scripts/ensure-redis.sh, and nutcracker (twemproxy, for the tests through a
+# proxy) by scripts/ensure-nutcracker.sh; the tests start their own servers
+# and proxies on free loopback ports (internal/redistest), so no Redis or
+# twemproxy service has to be running.
 
 SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet ensure-redis demo fuzz bench
+.PHONY: test vet ensure-redis ensure-nutcracker demo fuzz bench
 
 ensure-redis:
 	@bash scripts/ensure-redis.sh
 
+ensure-nutcracker:
+	@bash scripts/ensure-nutcracker.sh
+
 vet:
 	$(GO) vet ./...
 
-test: ensure-redis vet
+test: ensure-redis ensure-nutcracker vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	@# Wall-clock bounds are checked only without -race; run those tests once so.
 	$(GO) test -count=1 -run 'TestCancel' .

@@ -83,6 +83,9 @@ func newBatch(c *Client, opts []Option) *Batch {
 		}
 	}
 	b.optErr = b.opts.validate()
+	if b.optErr == nil && c.info.Proxy {
+		b.optErr = proxyRefusal(b.opts)
+	}
 	if b.optErr == nil && b.opts.SyncAOF && !c.info.AtLeast(7, 2) {
 		v := c.info.Version
 		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)

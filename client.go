@@ -107,6 +107,17 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			info, err = conn.Info()
 			return err
 		})
+		if err == nil && info.Proxy {
+			// The proxy closed conn on INFO or CONFIG: take a fresh one.
+			conn.Close()
+			if conn, err = redialProxy(ctx, addr, opts); err != nil {
+				errs = append(errs, err)
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+		}
 		if err != nil {
 			conn.Close()
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))

@@ -42,8 +42,10 @@
 //
 // WithSkipResult sends CLIENT REPLY OFF … ON around the commands: Redis
 // sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
-// refused (some proxies), rbatch reads and drops the replies instead, and
-// counts the error replies in NodeResult.ServerErrors. WithSync and
+// refused, or the server is a proxy that closes the connection on INFO
+// (twemproxy), rbatch reads and drops the replies instead, and counts the
+// error replies in NodeResult.ServerErrors. Through such a proxy the atomic
+// modes, WithSync and WithSyncAOF fail with ErrUnsupported, nothing sent. WithSync and
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
 // fewest replicas that acknowledged on any node.
 //

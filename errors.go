@@ -50,7 +50,8 @@ var (
 	ErrReadOnlyBatch = errors.New("rbatch: write command in a read-only batch")
 
 	// ErrUnsupported fails a batch that asks for a feature the server lacks
-	// (WAITAOF before Redis 7.2, …). Nothing was sent.
+	// (WAITAOF before Redis 7.2; MULTI, WAIT or a keyless script through a
+	// proxy such as twemproxy, …). Nothing was sent.
 	ErrUnsupported = errors.New("rbatch: unsupported by the server")
 
 	// ErrClosed is returned when the Client was closed. Nothing was sent.

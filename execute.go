@@ -515,7 +515,8 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 func (b *Batch) makePlan() batch.Plan {
 	p := batch.Plan{
 		Atomic:          b.opts.Mode.atomic(),
-		SkipResult:      b.opts.SkipResult,
+		SkipResult:      b.opts.SkipResult && !b.c.info.Proxy,
+		DropReplies:     b.opts.SkipResult && b.c.info.Proxy, // no CLIENT REPLY through a proxy
 		ResponseTimeout: b.opts.ResponseTimeout,
 	}
 	switch {

@@ -33,3 +33,7 @@ func BreakIdleWrites(c *Client) error {
 	}
 	return nil
 }
+
+// ServerIsProxy reports whether c took its server for a proxy that closes
+// the connection on INFO (pool.ServerInfo.Proxy).
+func ServerIsProxy(c *Client) bool { return c.info.Proxy }

@@ -22,9 +22,15 @@ func (b *Batch) Script() *Script { return &Script{b} }
 // body travels once per node rather than once per call. In a cluster the
 // script is routed by its first key.
 func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[any] {
-	if s.b.opts.Mode.redisSide() {
-		// Inside the open MULTI there is no room to load the script first.
-		return enqueue(s.b, decodeAny, "EVAL", firstKeyArg(keys, evalFirstKey), nil, evalArgs(script, keys, args)...)
+	if s.b.opts.Mode.redisSide() || s.b.c.info.Proxy {
+		// Inside the open MULTI there is no room to load the script first;
+		// a proxy closes the connection on SCRIPT LOAD, and on EVAL without
+		// a key to route it by.
+		var argErr error
+		if s.b.c.info.Proxy && len(keys) == 0 {
+			argErr = fmt.Errorf("rbatch: a script without keys cannot be routed by a proxy: %w", ErrUnsupported)
+		}
+		return enqueue(s.b, decodeAny, "EVAL", firstKeyArg(keys, evalFirstKey), argErr, evalArgs(script, keys, args)...)
 	}
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])

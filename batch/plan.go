@@ -16,6 +16,10 @@ import (
 type Plan struct {
 	Atomic     bool // MULTI … EXEC around the commands
 	SkipResult bool // CLIENT REPLY OFF … ON around the rest
+	// DropReplies sends the commands plainly and reads and drops their
+	// replies: skipping results on a server that must not get CLIENT REPLY
+	// (a proxy that closes the connection on it). Not with SkipResult.
+	DropReplies bool
 	// Tail is the encoded WAIT or WAITAOF sent after the group (nil: none).
 	Tail []byte
 	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
@@ -123,7 +127,8 @@ type Result struct {
 	// outcomes are unknown to the client by request.
 	Skipped bool
 	// ReplyRefused reports that the server refused CLIENT REPLY, so replies
-	// were read and dropped; ServerErrors counts the error replies among them.
+	// were read and dropped; ServerErrors counts the error replies among them
+	// (and those dropped under Plan.DropReplies).
 	ReplyRefused bool
 	ServerErrors int
 

@@ -61,6 +61,14 @@ func read(conn Conn, p Plan, prefix int, src source, res *Result) {
 			if !dropReplies(recv, p, src, res) {
 				return
 			}
+			if _, err := recv(); err != nil { // CLIENT REPLY ON, refused like OFF
+				return
+			}
+		}
+		res.Skipped = true
+	} else if p.DropReplies {
+		if !dropReplies(recv, p, src, res) {
+			return
 		}
 		res.Skipped = true
 	} else if p.Atomic {
@@ -172,8 +180,10 @@ func readTransaction(recv func() (any, error), src source, res *Result) bool {
 	return true
 }
 
-// dropReplies reads and drops every frame's reply when CLIENT REPLY was
-// refused (its error was already read), counting the commands' error replies.
+// dropReplies reads and drops the replies of the frames from MULTI to EXEC
+// (the commands alone outside a transaction), counting the commands' error
+// replies: for a server that refused CLIENT REPLY OFF (its error was already
+// read; ON's is the caller's to read), or under Plan.DropReplies.
 func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool {
 	count := func(r any) {
 		if v, ok := r.([]any); ok {
@@ -205,8 +215,7 @@ func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool
 		}
 		count(r)
 	}
-	_, err := recv() // CLIENT REPLY ON, refused like OFF
-	return err == nil
+	return true
 }
 
 func count1(res *Result, r any) {

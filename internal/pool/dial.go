@@ -3,10 +3,13 @@ package pool
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -117,6 +120,12 @@ type ServerInfo struct {
 	// MaxBulkLen is proto-max-bulk-len: the longest argument the server
 	// takes (0: unknown, the server refused CONFIG GET).
 	MaxBulkLen int64
+	// Proxy reports that the server closed the connection on INFO or
+	// CONFIG instead of answering: a proxy such as twemproxy, which closes
+	// on every command it does not forward. Nothing else is known about it
+	// (version 0, standalone), the connection Info ran on is closed, and
+	// commands it may refuse (CLIENT, MULTI, WAIT, …) must not be sent.
+	Proxy bool
 }
 
 // AtLeast reports whether the server's version is major.minor or later.
@@ -125,6 +134,8 @@ func (s ServerInfo) AtLeast(major, minor int) bool {
 }
 
 // Info asks the node for its version and whether it runs in cluster mode.
+// A server that closes the connection on INFO or CONFIG is reported with
+// Proxy set and a nil error; c is closed then.
 func (c *Conn) Info() (ServerInfo, error) {
 	var si ServerInfo
 	text, err := redis.String(c.Do("INFO", "server"))
@@ -132,6 +143,9 @@ func (c *Conn) Info() (ServerInfo, error) {
 		// A user without INFO: version unknown (features that need a
 		// version check are refused), routed as a standalone server.
 		return si, nil
+	}
+	if closedByPeer(err) {
+		return ServerInfo{Proxy: true}, nil
 	}
 	if err != nil {
 		return si, fmt.Errorf("INFO server: %w", err)
@@ -152,10 +166,25 @@ func (c *Conn) Info() (ServerInfo, error) {
 		return si, fmt.Errorf("INFO replication: %w", err)
 	}
 	si.Replicas = onlineReplicas(text)
-	if kv, err := redis.Strings(c.Do("CONFIG", "GET", "proto-max-bulk-len")); err == nil && len(kv) == 2 {
+	kv, err := redis.Strings(c.Do("CONFIG", "GET", "proto-max-bulk-len"))
+	if closedByPeer(err) {
+		// INFO answered but CONFIG closed: a proxy that forwards INFO.
+		// What INFO said stands; the connection is gone.
+		si.Proxy = true
+		return si, nil
+	}
+	if err == nil && len(kv) == 2 {
 		si.MaxBulkLen, _ = strconv.ParseInt(kv[1], 10, 64)
 	}
 	return si, nil
+}
+
+// closedByPeer reports whether err says the server closed the connection
+// (end of stream, or a reset), as a proxy does on a command it does not
+// forward, rather than answering an error, timing out or being aborted here.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func isNoPerm(err error) bool {

@@ -12,6 +12,10 @@
 //   - NewCluster / StartCluster: a Redis Cluster of three primaries, each with
 //     one replica, plus helpers to migrate slots and fail over primaries.
 //
+// NewTwemproxy puts a real nutcracker (twemproxy) in front of a server, for
+// tests of rbatch through a proxy; Proxy is an in-process TCP proxy that
+// injects faults (delays, stalls, cuts).
+//
 // The functions that take a testing.TB fail the test on error and register a
 // cleanup; the Start* functions return errors instead and are meant for a
 // TestMain that shares one server (or cluster) between the tests of a
@@ -31,6 +35,7 @@
 //		os.Exit(code)
 //	}
 //
-// redis-server must be on PATH; the tests fail (they are never skipped) with
-// a hint on how to install it when it is not.
+// redis-server (and, for NewTwemproxy, nutcracker) must be on PATH; the
+// tests fail (they are never skipped) with a hint on how to install it when
+// it is not.
 package redistest

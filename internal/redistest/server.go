@@ -356,18 +356,24 @@ func (s *Server) signalAndWait(sig syscall.Signal, grace time.Duration) {
 	if cmd == nil || done == nil {
 		return
 	}
+	stopProcess(cmd.Process, done, sig, grace)
+}
+
+// stopProcess sends sig to p and waits up to grace for it to exit, then
+// kills it; it returns once done (closed when p was reaped) is closed.
+func stopProcess(p *os.Process, done <-chan struct{}, sig syscall.Signal, grace time.Duration) {
 	select {
 	case <-done:
 		return
 	default:
 	}
-	_ = cmd.Process.Signal(sig)
+	_ = p.Signal(sig)
 	if grace > 0 {
 		select {
 		case <-done:
 			return
 		case <-time.After(grace):
-			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = p.Signal(syscall.SIGKILL)
 		}
 	}
 	// SIGKILL cannot be ignored; the wait goroutine reaps the process.
