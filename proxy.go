@@ -46,11 +46,11 @@ func redialProxy(ctx context.Context, addr string, opts pool.Options) (*pool.Con
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, conn.Abort) // ctx ends the wait for PONG
-	reply, err := conn.Do("PING")
-	if !stop() && err == nil {
-		err = ctx.Err()
-	}
+	var reply any
+	err = conn.Bound(ctx, func() (err error) { // ctx ends the wait for PONG
+		reply, err = conn.Do("PING")
+		return err
+	})
 	if err != nil || reply != "PONG" {
 		conn.Close()
 		if err == nil {
