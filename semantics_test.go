@@ -1,6 +1,6 @@
 package rbatch_test
 
-// Real-server checks of SEMANTICS.md promises that the fake-socket tests
+// Real-server checks of rbatch's per-command promises that the fake-socket tests
 // (faults_test.go, wire_test.go) only exercise against scripted replies.
 
 import (

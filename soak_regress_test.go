@@ -21,9 +21,8 @@ import (
 // reply) is dropped. Execute returns nil, BatchResult.SyncedReplicas is 0 and
 // nothing tells the caller that WAIT never answered, which reads as "WAIT
 // answered 0": the durability the batch asked for is unknown, not known to
-// be absent. SEMANTICS.md, Durability: "NodeResult.SyncedReplicas is that
-// node's reply" (there was none); every other sent-but-unanswered frame
-// ends unknown ("connection lost … after writing: … the rest end unknown").
+// be absent. NodeResult.SyncedReplicas is that node's WAIT reply (there was
+// none); every other sent-but-unanswered frame ends unknown.
 // The same fault gives two answers depending on WithSkipResult.
 func TestSoakRegressionLostWaitReplyIsReported(t *testing.T) {
 	// The handler runs one command at a time: plain state is safe.
