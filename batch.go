@@ -196,7 +196,11 @@ func (b *Batch) end() {
 	b.mu.Lock()
 	b.state = finished
 	b.q.Release()
+	held := len(b.remote) > 0
 	b.mu.Unlock()
+	if held {
+		b.c.release(b)
+	}
 	close(b.done)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,7 +80,58 @@ type Client struct {
 	// readTimeout is Config.ReadTimeout (0 for a redigo pool's client).
 	readTimeout time.Duration
 	closed      atomic.Bool
+	held        heldBatches
 }
+
+// heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that
+// hold a connection in MULTI until they are executed or discarded; Close
+// discards those still open.
+type heldBatches struct {
+	mu     sync.Mutex // guards the fields below
+	closed bool       // Close took the list: no batch may join it
+	m      map[*Batch]struct{}
+}
+
+// hold records that b opens a Redis-side queue; false once the client is
+// closing (then b must not open one).
+func (c *Client) hold(b *Batch) bool {
+	h := &c.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	if h.m == nil {
+		h.m = map[*Batch]struct{}{}
+	}
+	h.m[b] = struct{}{}
+	return true
+}
+
+// release forgets b once it ended.
+func (c *Client) release(b *Batch) {
+	h := &c.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.m, b)
+}
+
+// closeHeld closes the list of held batches and returns them.
+func (c *Client) closeHeld() []*Batch {
+	h := &c.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	out := make([]*Batch, 0, len(h.m))
+	for b := range h.m {
+		out = append(out, b)
+	}
+	return out
+}
+
+// closeDiscardTimeout bounds how long Close waits for the DISCARD of each
+// abandoned Redis-side batch before it closes its connection.
+const closeDiscardTimeout = 5 * time.Second
 
 // NewClient connects to the first reachable address of cfg.Addrs, checks the
 // credentials, and returns a client whose connections are pooled per node.
@@ -162,10 +214,19 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 
 // Close closes the client's idle connections; connections in use by running
 // batches are closed as those finish. Batches executed afterwards fail with
-// ErrClosed.
+// ErrClosed. A RedisReadAtomic or RedisWriteAtomic batch that was filled
+// but neither executed nor discarded is discarded by Close (DISCARD, within
+// a few seconds, else its connection is closed): nothing of it is applied,
+// its futures resolve with ErrDiscarded, and its Execute or Discard then
+// returns ErrAlreadyExecuted.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	for _, b := range c.closeHeld() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeDiscardTimeout)
+		b.Discard(ctx) // ErrAlreadyExecuted when it is running: it ends by itself
+		cancel()
 	}
 	return c.router.Close()
 }

@@ -50,6 +50,10 @@ func (b *Batch) pushRemote(i int) {
 			b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 			return
 		}
+		if len(b.remote) == 0 && !b.c.hold(b) {
+			b.remoteErr = ErrClosed // Close is under way: open nothing
+			return
+		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
 		e.session = batch.Open(b.plan, resolveSink, e.acquire)
 		b.remote = append(b.remote, e)
