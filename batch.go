@@ -43,6 +43,13 @@ type Batch struct {
 	// is a key too).
 	remoteKey   string
 	remoteKeyed bool
+	// remoteWaiting are the commands of a Redis-side batch whose slot no
+	// primary served when they were queued (remoteWaitSlots, the first
+	// cause in remoteWaitErr): they are sent at Execute, as a buffered
+	// transaction, once a refreshed slot map serves it.
+	remoteWaiting   []int
+	remoteWaitSlots []int
+	remoteWaitErr   error
 	slabs       slabs // futures are allocated from here, many at a time
 	// lastName and lastFlags are the command table's answer for the last
 	// command name queued.

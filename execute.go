@@ -31,6 +31,10 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	entries := b.remote
 	var splits []split
 	var unserved []int
+	if len(b.remoteWaiting) > 0 {
+		unserved = b.remoteWaiting
+		b.unserved(unserved, b.remoteWaitErr)
+	}
 	if !b.opts.Mode.redisSide() {
 		var idx []int
 		idx, splits = b.splitMultiKey()

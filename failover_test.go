@@ -206,3 +206,79 @@ func TestUnservedSlotWithoutRetry(t *testing.T) {
 	assert.ErrorIs(t, res[0], rbatch.ErrNotSent)
 	assert.NoError(t, res[1], "a command for a served slot went ahead")
 }
+
+// A shard with no live node (its primary and replica both killed): its
+// slot stays unserved. Commands for it end not sent with ErrSlotNotServed
+// once the retry budget is spent, while other slots are served; a
+// Redis-side transaction queued meanwhile waits for its slot, and runs
+// once when the primary comes back within the budget.
+func TestUnservedSlotRetryBudget(t *testing.T) {
+	cl := redistest.NewCluster(t, partialCoverage...)
+	victim := cl.Primaries[0]
+	replica := cl.ReplicaOf(t, victim)
+	ctx := context.Background()
+	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: cl.Addrs()})
+	require.NoError(t, err)
+	defer c.Close()
+	var onVictim, elsewhere string
+	for k := 0; onVictim == "" || elsewhere == ""; k++ {
+		key := counterKey(k)
+		if cl.OwnerOf(t, route.Slot(key)) == victim {
+			onVictim = key
+		} else {
+			elsewhere = key
+		}
+	}
+	replica.Kill()
+	victim.Kill()
+	require.Eventually(t, func() bool {
+		b := c.NewBatch()
+		f := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		b.Execute(ctx)
+		_, err := f.Get()
+		return errors.Is(err, rbatch.ErrSlotNotServed)
+	}, 20*time.Second, 50*time.Millisecond, "the victim's slot became unserved")
+
+	t.Run("InMemory: the budget spent, not sent", func(t *testing.T) {
+		b := c.NewBatch(rbatch.WithRetry(3, 50*time.Millisecond))
+		fv := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		fe := b.AtomicLong(elsewhere).IncrementAndGetAsync()
+		start := time.Now()
+		res, err := b.Execute(ctx)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, rbatch.ErrSlotNotServed)
+		assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "three retries waited")
+		_, errV := fv.Get()
+		assert.ErrorIs(t, errV, rbatch.ErrNotSent)
+		assert.ErrorIs(t, errV, rbatch.ErrSlotNotServed)
+		n, errE := fe.Get()
+		assert.NoError(t, errE, "the served slot's command went ahead")
+		assert.Equal(t, int64(1), n)
+		assert.NotEmpty(t, res.Nodes)
+	})
+	t.Run("RedisWriteAtomic without retry: not sent", func(t *testing.T) {
+		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+		f := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		_, err := b.Execute(ctx)
+		assert.ErrorIs(t, err, rbatch.ErrSlotNotServed)
+		_, err = f.Get()
+		assert.ErrorIs(t, err, rbatch.ErrNotSent)
+	})
+	t.Run("RedisWriteAtomic waits for the primary to come back", func(t *testing.T) {
+		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithRetry(150, 100*time.Millisecond))
+		f1 := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		f2 := b.AtomicLong(onVictim).IncrementAndGetAsync()
+		done := b.ExecuteAsync(ctx)
+		time.Sleep(200 * time.Millisecond)
+		require.NoError(t, victim.Restart())
+		res, err := done.Wait(ctx)
+		require.NoError(t, err)
+		v1, _ := f1.Get()
+		v2, _ := f2.Get()
+		assert.Equal(t, []int64{1, 2}, []int64{v1, v2}, "one transaction, applied once")
+		got, err := redis.Int64(victim.Call("GET", onVictim))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), got)
+		assert.Greater(t, res.Nodes[0].Attempts, 0)
+	})
+}

@@ -2,7 +2,9 @@ package rbatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/route"
@@ -44,8 +46,21 @@ func (b *Batch) pushRemote(i int) {
 			e = r // in a cluster every entry has a slot; standalone has one entry
 		}
 	}
+	if e == nil && b.waitsForSlot(slot) {
+		b.remoteWaiting = append(b.remoteWaiting, i)
+		return
+	}
 	if e == nil {
 		node, fallback, err := b.routeSlot(slot, readOnly)
+		if errors.Is(err, ErrSlotNotServed) {
+			// No primary serves the slot now (a failover under way): the
+			// transaction waits, to go at Execute within WithRetry.
+			b.remoteWaiting, b.remoteWaitSlots = append(b.remoteWaiting, i), append(b.remoteWaitSlots, slot)
+			if b.remoteWaitErr == nil {
+				b.remoteWaitErr = err
+			}
+			return
+		}
 		if err != nil {
 			b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 			return
@@ -60,6 +75,16 @@ func (b *Batch) pushRemote(i int) {
 	}
 	e.indices = append(e.indices, i)
 	e.session.Push(b.q.Bytes(i), c.Future)
+}
+
+// waitsForSlot reports whether commands of slot join the transaction
+// waiting for its slot to be served: the one transaction of a batch, or
+// with WithTransactionPerSlot that slot's.
+func (b *Batch) waitsForSlot(slot int) bool {
+	if !b.opts.TransactionPerSlot {
+		return len(b.remoteWaitSlots) > 0
+	}
+	return slices.Contains(b.remoteWaitSlots, slot)
 }
 
 // resolveSink hands a Redis-side command its reply through the future it
