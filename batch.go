@@ -21,7 +21,7 @@ type Batch struct {
 	opts   BatchOptions
 	optErr error         // the first invalid or unsupported option, reported by Execute
 	plan   batch.Plan    // how each group is laid out on the wire, from the options
-	done   chan struct{} // closed when the batch finished; every future is resolved before
+	sig    signal        // started and done, for the futures
 
 	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
@@ -83,7 +83,7 @@ const (
 )
 
 func newBatch(c *Client, opts []Option) *Batch {
-	b := &Batch{c: c, done: make(chan struct{})}
+	b := &Batch{c: c, sig: newSignal()}
 	for _, o := range opts {
 		if o != nil {
 			o(&b.opts)
@@ -134,7 +134,7 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 		return failedFuture[T](ErrAlreadyExecuted)
 	}
 	f := newFuture[T](&b.slabs)
-	f.done, f.dec = b.done, dec
+	f.sig, f.dec = &b.sig, dec
 	if c.Name != b.lastName { // batches mostly repeat one command: skip the table
 		b.lastName, b.lastFlags = c.Name, queue.FlagsOf(c.Name)
 	}
@@ -194,6 +194,7 @@ func (b *Batch) start() bool {
 		return false
 	}
 	b.state = running
+	b.sig.started.Store(true)
 	return true
 }
 
@@ -208,16 +209,22 @@ func (b *Batch) end() {
 	if held {
 		b.c.release(b)
 	}
-	close(b.done)
+	close(b.sig.done)
 }
 
-// ExecuteAsync runs Execute in its own goroutine.
+// ExecuteAsync runs Execute in its own goroutine. The batch counts as
+// executed from the call on: the Get of any of its futures waits for it.
 func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
-	done := make(chan struct{})
-	f := &Future[*BatchResult]{done: done, index: -1}
+	if !b.start() {
+		return failedFuture[*BatchResult](ErrAlreadyExecuted)
+	}
+	sig := newSignal()
+	sig.started.Store(true)
+	f := &Future[*BatchResult]{sig: &sig, index: -1}
 	go func() {
-		defer close(done)
-		f.val, f.err = b.Execute(ctx)
+		defer close(sig.done)
+		defer b.end()
+		f.val, f.err = b.execute(ctx)
 	}()
 	return f
 }

@@ -18,7 +18,8 @@ var (
 	// command ran; a future resolved with ErrNil is not a failure of the batch.
 	ErrNil = errors.New("rbatch: nil reply")
 
-	// ErrNotExecuted is returned by Future.Get before the batch ran.
+	// ErrNotExecuted is returned by Future.Get for a batch that was never
+	// executed (nor discarded): Get waits for a batch that is running.
 	ErrNotExecuted = errors.New("rbatch: batch not executed yet")
 
 	// ErrAlreadyExecuted is returned when Execute, ExecuteAsync or Discard is

@@ -1,24 +1,41 @@
 package rbatch
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Future is the result of one queued command. It resolves when its batch is
 // executed or discarded. A Future is safe for concurrent use: Get, Wait and
 // Done may be called from any goroutine.
 type Future[T any] struct {
-	done  <-chan struct{} // closed when the batch finished; val and err are set before
+	sig   *signal // its batch's: done closes when val and err are set
 	dec   func(reply any) (T, error)
 	err   error
 	index int32 // submission index; -1 for a future that never joined a batch
 	val   T     // last: a small T packs beside index (a Future[bool] is 40 bytes)
 }
 
-// closedChan is the done channel of futures that fail as they are created.
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+// signal is what a batch tells its futures: that it started (Execute,
+// ExecuteAsync or Discard was called) and that it finished.
+type signal struct {
+	started atomic.Bool
+	done    chan struct{} // closed when every future of the batch is resolved
+}
+
+func newSignal() signal { return signal{done: make(chan struct{})} }
+
+// resolved is the signal of futures that fail as they are created.
+var resolved = func() *signal {
+	s := newSignal()
+	s.started.Store(true)
+	close(s.done)
+	return &s
+}()
 
 // failedFuture returns a future already resolved with err.
 func failedFuture[T any](err error) *Future[T] {
-	return &Future[T]{done: closedChan, err: err, index: -1}
+	return &Future[T]{sig: resolved, err: err, index: -1}
 }
 
 // Index is the command's submission index in its batch: its position in
@@ -26,22 +43,28 @@ func failedFuture[T any](err error) *Future[T] {
 // after Execute).
 func (f *Future[T]) Index() int { return int(f.index) }
 
-// Get returns the command's result once its batch ran, and ErrNotExecuted
-// before that. A nil reply gives the zero value and ErrNil.
+// Get returns the command's result, waiting while its batch runs (as
+// Redisson's get() does); for a batch not executed yet (Execute,
+// ExecuteAsync or Discard not called) it returns ErrNotExecuted at once.
+// A nil reply gives the zero value and ErrNil.
 func (f *Future[T]) Get() (T, error) {
 	select {
-	case <-f.done:
+	case <-f.sig.done:
 		return f.val, f.err
 	default:
+	}
+	if !f.sig.started.Load() {
 		var zero T
 		return zero, ErrNotExecuted
 	}
+	<-f.sig.done
+	return f.val, f.err
 }
 
 // Wait blocks until the future resolved or ctx ended.
 func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 	select {
-	case <-f.done:
+	case <-f.sig.done:
 		return f.val, f.err
 	case <-ctx.Done():
 		var zero T
@@ -50,7 +73,7 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 }
 
 // Done is closed when the future resolved.
-func (f *Future[T]) Done() <-chan struct{} { return f.done }
+func (f *Future[T]) Done() <-chan struct{} { return f.sig.done }
 
 // resolve decodes the server's reply, or records why there is none. It runs
 // before the batch's done channel closes (more than once when retried).

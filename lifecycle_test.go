@@ -105,6 +105,32 @@ func TestExecuteAsync(t *testing.T) {
 	assert.Equal(t, res.Responses[0], n)
 }
 
+// Get blocks while its batch runs, as Redisson's get() does: right after
+// ExecuteAsync (the batch held up by a WAIT no replica answers) it waits for
+// the value instead of saying "not executed".
+func TestGetWaitsForARunningBatch(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithSync(1, 300*time.Millisecond))
+	f := b.AtomicLong("getwait:n").IncrementAndGetAsync()
+	g := b.Bucket("getwait:s").GetAsync()
+	_, err := f.Get()
+	require.ErrorIs(t, err, rbatch.ErrNotExecuted, "not executed yet")
+	fut := b.ExecuteAsync(context.Background())
+	n, err := f.Get() // the WAIT holds the batch for 300 ms
+	require.NoError(t, err, "Get waited for the running batch")
+	assert.Equal(t, int64(1), n)
+	_, err = g.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNil)
+	res, err := fut.Get()
+	require.NoError(t, err)
+	assert.Zero(t, res.SyncedReplicas)
+	_, err = b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+	again, err := b.ExecuteAsync(context.Background()).Get()
+	assert.Nil(t, again)
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+}
+
 func TestFutureWaitHonoursContext(t *testing.T) {
 	c := newClient(t)
 	b := c.NewBatch()
