@@ -19,9 +19,9 @@ import (
 type Batch struct {
 	c      *Client
 	opts   BatchOptions
-	optErr error         // the first invalid or unsupported option, reported by Execute
-	plan   batch.Plan    // how each group is laid out on the wire, from the options
-	sig    signal        // started and done, for the futures
+	optErr error      // the first invalid or unsupported option, reported by Execute
+	plan   batch.Plan // how each group is laid out on the wire, from the options
+	sig    signal     // started and done, for the futures
 
 	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
@@ -50,7 +50,7 @@ type Batch struct {
 	remoteWaiting   []int
 	remoteWaitSlots []int
 	remoteWaitErr   error
-	slabs       slabs // futures are allocated from here, many at a time
+	slabs           slabs // futures are allocated from here, many at a time
 	// lastName and lastFlags are the command table's answer for the last
 	// command name queued.
 	lastName  string

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/internal/resp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -325,7 +325,7 @@ func FuzzDecoders(f *testing.F) {
 		if hugeLength(data, 1<<16) {
 			return
 		}
-		r := pool.NewReplyReader(bytes.NewReader(data))
+		r := resp.NewReader(bytes.NewReader(data), 0)
 		for range 8 {
 			reply, err := r.Read()
 			if err != nil {

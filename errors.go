@@ -8,7 +8,9 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/rbatch/rbatch/internal/resp"
 	"github.com/rbatch/rbatch/internal/route"
+	"github.com/rbatch/rbatch/queue"
 )
 
 // Sentinel errors. Each says when it happens and whether the command may have
@@ -64,6 +66,16 @@ var (
 	// reloaded every RetryInterval, up to RetryAttempts times, while the
 	// commands for other slots go ahead. Nothing was sent; safe to retry.
 	ErrSlotNotServed = route.ErrSlotNotServed
+
+	// ErrNoCodec fails a command with a value of a type rbatch does not
+	// encode by itself (a struct, a map, …) in a batch without WithCodec.
+	// Nothing of the batch was sent.
+	ErrNoCodec = resp.ErrNoCodec
+
+	// ErrForbidden fails a command that a batch may not carry: one that
+	// changes the connection (SUBSCRIBE, MONITOR, SELECT, …) or that the
+	// modes own (MULTI, EXEC, WATCH, CLIENT REPLY). Nothing was sent.
+	ErrForbidden = queue.ErrForbidden
 
 	// ErrNotSent resolves the futures of a batch that was refused as a whole
 	// before anything was written (a bad argument, a cancelled context): the

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/rbatch/rbatch/queue"
+	"github.com/rbatch/rbatch/internal/resp"
 )
 
 // Script runs Lua scripts (Redisson's RScript).
@@ -66,7 +66,7 @@ func (b *Batch) scriptLoads() (loads [][]byte, shas []string) {
 	}
 	slices.Sort(shas)
 	for _, sha := range shas {
-		cmd, _ := queue.AppendCommand(nil, nil, "SCRIPT", "LOAD", b.scripts[sha])
+		cmd, _ := resp.AppendCommand(nil, nil, "SCRIPT", "LOAD", b.scripts[sha])
 		loads = append(loads, cmd)
 	}
 	return loads, shas

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/rbatch/rbatch/queue"
+	"github.com/rbatch/rbatch/internal/resp"
 )
 
 // Plan is the wire layout of a group around its commands:
@@ -48,7 +48,7 @@ var (
 )
 
 func mustEncode(name string, args ...any) []byte {
-	b, err := queue.AppendCommand(nil, nil, name, args...)
+	b, err := resp.AppendCommand(nil, nil, name, args...)
 	if err != nil {
 		panic(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/resp"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -110,7 +111,7 @@ type cmd struct {
 }
 
 func enc(name string, args ...any) string {
-	b, err := queue.AppendCommand(nil, nil, name, args...)
+	b, err := resp.AppendCommand(nil, nil, name, args...)
 	if err != nil {
 		panic(err)
 	}

@@ -6,7 +6,11 @@
 // access.
 package queue
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/rbatch/rbatch/internal/resp"
+)
 
 // Command describes a command to queue; Queued is what the queue keeps.
 type Command struct {
@@ -108,16 +112,16 @@ func (q *Queue) Err(i int) error { return q.aside[i].err }
 // Add encodes c.Name and args and appends the command; it returns its index.
 // An encoding error is kept in the command's Err, not returned: the command
 // still takes its index, so the batch can say which one was bad.
-func (q *Queue) Add(c Command, enc Encoder, args ...any) int {
+func (q *Queue) Add(c Command, enc resp.Encoder, args ...any) int {
 	return q.add(c, enc, false, args)
 }
 
 // AddKeyed is Add with c.Key sent as the first argument, before args.
-func (q *Queue) AddKeyed(c Command, enc Encoder, args ...any) int {
+func (q *Queue) AddKeyed(c Command, enc resp.Encoder, args ...any) int {
 	return q.add(c, enc, true, args)
 }
 
-func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
+func (q *Queue) add(c Command, enc resp.Encoder, keyed bool, args []any) int {
 	qc := Queued{Future: c.Future, Flags: c.Flags}
 	if c.Err == nil {
 		n := len(q.chunks) - 1
@@ -128,9 +132,9 @@ func (q *Queue) add(c Command, enc Encoder, keyed bool, args []any) int {
 		buf := q.chunks[n]
 		off := len(buf)
 		if keyed {
-			buf, c.Err = AppendKeyedCommand(buf, enc, c.Name, c.Key, args...)
+			buf, c.Err = resp.AppendKeyedCommand(buf, enc, c.Name, c.Key, args...)
 		} else {
-			buf, c.Err = AppendCommand(buf, enc, c.Name, args...)
+			buf, c.Err = resp.AppendCommand(buf, enc, c.Name, args...)
 		}
 		q.chunks[n] = buf
 		qc.chunk, qc.off, qc.end = int32(n), int32(off), int32(len(buf))
@@ -257,13 +261,7 @@ func (q *Queue) Args(i int) [][]byte {
 }
 
 // header reads "*N\r\n" or "$N\r\n" written by AppendCommand.
-func header(p []byte) (int, []byte) {
-	n, i := 0, 1
-	for ; p[i] != '\r'; i++ {
-		n = n*10 + int(p[i]-'0')
-	}
-	return n, p[i+2:]
-}
+func header(p []byte) (int, []byte) { return resp.Header(p) }
 
 // Span returns the encoding of commands i, i+1, … as long as they lie back to
 // back in one buffer, and how many commands it covers (at least 1). Writers use

@@ -14,7 +14,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/rbatch/rbatch/batch"
-	"github.com/rbatch/rbatch/queue"
+	"github.com/rbatch/rbatch/internal/resp"
 )
 
 // writeBufferSize is the connection's write buffer: commands smaller than this
@@ -27,7 +27,7 @@ const writeBufferSize = 64 << 10
 type Conn struct {
 	nc           net.Conn
 	bw           *bufio.Writer
-	rr           replyReader
+	rr           *resp.Reader
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 
@@ -64,7 +64,7 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 		aborted:      make(chan struct{}),
 		idle:         newIdleCheck(nc),
 	}
-	c.rr.br = bufio.NewReaderSize(socketReader{c}, readBufferSize)
+	c.rr = resp.NewReader(socketReader{c}, 0)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, writeBufferSize)
 	return c
 }
@@ -87,7 +87,7 @@ func (c *Conn) Receive(timeout time.Duration) (any, error) {
 		timeout = c.readTimeout
 	}
 	c.timeout, c.arm = timeout, true
-	reply, err := c.rr.read()
+	reply, err := c.rr.Read()
 	if err != nil {
 		c.Abort()
 	}
@@ -113,7 +113,7 @@ func (c *Conn) armReadDeadline(timeout time.Duration) {
 // connection), bounded by the read timeout.
 // An error reply is returned as both the reply and the error.
 func (c *Conn) Do(cmd string, args ...any) (any, error) {
-	p, err := queue.AppendCommand(nil, nil, cmd, args...)
+	p, err := resp.AppendCommand(nil, nil, cmd, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
@@ -172,7 +172,7 @@ func (c *Conn) check() error {
 	switch {
 	case c.Aborted():
 		return errAborted
-	case c.rr.br.Buffered() > 0 || c.bw.Buffered() > 0:
+	case c.rr.Buffered() > 0 || c.bw.Buffered() > 0:
 		return errUnexpectedBytes
 	}
 	return c.idle.check()

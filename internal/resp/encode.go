@@ -1,4 +1,4 @@
-package queue
+package resp
 
 import (
 	"errors"
@@ -171,4 +171,15 @@ func appendUint(dst []byte, n uint64) []byte {
 func appendFloat(dst []byte, f float64, bits int) []byte {
 	var scratch [32]byte
 	return appendBulkBytes(dst, FormatFloat(scratch[:0], f, bits))
+}
+
+// Header reads the header of the RESP value at the start of p (an array's
+// "*3\r\n", a bulk's "$5\r\n"), written by this package: its count or
+// length, and what follows it.
+func Header(p []byte) (int, []byte) {
+	n, i := 0, 1
+	for ; p[i] != '\r'; i++ {
+		n = n*10 + int(p[i]-'0')
+	}
+	return n, p[i+2:]
 }

@@ -1,4 +1,4 @@
-package pool
+package resp
 
 import (
 	"bufio"
@@ -8,34 +8,41 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// readBufferSize is the connection's read buffer: one socket read brings in
+// ReadBufferSize is a connection's read buffer: one socket read brings in
 // thousands of small replies.
-const readBufferSize = 64 << 10
+const ReadBufferSize = 64 << 10
 
-// replyReader reads RESP2 replies into the values redigo gives: int64,
+// Reader reads RESP2 replies into the values redigo gives: int64,
 // []byte, a status string, []any, nil, and redis.Error for an error reply
 // (a value, not an error: inside an array it is one element among others).
 // The statuses a batch reads by the million (+OK, +QUEUED) come back as
 // shared strings, with nothing allocated.
-type replyReader struct {
+type Reader struct {
 	br *bufio.Reader
 }
 
-// NewReplyReader returns a reader of the replies in r, read as a
-// connection reads them.
-func NewReplyReader(r io.Reader) interface{ Read() (any, error) } {
-	return &replyReader{br: bufio.NewReaderSize(r, readBufferSize)}
+// NewReader returns a reader of the replies in r with a buffer of size
+// bytes (ReadBufferSize when 0).
+func NewReader(r io.Reader, size int) *Reader {
+	if size == 0 {
+		size = ReadBufferSize
+	}
+	return &Reader{br: bufio.NewReaderSize(r, size)}
 }
 
 // Read reads the next reply.
-func (r *replyReader) Read() (any, error) { return r.read() }
+func (r *Reader) Read() (any, error) { return r.read() }
+
+// Buffered returns how many bytes were read from the source and not yet
+// consumed as replies.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
 
 // ProtocolError is a reply that is not RESP2: the connection is unusable.
 type ProtocolError struct{ Msg string }
 
 func (e *ProtocolError) Error() string { return "rbatch: protocol error: " + e.Msg }
 
-func (r *replyReader) read() (any, error) {
+func (r *Reader) read() (any, error) {
 	line, err := r.line()
 	if err != nil {
 		return nil, err
@@ -93,7 +100,7 @@ func (r *replyReader) read() (any, error) {
 
 // line returns the next line without its CRLF. It is the reader's buffer:
 // valid until the next read.
-func (r *replyReader) line() ([]byte, error) {
+func (r *Reader) line() ([]byte, error) {
 	p, err := r.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull { // longer than the buffer: a long error message
 		long := append([]byte(nil), p...)

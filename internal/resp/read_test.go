@@ -1,7 +1,6 @@
-package pool
+package resp
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"math"
@@ -14,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func reader(s string, size int) *replyReader {
-	return &replyReader{br: bufio.NewReaderSize(strings.NewReader(s), size)}
+func reader(s string, size int) *Reader {
+	return NewReader(strings.NewReader(s), size)
 }
 
 // The reader gives the values redigo gives for every RESP2 reply.
