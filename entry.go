@@ -14,7 +14,6 @@ import (
 type entry struct {
 	node     pool.Node // where the commands are routed
 	fallback pool.Node // the primary, when node is a replica for read-only work
-	used     pool.Node // the node whose connection ran the group
 	slot     int       // the transaction's slot (-1: any), for per-slot transactions
 	asking   bool      // redirected by ASK: send ASKING first
 	indices  []int

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -203,29 +204,31 @@ func (s *nodeStats) add(nr NodeResult) {
 func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeStats) followUp {
 	start := time.Now()
 	var r batch.Result
+	var addr string
 	var connErr error
 	if round == 1 && e.session != nil {
-		r, connErr = b.closeSession(ctx, e, false)
+		r, addr, connErr = b.closeSession(ctx, e, false)
 	} else {
-		r, connErr = b.runGroup(ctx, e)
+		r, addr, connErr = b.runGroup(ctx, e)
 	}
-	used := e.node
-	if e.used != nil {
-		used = e.used
+	if addr == "" { // no connection was had
+		addr = e.node.Addr()
 	}
-	nr := NodeResult{Addr: used.Addr(), Commands: len(e.indices), Duration: time.Since(start)}
+	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
 	fu := b.settle(e.indices, r, connErr, &nr)
 	stats.add(nr)
 	return fu
 }
 
 // runGroup sends the entry's commands as one group on a connection of its
-// node (or its fallback when the node cannot be reached).
-func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
+// node (or its fallback when the node cannot be reached), and says which
+// node's connection ran it.
+func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr string, connErr error) {
 	conn, err := e.acquire(ctx)
 	if err != nil {
-		return batch.Result{}, err
+		return batch.Result{}, "", err
 	}
+	addr = conn.Addr()
 	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*replies)(b), Plan: b.plan}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
@@ -235,15 +238,15 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (batch.Result, error) {
 	if counted {
 		before = wc.Written()
 	}
-	r := batch.Run(ctx, conn, g)
-	e.used.Put(conn, r.Clean)
+	r = batch.Run(ctx, conn, g)
+	conn.Release(r.Clean)
 	if r.Err != nil && counted && wc.Written() == before && r.Answered == 0 {
 		// The connection failed before its first byte went out (the server
 		// had closed it): no command reached Redis, so none is unknown.
-		return batch.Result{}, fmt.Errorf("connection failed before anything was written: %w", r.Err)
+		return batch.Result{}, addr, fmt.Errorf("connection failed before anything was written: %w", r.Err)
 	}
 	b.scriptFailures(e.indices, b.shas, r.PrefixReplies)
-	return r, nil
+	return r, addr, nil
 }
 
 // writeCounter is a connection that counts the bytes its socket took.
@@ -445,15 +448,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // acquire gets a connection from the entry's node, or from its fallback
 // (the primary, for read-only work sent to a replica) when the node cannot
-// be reached; it records which one in e.used.
-func (e *entry) acquire(ctx context.Context) (batch.Conn, error) {
+// be reached. The caller releases it.
+func (e *entry) acquire(ctx context.Context) (pool.Lease, error) {
 	conn, err := e.node.Get(ctx)
-	e.used = e.node
 	if err != nil && e.fallback != nil && ctx.Err() == nil {
 		conn, err = e.fallback.Get(ctx)
-		e.used = e.fallback
 	}
 	return conn, err
+}
+
+// acquireLease is acquire as a Redis-side session takes it.
+func (e *entry) acquireLease(ctx context.Context) (batch.Lease, error) {
+	conn, err := e.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // refusal returns why the batch cannot be sent at all, naming the first bad

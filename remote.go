@@ -70,7 +70,7 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.plan, resolveSink, e.acquire)
+		e.session = batch.Open(b.plan, resolveSink, e.acquireLease)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
@@ -123,10 +123,10 @@ func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
 	return slot, nil
 }
 
-// closeSession sends EXEC (or DISCARD) on e's session, waits for the
-// replies, and gives the connection back. connErr is set when no connection
-// could be had: nothing was written.
-func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r batch.Result, connErr error) {
+// closeSession sends EXEC (or DISCARD) on e's session and waits for the
+// replies; the session gives its connection back. connErr is set when no
+// connection could be had: nothing was written.
+func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r batch.Result, addr string, connErr error) {
 	if discard {
 		r = e.session.Discard(ctx)
 	} else {
@@ -134,10 +134,12 @@ func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r bat
 	}
 	conn := e.session.Conn()
 	if conn == nil {
-		return r, r.Err
+		return r, "", r.Err
 	}
-	e.used.Put(conn, r.Clean)
-	return r, nil
+	if a, ok := conn.(interface{ Addr() string }); ok {
+		addr = a.Addr()
+	}
+	return r, addr, nil
 }
 
 // discardRemote drops every Redis-side queue of the batch.

@@ -34,6 +34,13 @@ type Conn interface {
 	Abort()
 }
 
+// Lease is a Conn taken from a pool: Release gives it back, to be reused
+// only when clean (no pending reply, no open transaction, replies on).
+type Lease interface {
+	Conn
+	Release(clean bool)
+}
+
 // Group is one node's share of a batch, sent at Execute.
 type Group struct {
 	Queue   *queue.Queue

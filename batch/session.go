@@ -17,13 +17,13 @@ import (
 type Session struct {
 	plan    Plan
 	resolve SinkResolver
-	acquire func(ctx context.Context) (Conn, error)
+	acquire func(ctx context.Context) (Lease, error)
 	cancel  context.CancelFunc // stops a pending acquire
 	done    chan struct{}      // closed when the reader and writer are finished; res is final
 
 	mu      sync.Mutex // guards the fields below
 	cond    *sync.Cond // signalled when out, sinks or closed change
-	conn    Conn       // set once acquired
+	conn    Lease      // set once acquired; released when the session closes
 	out     [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
 	sinks   []any      // where each pushed command's reply goes, in order
 	closed  bool       // EXEC or DISCARD pushed: no more commands
@@ -33,7 +33,7 @@ type Session struct {
 }
 
 // Open starts a session: acquire gets its connection in the background.
-func Open(plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Conn, error)) *Session {
+func Open(plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Lease, error)) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
@@ -84,9 +84,9 @@ func (s *Session) Discard(ctx context.Context) Result {
 	return s.close(ctx, true, end)
 }
 
-// Conn returns the session's connection (nil if none was acquired), for the
-// caller to put back once the result is known.
-func (s *Session) Conn() Conn {
+// Conn returns the session's connection (nil if none was acquired). The
+// session releases it when Exec or Discard returns.
+func (s *Session) Conn() Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.conn
@@ -109,6 +109,9 @@ func (s *Session) close(ctx context.Context, discard bool, end [][]byte) Result 
 		if res.Err != nil {
 			res.Err = ctx.Err()
 		}
+	}
+	if conn := s.Conn(); conn != nil {
+		conn.Release(res.Clean)
 	}
 	return res
 }

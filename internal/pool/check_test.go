@@ -23,8 +23,8 @@ func TestGetDropsIdleConnectionsTheServerClosed(t *testing.T) {
 	require.NoError(t, err)
 	c2, err := p.Get(ctx)
 	require.NoError(t, err)
-	p.Put(c1, true)
-	p.Put(c2, true)
+	c1.Release(true)
+	c2.Release(true)
 	require.Equal(t, 2, p.Idle())
 
 	admin := s.Conn(t)
@@ -40,7 +40,7 @@ func TestGetDropsIdleConnectionsTheServerClosed(t *testing.T) {
 	reply, err := c.(*pool.Conn).Do("PING")
 	require.NoError(t, err)
 	assert.Equal(t, "PONG", reply)
-	p.Put(c, true)
+	c.Release(true)
 }
 
 // Bytes nobody asked for on an idle connection (a server's parting error,
@@ -65,7 +65,7 @@ func TestGetDropsIdleConnectionsWithUnexpectedBytes(t *testing.T) {
 	defer p.Close()
 	c, err := p.Get(context.Background())
 	require.NoError(t, err)
-	p.Put(c, true)
+	c.Release(true)
 	server := <-accepted
 	defer server.Close()
 	_, err = server.Write([]byte("-ERR idle for too long\r\n"))
@@ -76,7 +76,7 @@ func TestGetDropsIdleConnectionsWithUnexpectedBytes(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotSame(t, c, c2, "a new connection")
 	assert.Equal(t, 1, p.Discarded())
-	p.Put(c2, false)
+	c2.Release(false)
 	if next := <-accepted; next != nil {
 		next.Close()
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/resp"
 )
 
@@ -49,12 +48,14 @@ type Conn struct {
 	// before its first byte went out reached no server. Writer only.
 	written atomic.Int64
 	idle    *idleCheck // looks at the socket while the connection is idle
+	home    *Pool      // the pool it was taken from (nil: dialed outside one)
+	addr    string     // as dialed
 
 	abortOnce sync.Once
 	aborted   chan struct{}
 }
 
-var _ batch.Conn = (*Conn)(nil)
+var _ Lease = (*Conn)(nil)
 
 func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 	c := &Conn{
@@ -202,6 +203,20 @@ func (c *Conn) Aborted() bool {
 		return false
 	}
 }
+
+// Release gives the connection back to its pool (closing it when it is not
+// clean, or was dialed outside a pool).
+func (c *Conn) Release(clean bool) {
+	if p := c.home; p != nil {
+		c.home = nil
+		p.put(c, clean)
+		return
+	}
+	c.Close()
+}
+
+// Addr is the address the connection was dialed to.
+func (c *Conn) Addr() string { return c.addr }
 
 // Close closes the connection.
 func (c *Conn) Close() error {

@@ -51,6 +51,7 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	c := newConn(nc, o.ReadTimeout, o.WriteTimeout)
+	c.addr = addr
 	if err := c.handshake(ctx, o); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w", addr, err)

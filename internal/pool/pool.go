@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/rbatch/rbatch/batch"
+	"time"
 )
 
 // ErrClosed is returned by Get after Close.
@@ -36,7 +35,8 @@ func (p *Pool) Addr() string { return p.addr }
 var _ Node = (*Pool)(nil)
 
 // Get returns an idle connection or dials one, waiting for a free slot.
-func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
+// The caller gives it back with its Release.
+func (p *Pool) Get(ctx context.Context) (Lease, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -53,6 +53,7 @@ func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
 		p.idle = p.idle[:n-1]
 		if c.check() == nil {
 			p.mu.Unlock()
+			c.home = p
 			return c, nil
 		}
 		// The server closed it while idle (its timeout, CLIENT KILL, a
@@ -66,13 +67,13 @@ func (p *Pool) Get(ctx context.Context) (batch.Conn, error) {
 		<-p.slots
 		return nil, err
 	}
+	c.home = p
 	return c, nil
 }
 
-// Put gives c back. Only a clean connection (no pending replies, no open
+// put gives c back. Only a clean connection (no pending replies, no open
 // transaction, replies on) may be reused; any other is closed.
-func (p *Pool) Put(bc batch.Conn, clean bool) {
-	c := bc.(*Conn)
+func (p *Pool) put(c *Conn, clean bool) {
 	p.mu.Lock()
 	if clean && !p.closed && !c.Aborted() {
 		p.idle = append(p.idle, c)
@@ -122,11 +123,24 @@ func (p *Pool) Idle() int {
 // Node is where a group runs: connections to one server.
 type Node interface {
 	Addr() string
-	// Get returns a connection, waiting (honouring ctx) while all are in use.
-	Get(ctx context.Context) (batch.Conn, error)
-	// Put gives a connection back; an unclean one is closed, not reused.
-	Put(c batch.Conn, clean bool)
+	// Get returns a connection, waiting (honouring ctx) while all are in
+	// use. Its Release gives it back.
+	Get(ctx context.Context) (Lease, error)
 	Close() error
+}
+
+// Lease is a connection taken from a Node, as a batch drives it: one
+// goroutine writes (Write, Flush) while another reads (Receive); Abort
+// breaks it from anywhere. Release gives it back once: a clean connection
+// (no pending reply, no open transaction, replies on) may be reused, any
+// other is closed.
+type Lease interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	Receive(timeout time.Duration) (any, error)
+	Abort()
+	Release(clean bool)
+	Addr() string // the node's
 }
 
 // PingIdle sends PING on every idle connection and reports the first that

@@ -38,7 +38,7 @@ func connectedClients(t *testing.T, s *redistest.Server) int {
 }
 
 type got struct {
-	conn batch.Conn
+	conn pool.Lease
 	err  error
 }
 
@@ -82,21 +82,21 @@ func TestPoolGetWaitsForASlot(t *testing.T) {
 		t.Fatalf("Get returned %v, %v while the pool was full", g.conn, g.err)
 	case <-time.After(30 * time.Millisecond):
 	}
-	p.Put(c1, true)
+	c1.Release(true)
 	g := <-waiter
 	require.NoError(t, g.err)
 	assert.Same(t, c1, g.conn, "the clean connection is reused")
 	assert.Equal(t, int32(1), dials.Load())
 
 	// An unclean connection is closed, not reused; the next Get dials.
-	p.Put(g.conn, false)
+	g.conn.Release(false)
 	assert.True(t, g.conn.(*pool.Conn).Aborted())
 	assert.Zero(t, p.Idle())
 	c3, err := p.Get(ctx)
 	require.NoError(t, err)
 	assert.NotSame(t, c1, c3)
 	assert.Equal(t, int32(2), dials.Load())
-	p.Put(c3, true)
+	c3.Release(true)
 	assert.Equal(t, 1, p.Idle())
 	assert.NoError(t, p.PingIdle())
 }
@@ -106,7 +106,7 @@ func TestPoolSizeBoundsConnections(t *testing.T) {
 	base := connectedClients(t, s)
 	p, dials := newPool(t, s, 3)
 	ctx := context.Background()
-	var conns []batch.Conn
+	var conns []pool.Lease
 	for range 3 {
 		c, err := p.Get(ctx)
 		require.NoError(t, err)
@@ -123,13 +123,13 @@ func TestPoolSizeBoundsConnections(t *testing.T) {
 	_, err := p.Get(tctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a fourth connection waits")
 	for _, c := range conns {
-		p.Put(c, true)
+		c.Release(true)
 	}
 	assert.Equal(t, 3, p.Idle())
 	for range 10 { // reused, never redialled
 		c, err := p.Get(ctx)
 		require.NoError(t, err)
-		p.Put(c, true)
+		c.Release(true)
 	}
 	assert.Equal(t, int32(3), dials.Load())
 }
@@ -142,7 +142,7 @@ func TestPoolClose(t *testing.T) {
 
 	idle, err := p.Get(ctx)
 	require.NoError(t, err)
-	p.Put(idle, true)
+	idle.Release(true)
 	inUse, err := p.Get(ctx)
 	require.NoError(t, err)
 	require.Same(t, idle, inUse)
@@ -151,7 +151,7 @@ func TestPoolClose(t *testing.T) {
 	// frees; the connection put back after Close is closed.
 	waiter := getAsync(p, ctx)
 	require.NoError(t, p.Close())
-	p.Put(inUse, true)
+	inUse.Release(true)
 	g := <-waiter
 	assert.ErrorIs(t, g.err, pool.ErrClosed)
 	assert.Nil(t, g.conn)
@@ -179,8 +179,8 @@ func TestPoolIdleConnectionsClosedByClose(t *testing.T) {
 	require.NoError(t, err)
 	b, err := p.Get(ctx)
 	require.NoError(t, err)
-	p.Put(a, true)
-	p.Put(b, true)
+	a.Release(true)
+	b.Release(true)
 	extra, err := pool.Dial(ctx, s.Addr, opts)
 	require.NoError(t, err)
 	p.AddIdle(extra)

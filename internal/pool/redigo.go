@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-
-	"github.com/rbatch/rbatch/batch"
 )
 
 // RedigoNode runs groups on connections of an existing redigo pool
@@ -25,7 +23,7 @@ var _ Node = RedigoNode{}
 
 func (n RedigoNode) Addr() string { return "redigo-pool" }
 
-func (n RedigoNode) Get(ctx context.Context) (batch.Conn, error) {
+func (n RedigoNode) Get(ctx context.Context) (Lease, error) {
 	c, err := n.Pool.GetContext(ctx)
 	if err != nil {
 		return nil, err
@@ -33,11 +31,12 @@ func (n RedigoNode) Get(ctx context.Context) (batch.Conn, error) {
 	return &redigoConn{c: c}, nil
 }
 
-// Put gives the connection back to the redigo pool. redigo reuses whatever is
-// closed without an error, so an unclean connection is first broken: a read
-// with an expired deadline makes redigo mark it failed and drop it.
-func (n RedigoNode) Put(bc batch.Conn, clean bool) {
-	c := bc.(*redigoConn).c
+// Release gives the connection back to the redigo pool. redigo reuses
+// whatever is closed without an error, so an unclean connection is first
+// broken: a read with an expired deadline makes redigo mark it failed and
+// drop it.
+func (r *redigoConn) Release(clean bool) {
+	c := r.c
 	if !clean {
 		for i := 0; c.Err() == nil && i < 1000; i++ {
 			redis.ReceiveWithTimeout(c, time.Nanosecond)
@@ -47,6 +46,9 @@ func (n RedigoNode) Put(bc batch.Conn, clean bool) {
 }
 
 func (n RedigoNode) Close() error { return nil }
+
+// Addr names the redigo pool, whose address is not known.
+func (r *redigoConn) Addr() string { return RedigoNode{}.Addr() }
 
 type redigoConn struct {
 	c    redis.Conn
