@@ -73,7 +73,7 @@ func (cfg Config) withDefaults() (Config, error) {
 // same routing). A Client is safe for concurrent use; make one per
 // application and Close it at the end.
 type Client struct {
-	router   route.Router
+	router   route.Router[pool.Node]
 	cluster  bool
 	info     pool.ServerInfo // what the first server said when connected
 	readFrom ReadFrom
@@ -184,7 +184,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		p := newPool(addr, cfg.PoolSize, opts)
 		p.AddIdle(conn)
-		single := route.Single{Primary: p}
+		single := route.Single[pool.Node]{Primary: p}
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
@@ -204,7 +204,7 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // context interrupts a batch only at its next reply (or the pool's read
 // timeout), and WAITAOF is sent without a version check.
 func NewClientFromPool(p *redis.Pool) *Client {
-	return &Client{router: route.Single{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
+	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
 }
 
 // NewBatch starts an empty batch. Invalid options are reported by Execute.

@@ -1,7 +1,9 @@
-// Package batch runs one node's group of queued commands on one connection:
-// a writer goroutine streams the encoded commands while another goroutine
-// reads the replies, so a group of millions of commands never piles up in
-// either direction.
+// Package batch is one of rbatch's lower layers, under the root package that
+// users touch. It runs one node's group of queued commands on one connection.
+// A group that fits one write is written and then read by the caller alone;
+// a larger one is streamed by a writer goroutine while another reads the
+// replies, so a group of millions of commands never piles up in either
+// direction.
 //
 // Run sends a group built at Execute (IN_MEMORY and IN_MEMORY_ATOMIC);
 // Session holds a connection for a Redis-side queue, where MULTI and each

@@ -1,6 +1,7 @@
-// Package queue holds a batch's queued commands: each encoded to RESP as it
-// is queued, kept in submission order with its routing key, flags and the
-// sink its outcome goes to.
+// Package queue is one of rbatch's lower layers, under the root package
+// that users touch: it holds a batch's queued commands, each encoded to
+// RESP as it is queued, kept in submission order with its routing key,
+// flags and the sink its outcome goes to, and the command table.
 //
 // A Queue is not safe for concurrent use; the batch that owns it serializes
 // access.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/rbatch/rbatch/internal/pool"
 )
 
 // ShardInfo is one shard of a cluster: its slot ranges, primary and replicas
@@ -22,30 +20,28 @@ type Fetcher func(ctx context.Context, addr string) ([]ShardInfo, error)
 
 // NodeMaker returns the node for addr. Its connections should send READONLY
 // (harmless on a primary, needed for reads on a replica).
-type NodeMaker func(addr string) pool.Node
+type NodeMaker[N Node] func(addr string) N
 
 // Cluster routes keys by hash slot to the primary owning the slot. Its slot
 // map is refreshed on demand, one refresh at a time: concurrent batches that
 // ask for a refresh of the same map share one.
-type Cluster struct {
+type Cluster[N Node] struct {
 	fetch    Fetcher
-	makeNode NodeMaker
+	makeNode NodeMaker[N]
 	seeds    []string
 
 	mu       sync.RWMutex // guards the fields below
-	owner    [NumSlots]pool.Node
-	replicas map[pool.Node][]pool.Node // primary → its replicas
-	nodes    map[string]pool.Node      // every node ever known, by address
-	gen      uint64                    // bumped by each refresh
+	owner    [NumSlots]N
+	replicas map[N][]N    // primary → its replicas
+	nodes    map[string]N // every node ever known, by address
+	gen      uint64       // bumped by each refresh
 
 	refreshMu sync.Mutex // one refresh at a time
 }
 
-var _ Router = (*Cluster)(nil)
-
 // NewCluster discovers the cluster through the first seed that answers.
-func NewCluster(ctx context.Context, seeds []string, fetch Fetcher, makeNode NodeMaker) (*Cluster, error) {
-	c := &Cluster{fetch: fetch, makeNode: makeNode, seeds: seeds, nodes: map[string]pool.Node{}}
+func NewCluster[N Node](ctx context.Context, seeds []string, fetch Fetcher, makeNode NodeMaker[N]) (*Cluster[N], error) {
+	c := &Cluster[N]{fetch: fetch, makeNode: makeNode, seeds: seeds, nodes: map[string]N{}}
 	if err := c.Refresh(ctx, 0); err != nil {
 		return nil, err
 	}
@@ -56,7 +52,7 @@ func NewCluster(ctx context.Context, seeds []string, fetch Fetcher, makeNode Nod
 var ErrSlotNotServed = errors.New("slot not served by any node")
 
 // Route returns the primary owning key's slot; for "" any primary.
-func (c *Cluster) Route(key string) (pool.Node, error) {
+func (c *Cluster[N]) Route(key string) (N, error) {
 	if key == "" {
 		return c.RouteSlot(-1)
 	}
@@ -64,43 +60,45 @@ func (c *Cluster) Route(key string) (pool.Node, error) {
 }
 
 // RouteSlot returns the primary owning slot; for -1 any primary.
-func (c *Cluster) RouteSlot(slot int) (pool.Node, error) {
+func (c *Cluster[N]) RouteSlot(slot int) (N, error) {
+	var zero N
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if slot < 0 {
 		for node := range c.replicas {
 			return node, nil
 		}
-		return nil, fmt.Errorf("no primary: %w", ErrSlotNotServed)
+		return zero, fmt.Errorf("no primary: %w", ErrSlotNotServed)
 	}
-	if n := c.owner[slot]; n != nil {
+	if n := c.owner[slot]; n != zero {
 		return n, nil
 	}
-	return nil, fmt.Errorf("slot %d: %w", slot, ErrSlotNotServed)
+	return zero, fmt.Errorf("slot %d: %w", slot, ErrSlotNotServed)
 }
 
-// Replica returns a replica of primary, or nil.
-func (c *Cluster) Replica(primary pool.Node) pool.Node {
+// Replica returns a replica of primary, or the zero N.
+func (c *Cluster[N]) Replica(primary N) N {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if rs := c.replicas[primary]; len(rs) > 0 {
 		return rs[0]
 	}
-	return nil
+	var none N
+	return none
 }
 
 // Node returns the node at addr, making it when a redirect names a node the
 // slot map does not know yet.
-func (c *Cluster) Node(addr string) pool.Node {
+func (c *Cluster[N]) Node(addr string) N {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nodeLocked(addr)
 }
 
 // nodeLocked is Node with c.mu held.
-func (c *Cluster) nodeLocked(addr string) pool.Node {
-	n := c.nodes[addr]
-	if n == nil {
+func (c *Cluster[N]) nodeLocked(addr string) N {
+	n, ok := c.nodes[addr]
+	if !ok {
 		n = c.makeNode(addr)
 		c.nodes[addr] = n
 	}
@@ -108,10 +106,10 @@ func (c *Cluster) nodeLocked(addr string) pool.Node {
 }
 
 // Nodes lists every node known.
-func (c *Cluster) Nodes() []pool.Node {
+func (c *Cluster[N]) Nodes() []N {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make([]pool.Node, 0, len(c.nodes))
+	out := make([]N, 0, len(c.nodes))
 	for _, n := range c.nodes {
 		out = append(out, n)
 	}
@@ -119,7 +117,7 @@ func (c *Cluster) Nodes() []pool.Node {
 }
 
 // Generation identifies the current slot map; pass it to Refresh.
-func (c *Cluster) Generation() uint64 {
+func (c *Cluster[N]) Generation() uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.gen
@@ -127,7 +125,7 @@ func (c *Cluster) Generation() uint64 {
 
 // Refresh reloads the slot map unless it changed since generation gen (then
 // someone else's refresh already answers the caller's need).
-func (c *Cluster) Refresh(ctx context.Context, gen uint64) error {
+func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
 	if c.Generation() != gen {
@@ -151,7 +149,7 @@ func (c *Cluster) Refresh(ctx context.Context, gen uint64) error {
 
 // candidates lists the addresses to ask for the slot map: the known
 // primaries, then the seeds.
-func (c *Cluster) candidates() []string {
+func (c *Cluster[N]) candidates() []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var addrs []string
@@ -168,18 +166,18 @@ func (c *Cluster) candidates() []string {
 	return addrs
 }
 
-func (c *Cluster) apply(shards []ShardInfo) {
+func (c *Cluster[N]) apply(shards []ShardInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	node := c.nodeLocked
-	var owner [NumSlots]pool.Node
-	replicas := map[pool.Node][]pool.Node{}
+	var owner [NumSlots]N
+	replicas := map[N][]N{}
 	for _, s := range shards {
 		if s.Primary == "" || len(s.Slots) == 0 {
 			continue
 		}
 		p := node(s.Primary)
-		rs := []pool.Node{}
+		rs := []N{}
 		for _, r := range s.Replicas {
 			rs = append(rs, node(r))
 		}
@@ -195,7 +193,7 @@ func (c *Cluster) apply(shards []ShardInfo) {
 }
 
 // Close closes every node's pool.
-func (c *Cluster) Close() error {
+func (c *Cluster[N]) Close() error {
 	for _, n := range c.Nodes() {
 		n.Close()
 	}

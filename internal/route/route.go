@@ -2,24 +2,28 @@
 // server is one node; a cluster maps keys through their hash slots.
 package route
 
-import (
-	"context"
+import "context"
 
-	"github.com/rbatch/rbatch/internal/pool"
-)
+// Node is what routing needs of a node: its address, and closing it. The
+// client's nodes are connection pools; routing knows nothing of them.
+type Node interface {
+	comparable
+	Addr() string
+	Close() error
+}
 
 // Router maps keys to nodes. Implementations are safe for concurrent use.
-type Router interface {
+type Router[N Node] interface {
 	// Route returns the node for key ("" for a command without a key).
-	Route(key string) (pool.Node, error)
+	Route(key string) (N, error)
 	// RouteSlot returns the node for a key of slot (-1: no key).
-	RouteSlot(slot int) (pool.Node, error)
-	// Replica returns a replica of primary for read-only work, or nil.
-	Replica(primary pool.Node) pool.Node
+	RouteSlot(slot int) (N, error)
+	// Replica returns a replica of primary for read-only work, or the zero N.
+	Replica(primary N) N
 	// Node returns the node at addr (a redirect's target).
-	Node(addr string) pool.Node
+	Node(addr string) N
 	// Nodes lists every node the router knows.
-	Nodes() []pool.Node
+	Nodes() []N
 	// Generation identifies the current map; Refresh(ctx, gen) reloads it
 	// unless it already changed since gen.
 	Generation() uint64
@@ -29,32 +33,33 @@ type Router interface {
 
 // Single routes everything to one node (a standalone server), and
 // read-only work to its replica when one is set.
-type Single struct {
-	Primary     pool.Node
-	ReplicaNode pool.Node // nil: none
+type Single[N Node] struct {
+	Primary     N
+	ReplicaNode N // the zero N: none
 }
 
-var _ Router = Single{}
-
-func (s Single) Route(string) (pool.Node, error)  { return s.Primary, nil }
-func (s Single) RouteSlot(int) (pool.Node, error) { return s.Primary, nil }
-func (s Single) Replica(p pool.Node) pool.Node {
+func (s Single[N]) Route(string) (N, error)  { return s.Primary, nil }
+func (s Single[N]) RouteSlot(int) (N, error) { return s.Primary, nil }
+func (s Single[N]) Replica(p N) N {
+	var none N
 	if p == s.Primary {
 		return s.ReplicaNode
 	}
-	return nil
+	return none
 }
-func (s Single) Node(string) pool.Node                 { return s.Primary }
-func (s Single) Generation() uint64                    { return 0 }
-func (s Single) Refresh(context.Context, uint64) error { return nil }
-func (s Single) Nodes() []pool.Node {
-	if s.ReplicaNode != nil {
-		return []pool.Node{s.Primary, s.ReplicaNode}
+func (s Single[N]) Node(string) N                         { return s.Primary }
+func (s Single[N]) Generation() uint64                    { return 0 }
+func (s Single[N]) Refresh(context.Context, uint64) error { return nil }
+func (s Single[N]) Nodes() []N {
+	var none N
+	if s.ReplicaNode != none {
+		return []N{s.Primary, s.ReplicaNode}
 	}
-	return []pool.Node{s.Primary}
+	return []N{s.Primary}
 }
-func (s Single) Close() error {
-	if s.ReplicaNode != nil {
+func (s Single[N]) Close() error {
+	var none N
+	if s.ReplicaNode != none {
 		s.ReplicaNode.Close()
 	}
 	return s.Primary.Close()
