@@ -72,6 +72,12 @@ type execution struct {
 	// node, and the list holding it.
 	single  entry
 	singles [1]*entry
+	// A small batch's indices, result and responses, and its one node's
+	// figures, live here too: a batch runs once.
+	indices   [8]int
+	result    BatchResult
+	responses [8]any
+	nodes     [1]NodeResult
 }
 
 type batchState int

@@ -19,6 +19,7 @@ type entry struct {
 	indices  []int
 
 	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
+	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
 }
 
 // groupByNode splits commands idx into one entry per node, keeping

@@ -45,6 +45,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 		}
 	}
 	stats := &b.run.stats
+	stats.list = b.run.nodes[:0]
 	nodeErr := b.runRounds(ctx, entries, unserved, stats)
 	b.joinSplits(splits)
 	return b.collect(stats.list, nodeErr)
@@ -69,9 +70,10 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		default:
 			outs := make([]followUp, len(entries))
 			var g errgroup.Group
+			r := round // the goroutines' copy: round itself stays on the stack
 			for i, e := range entries {
 				g.Go(func() error {
-					outs[i] = b.runEntry(ctx, e, round, stats)
+					outs[i] = b.runEntry(ctx, e, r, stats)
 					return nil
 				})
 			}
@@ -158,7 +160,12 @@ func limit(idx []int, redirects map[int]int) []int {
 }
 
 func (b *Batch) allIndices() []int {
-	idx := make([]int, b.q.Len())
+	var idx []int
+	if n := b.q.Len(); n <= len(b.run.indices) {
+		idx = b.run.indices[:n]
+	} else {
+		idx = make([]int, n)
+	}
 	for i := range idx {
 		idx[i] = i
 	}
@@ -229,7 +236,8 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 		return batch.Result{}, "", err
 	}
 	addr = conn.Addr()
-	g := batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*replies)(b), Plan: b.plan}
+	g := &e.group // in the entry, which is allocated anyway
+	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*replies)(b), Plan: b.plan}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -382,9 +390,15 @@ func (b *Batch) resolve(idx []int, err error) {
 // collect builds the result from the resolved futures.
 func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error) {
 	n := b.submitted
-	res := &BatchResult{Nodes: nodes}
+	x := &b.run
+	res := &x.result // a batch runs once: its result lives in it
+	*res = BatchResult{Nodes: nodes}
 	if !b.opts.SkipResult {
-		res.Responses = make([]any, n)
+		if n <= len(x.responses) {
+			res.Responses = x.responses[:n:n]
+		} else {
+			res.Responses = make([]any, n)
+		}
 	}
 	if b.opts.Sync || b.opts.SyncAOF {
 		for i, nr := range nodes {

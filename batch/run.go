@@ -68,7 +68,7 @@ func (s groupSource) tail() bool           { return s.g.Tail != nil }
 // command its reply through g.Resolve. It returns when every expected reply was
 // read, or at the first transport error, or when ctx ends (then conn is
 // aborted).
-func Run(ctx context.Context, conn Conn, g Group) Result {
+func Run(ctx context.Context, conn Conn, g *Group) Result {
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, conn.Abort)
@@ -77,17 +77,17 @@ func Run(ctx context.Context, conn Conn, g Group) Result {
 	if g.small() {
 		// It fits one write: written, then read, by the caller alone.
 		var w progress
-		err := writeGroup(ctx, conn, &g, &w)
+		err := writeGroup(ctx, conn, g, &w)
 		if err == nil {
-			read(conn, g.Plan, len(g.Prefix), groupSource{&g}, &res)
+			read(conn, g.Plan, len(g.Prefix), groupSource{g}, &res)
 			if res.Err != nil {
 				conn.Abort() // its later replies would answer the wrong commands
 			}
 		}
 		settleExchange(ctx, &res, &w, err)
 	} else {
-		exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{&g}, &res,
-			func(w *progress) error { return writeGroup(ctx, conn, &g, w) })
+		exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{g}, &res,
+			func(w *progress) error { return writeGroup(ctx, conn, g, w) })
 	}
 	if !stop() && res.Clean {
 		// ctx ended just as the group did: the abort may be under way,

@@ -155,7 +155,7 @@ var (
 func TestRunPlainPipeline(t *testing.T) {
 	g, got := group(batch.Plan{}, three...)
 	conn := newFakeConn("OK", int64(1), []byte("1"))
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	assert.Equal(t, 3, r.Answered)
@@ -176,7 +176,7 @@ func TestRunAtomicExecArray(t *testing.T) {
 	g, got := group(batch.Plan{Atomic: true}, three...)
 	conn := newFakeConn("OK", "QUEUED", "QUEUED", "QUEUED",
 		[]any{"OK", redis.Error("WRONGTYPE Operation against a key"), []byte("1")})
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	assert.Equal(t, 3, r.Answered)
@@ -193,7 +193,7 @@ func TestRunExecAbortNamesTheQueueTimeError(t *testing.T) {
 	refused := redis.Error("ERR wrong number of arguments for 'incr' command")
 	conn := newFakeConn("OK", "QUEUED", refused, "QUEUED",
 		redis.Error("EXECABORT Transaction discarded because of previous errors."))
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	require.NotNil(t, r.Aborted)
@@ -210,7 +210,7 @@ func TestRunExecAbortNamesTheQueueTimeError(t *testing.T) {
 func TestRunNilExec(t *testing.T) {
 	g, got := group(batch.Plan{Atomic: true}, three[:2]...)
 	conn := newFakeConn("OK", "QUEUED", "QUEUED", nil)
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	require.NotNil(t, r.Aborted)
@@ -226,7 +226,7 @@ func TestRunNilExec(t *testing.T) {
 func TestRunExecArrayOfTheWrongLength(t *testing.T) {
 	g, got := group(batch.Plan{Atomic: true}, three...)
 	conn := newFakeConn("OK", "QUEUED", "QUEUED", "QUEUED", []any{"OK"})
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 	require.NotNil(t, r.Aborted)
 	assert.Equal(t, -1, r.Aborted.Index)
 	assert.Error(t, r.Aborted.Cause)
@@ -238,7 +238,7 @@ func TestRunMultiRefused(t *testing.T) {
 	g, got := group(batch.Plan{Atomic: true}, three[:2]...)
 	conn := newFakeConn(redis.Error("ERR MULTI is not allowed"), "OK", int64(1),
 		redis.Error("ERR EXEC without MULTI"))
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	assert.Equal(t, redis.Error("ERR MULTI is not allowed"), r.MultiRefused)
@@ -252,7 +252,7 @@ func TestRunSkipResult(t *testing.T) {
 	for _, atomic := range []bool{false, true} {
 		g, got := group(batch.Plan{SkipResult: true, Atomic: atomic}, three...)
 		conn := newFakeConn("OK") // only CLIENT REPLY ON answers
-		r := batch.Run(context.Background(), conn, g)
+		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.Skipped)
@@ -278,7 +278,7 @@ func TestRunClientReplyRefused(t *testing.T) {
 	t.Run("pipeline", func(t *testing.T) {
 		g, got := group(batch.Plan{SkipResult: true, Tail: batch.Wait(1, time.Second)}, three...)
 		conn := newFakeConn(unknown, "OK", wrongType, redis.Error("ERR not an integer"), unknown, int64(1))
-		r := batch.Run(context.Background(), conn, g)
+		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.ReplyRefused)
@@ -294,7 +294,7 @@ func TestRunClientReplyRefused(t *testing.T) {
 	t.Run("atomic", func(t *testing.T) {
 		g, _ := group(batch.Plan{SkipResult: true, Atomic: true}, three...)
 		conn := newFakeConn(unknown, "OK", "QUEUED", "QUEUED", "QUEUED", []any{"OK", wrongType, int64(1)}, unknown)
-		r := batch.Run(context.Background(), conn, g)
+		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.ReplyRefused)
@@ -326,7 +326,7 @@ func TestRunTail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g, _ := group(batch.Plan{Tail: tc.tail}, three[:1]...)
 			conn := newFakeConn("OK", tc.reply)
-			r := batch.Run(context.Background(), conn, g)
+			r := batch.Run(context.Background(), conn, &g)
 			assert.NoError(t, r.Err)
 			assert.Equal(t, 1, r.Answered)
 			assert.Equal(t, tc.synced, r.Synced)
@@ -349,7 +349,7 @@ func TestRunTransportErrorMidReplies(t *testing.T) {
 	four := append(append([]cmd{}, three...), cmd{"DEL", []any{"a"}})
 	g, got := group(batch.Plan{}, four...)
 	conn := newFakeConn("OK", int64(1), errConnReset)
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.ErrorIs(t, r.Err, errConnReset)
 	assert.Equal(t, 2, r.Answered)
@@ -361,7 +361,7 @@ func TestRunTransportErrorMidReplies(t *testing.T) {
 	t.Run("atomic, after EXEC was written", func(t *testing.T) {
 		g, got := group(batch.Plan{Atomic: true}, three...)
 		conn := newFakeConn("OK", "QUEUED", "QUEUED", "QUEUED", errConnReset)
-		r := batch.Run(context.Background(), conn, g)
+		r := batch.Run(context.Background(), conn, &g)
 		assert.ErrorIs(t, r.Err, errConnReset)
 		assert.True(t, r.ExecSent, "EXEC was written: the outcome is unknown")
 		assert.Nil(t, r.Aborted)
@@ -373,7 +373,7 @@ func TestRunTransportErrorMidReplies(t *testing.T) {
 	t.Run("skip result, before CLIENT REPLY ON answered", func(t *testing.T) {
 		g, _ := group(batch.Plan{SkipResult: true}, three...)
 		conn := newFakeConn(errConnReset)
-		r := batch.Run(context.Background(), conn, g)
+		r := batch.Run(context.Background(), conn, &g)
 		assert.ErrorIs(t, r.Err, errConnReset)
 		assert.False(t, r.Skipped)
 		assert.Equal(t, 3, r.Sent)
@@ -389,7 +389,7 @@ func TestRunContextCancelledWhileReading(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	r := batch.Run(ctx, conn, g)
+	r := batch.Run(ctx, conn, &g)
 	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.ErrorIs(t, r.Err, context.DeadlineExceeded)
 	assert.Equal(t, 1, r.Answered)
@@ -404,7 +404,7 @@ func TestRunAskEachAndPrefix(t *testing.T) {
 	load := []byte(enc("SCRIPT", "LOAD", "return 1"))
 	g.Prefix = [][]byte{load}
 	conn := newFakeConn([]byte("e0e1f9fabfc9d4800c877a703b823ac0578ff8db"), "OK", "OK", "OK", int64(1))
-	r := batch.Run(context.Background(), conn, g)
+	r := batch.Run(context.Background(), conn, &g)
 
 	assert.NoError(t, r.Err)
 	assert.Equal(t, []any{[]byte("e0e1f9fabfc9d4800c877a703b823ac0578ff8db")}, r.PrefixReplies)
