@@ -10,9 +10,11 @@ import (
 	"github.com/rbatch/rbatch/internal/resp"
 )
 
-// Plan is the wire layout of a group around its commands:
+// Plan says what goes around a group's commands on the wire; a layout
+// (frames.go) turns it into the frames the writer sends and the reader
+// walks:
 //
-//	[CLIENT REPLY OFF] [MULTI] cmd… [EXEC] [CLIENT REPLY ON] [WAIT | WAITAOF]
+//	[CLIENT REPLY OFF] [ASKING] [MULTI] cmd… [EXEC] [CLIENT REPLY ON] [WAIT | WAITAOF]
 type Plan struct {
 	Atomic     bool // MULTI … EXEC around the commands
 	SkipResult bool // CLIENT REPLY OFF … ON around the rest
@@ -42,7 +44,7 @@ var (
 	clientReplyOn  = mustEncode("CLIENT", "REPLY", "ON")
 	multi          = mustEncode("MULTI")
 	exec           = mustEncode("EXEC")
-	discard        = mustEncode("DISCARD")
+	discardCmd     = mustEncode("DISCARD")
 	// Asking is the ASKING command, sent before a command redirected by ASK.
 	Asking = mustEncode("ASKING")
 )
@@ -67,36 +69,6 @@ func WaitAOF(local bool, replicas int, timeout time.Duration) []byte {
 		numLocal = 1
 	}
 	return mustEncode("WAITAOF", numLocal, replicas, timeout.Milliseconds())
-}
-
-// head returns the frames written before the commands.
-func (p Plan) head() [][]byte {
-	var h [][]byte
-	if p.SkipResult {
-		h = append(h, clientReplyOff)
-	}
-	if p.Atomic {
-		if p.AskMulti {
-			h = append(h, Asking)
-		}
-		h = append(h, multi)
-	}
-	return h
-}
-
-// end returns the frames written after the commands.
-func (p Plan) end() [][]byte {
-	var t [][]byte
-	if p.Atomic {
-		t = append(t, exec)
-	}
-	if p.SkipResult {
-		t = append(t, clientReplyOn)
-	}
-	if p.Tail != nil {
-		t = append(t, p.Tail)
-	}
-	return t
 }
 
 // Result says how far a group got and what its frames answered.

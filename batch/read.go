@@ -27,138 +27,190 @@ type source interface {
 	has(k int) bool
 	// resolve hands command k its reply; k is one has reported.
 	resolve(k int, reply any)
-	// tail reports whether a WAIT/WAITAOF follows; asked after the commands.
-	tail() bool
+	// after returns the frames that follow the commands; asked once has
+	// reported the last command.
+	after() []frame
 }
 
-// read consumes the replies of a group laid out by p, resolving the
-// commands' sinks, and fills res. It stops at the first transport error.
-func read(conn Conn, p Plan, prefix int, src source, res *Result) {
-	recvWithin := func(timeout time.Duration) (any, error) {
-		r, err := conn.Receive(timeout)
-		if err != nil && res.Err == nil {
-			res.Err = err
+// reader reads a group's replies frame by frame, in the order the writer
+// sent the frames, into res.
+type reader struct {
+	conn    Conn
+	p       Plan
+	src     source
+	res     *Result
+	silent  bool // CLIENT REPLY OFF took effect: nothing answers until ON
+	dropped bool // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
+	queued  int  // QUEUED replies (or queue-time errors) inside MULTI
+}
+
+// read consumes the replies of a group whose frames are head, the
+// commands, then src.after(), resolving the commands' sinks, and fills
+// res. It stops at the first transport error.
+func read(conn Conn, p Plan, head []frame, src source, res *Result) {
+	rd := reader{conn: conn, p: p, src: src, res: res, dropped: p.DropReplies}
+	for i := 0; i < len(head); i++ {
+		if !rd.frame(head[i]) {
+			return
 		}
-		return r, err
 	}
-	recv := func() (any, error) { return recvWithin(p.ResponseTimeout) }
-	for range prefix {
-		r, err := recv()
-		if err != nil {
-			return
-		}
-		res.PrefixReplies = append(res.PrefixReplies, r)
-	}
-	if p.SkipResult {
-		// Replies are off: the first reply is CLIENT REPLY ON's +OK, unless
-		// the server refused CLIENT REPLY OFF, and then every frame answers.
-		r, err := recv()
-		if err != nil {
-			return
-		}
-		if replyError(r) != nil {
-			res.ReplyRefused = true
-			if !dropReplies(recv, p, src, res) {
-				return
-			}
-			if _, err := recv(); err != nil { // CLIENT REPLY ON, refused like OFF
-				return
-			}
-		}
-		res.Skipped = true
-	} else if p.DropReplies {
-		if !dropReplies(recv, p, src, res) {
-			return
-		}
-		res.Skipped = true
-	} else if p.Atomic {
-		if p.AskMulti {
-			if _, err := recv(); err != nil { // ASKING
-				return
-			}
-		}
-		if !readTransaction(recv, src, res) {
-			return
-		}
-	} else if !readEach(recv, src, p.AskEach, answer(src, res)) {
+	if !rd.commands() {
 		return
 	}
-	if src.tail() {
-		timeout := p.ResponseTimeout
-		if p.TailTimeout != 0 {
-			timeout = p.TailTimeout
-		}
-		r, err := recvWithin(timeout)
-		if err != nil {
+	for _, f := range src.after() {
+		if !rd.frame(f) {
 			return
 		}
-		parseTail(res, r)
+	}
+	if rd.dropped {
+		res.Skipped = true
 	}
 	res.Clean = res.Err == nil
 }
 
-// readEach reads one reply for each command of src, after ASKING's +OK
-// when askEach, and hands it to each. It is false at a transport error.
-func readEach(recv func() (any, error), src source, askEach bool, each func(k int, r any)) bool {
-	for k := 0; src.has(k); k++ {
-		if askEach {
-			if _, err := recv(); err != nil {
+// recv reads one reply within timeout (0: the plan's response timeout).
+func (rd *reader) recv(timeout time.Duration) (any, error) {
+	if timeout == 0 {
+		timeout = rd.p.ResponseTimeout
+	}
+	r, err := rd.conn.Receive(timeout)
+	if err != nil && rd.res.Err == nil {
+		rd.res.Err = err
+	}
+	return r, err
+}
+
+// frame reads the replies of one frame other than the commands; false at a
+// transport error.
+func (rd *reader) frame(f frame) bool {
+	res := rd.res
+	if rd.silent && f.kind != frameReplyOn {
+		return true // replies are off: this frame answers nothing
+	}
+	switch f.kind {
+	case framePrefix:
+		for range f.many {
+			r, err := rd.recv(0)
+			if err != nil {
 				return false
 			}
+			res.PrefixReplies = append(res.PrefixReplies, r)
 		}
-		r, err := recv()
+		return true
+	case frameReplyOff:
+		// Replies are off: the next reply is CLIENT REPLY ON's +OK, unless
+		// the server refused OFF, and then every frame answers.
+		r, err := rd.recv(0)
 		if err != nil {
 			return false
 		}
-		each(k, r)
+		if replyError(r) != nil {
+			res.ReplyRefused, rd.dropped = true, true
+			return true
+		}
+		rd.silent = true // the frames up to ON answer nothing
+		rd.res.Skipped = true
+		return true
+	case frameReplyOn:
+		if rd.silent { // its +OK was read at OFF
+			rd.silent = false
+			return true
+		}
+		_, err := rd.recv(0) // refused like OFF
+		if err == nil {
+			res.Skipped = true
+		}
+		return err == nil
+	case frameMulti:
+		r, err := rd.recv(0)
+		if err != nil {
+			return false
+		}
+		if !rd.dropped {
+			// Refused: no transaction; the commands run (or fail) one by one.
+			res.MultiRefused = replyError(r)
+		}
+		return true
+	case frameExec, frameDiscard:
+		r, err := rd.recv(0)
+		if err != nil {
+			return false
+		}
+		switch {
+		case rd.dropped:
+			rd.count(r)
+		case res.MultiRefused == nil:
+			rd.transaction(r)
+		}
+		return true
+	case frameTail:
+		if rd.dropped {
+			res.Skipped = true // every reply before it was read and dropped
+		}
+		timeout := rd.p.ResponseTimeout
+		if rd.p.TailTimeout != 0 {
+			timeout = rd.p.TailTimeout
+		}
+		r, err := rd.recv(timeout)
+		if err != nil {
+			return false
+		}
+		parseTail(res, r)
+		return true
+	default: // frameAsking
+		_, err := rd.recv(0)
+		return err == nil
+	}
+}
+
+// commands reads the commands' replies: each resolves its command, or
+// inside MULTI is its QUEUED (or queue-time error), or is dropped.
+func (rd *reader) commands() bool {
+	res := rd.res
+	if rd.silent {
+		for k := 0; rd.src.has(k); k++ {
+		}
+		return true
+	}
+	inTx := rd.p.Atomic && res.MultiRefused == nil
+	for k := 0; rd.src.has(k); k++ {
+		if rd.p.AskEach {
+			if _, err := rd.recv(0); err != nil { // ASKING
+				return false
+			}
+		}
+		r, err := rd.recv(0)
+		if err != nil {
+			return false
+		}
+		switch {
+		case rd.dropped:
+			rd.count(r)
+		case inTx:
+			if e := replyError(r); e != nil && res.Aborted == nil {
+				res.Aborted = &AbortError{Index: k, Cause: e}
+			}
+			rd.queued++
+		default:
+			rd.src.resolve(k, r)
+			res.Answered++
+		}
 	}
 	return true
 }
 
-// answer hands command k its reply and counts it answered.
-func answer(src source, res *Result) func(k int, r any) {
-	return func(k int, r any) {
-		src.resolve(k, r)
-		res.Answered++
-	}
-}
-
-// readTransaction reads MULTI's reply, one QUEUED (or queue-time error) per
-// command, and EXEC's reply, which resolves the commands.
-func readTransaction(recv func() (any, error), src source, res *Result) bool {
-	r, err := recv()
-	if err != nil {
-		return false
-	}
-	if res.MultiRefused = replyError(r); res.MultiRefused != nil {
-		// No transaction: the commands ran (or failed) one by one.
-		if !readEach(recv, src, false, answer(src, res)) {
-			return false
-		}
-		_, err := recv() // EXEC without MULTI
-		return err == nil
-	}
-	n := 0 // QUEUED replies, or queue-time errors
-	if !readEach(recv, src, false, func(k int, r any) {
-		if e := replyError(r); e != nil && res.Aborted == nil {
-			res.Aborted = &AbortError{Index: k, Cause: e}
-		}
-		n++
-	}) {
-		return false
-	}
-	r, err = recv()
-	if err != nil {
-		return false
-	}
+// transaction reads EXEC's (or DISCARD's) reply, which resolves the
+// commands or says why the transaction was discarded.
+func (rd *reader) transaction(r any) {
+	res := rd.res
 	switch v := r.(type) {
 	case []any:
-		if len(v) == n && res.Aborted == nil {
+		if len(v) == rd.queued && res.Aborted == nil {
 			for k, e := range v {
-				src.resolve(k, e)
+				rd.src.resolve(k, e)
 			}
-			res.Answered = n
-			return true
+			res.Answered = rd.queued
+			return
 		}
 		if res.Aborted == nil {
 			res.Aborted = &AbortError{Index: -1, Cause: errExecLength}
@@ -177,50 +229,19 @@ func readTransaction(recv func() (any, error), src source, res *Result) bool {
 			}
 		}
 	}
-	return true
 }
 
-// dropReplies reads and drops the replies of the frames from MULTI to EXEC
-// (the commands alone outside a transaction), counting the commands' error
-// replies: for a server that refused CLIENT REPLY OFF (its error was already
-// read; ON's is the caller's to read), or under Plan.DropReplies.
-func dropReplies(recv func() (any, error), p Plan, src source, res *Result) bool {
-	count := func(r any) {
-		if v, ok := r.([]any); ok {
-			for _, e := range v {
-				count1(res, e)
-			}
-			return
+// count counts the error replies among dropped ones (an EXEC's array
+// element by element).
+func (rd *reader) count(r any) {
+	if v, ok := r.([]any); ok {
+		for _, e := range v {
+			rd.count(e)
 		}
-		count1(res, r)
+		return
 	}
-	if p.Atomic {
-		frames := 1 // MULTI
-		if p.AskMulti {
-			frames++ // ASKING before it
-		}
-		for range frames {
-			if _, err := recv(); err != nil {
-				return false
-			}
-		}
-	}
-	if !readEach(recv, src, p.AskEach, func(_ int, r any) { count(r) }) {
-		return false
-	}
-	if p.Atomic {
-		r, err := recv() // EXEC
-		if err != nil {
-			return false
-		}
-		count(r)
-	}
-	return true
-}
-
-func count1(res *Result, r any) {
 	if replyError(r) != nil {
-		res.ServerErrors++
+		rd.res.ServerErrors++
 	}
 }
 

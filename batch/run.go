@@ -56,13 +56,14 @@ type Group struct {
 	Resolve Resolver
 
 	Plan
+	layout layout // built by Run from Plan and Prefix
 }
 
 type groupSource struct{ g *Group }
 
 func (s groupSource) has(k int) bool       { return k < len(s.g.Indices) }
 func (s groupSource) resolve(k int, r any) { s.g.Resolve.Resolve(s.g.Indices[k], r) }
-func (s groupSource) tail() bool           { return s.g.Tail != nil }
+func (s groupSource) after() []frame       { return s.g.layout.after() }
 
 // Run sends g's commands on conn laid out by g.Plan and hands each answered
 // command its reply through g.Resolve. It returns when every expected reply was
@@ -73,20 +74,22 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, conn.Abort)
 	}
+	g.layout.build(g.Plan, g.Prefix, false)
+	head := g.layout.before()
 	var res Result
 	if g.small() {
 		// It fits one write: written, then read, by the caller alone.
 		var w progress
 		err := writeGroup(ctx, conn, g, &w)
 		if err == nil {
-			read(conn, g.Plan, len(g.Prefix), groupSource{g}, &res)
+			read(conn, g.Plan, head, groupSource{g}, &res)
 			if res.Err != nil {
 				conn.Abort() // its later replies would answer the wrong commands
 			}
 		}
 		settleExchange(ctx, &res, &w, err)
 	} else {
-		exchange(ctx, conn, g.Plan, len(g.Prefix), groupSource{g}, &res,
+		exchange(ctx, conn, g.Plan, head, groupSource{g}, &res,
 			func(w *progress) error { return writeGroup(ctx, conn, g, w) })
 	}
 	if !stop() && res.Clean {
@@ -99,11 +102,11 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 
 // exchange runs write in a goroutine of its own while the replies are read
 // into res, then waits for the writer and completes res with what it did.
-func exchange(ctx context.Context, conn Conn, p Plan, prefix int, src source, res *Result, write func(w *progress) error) {
+func exchange(ctx context.Context, conn Conn, p Plan, head []frame, src source, res *Result, write func(w *progress) error) {
 	var w progress
 	werr := make(chan error, 1)
 	go func() { werr <- write(&w) }()
-	read(conn, p, prefix, src, res)
+	read(conn, p, head, src, res)
 	w.broken.Store(res.Err != nil)
 	if res.Err != nil {
 		// The writer may be blocked on a socket nobody reads: break it.
@@ -180,19 +183,19 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 			conn.Abort()
 		}
 	}()
-	if err := writeFrames(conn, g.Prefix); err != nil {
-		return err
-	}
-	if err := writeFrames(conn, g.head()); err != nil {
+	if err := writeFrames(conn, g.layout.before()); err != nil {
 		return err
 	}
 	for idx := g.Indices; len(idx) > 0; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if g.AskEach {
+		if g.layout.askEach {
 			w.sent.Add(1)
-			if err := writeFrames(conn, [][]byte{Asking, g.Queue.Bytes(idx[0])}); err != nil {
+			if _, err := conn.Write(Asking); err != nil {
+				return err
+			}
+			if _, err := conn.Write(g.Queue.Bytes(idx[0])); err != nil {
 				return err
 			}
 			idx = idx[1:]
@@ -213,17 +216,8 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 			return err
 		}
 	}
-	if err := writeFrames(conn, g.end()); err != nil {
+	if err := writeFrames(conn, g.layout.after()); err != nil {
 		return err
 	}
 	return conn.Flush()
-}
-
-func writeFrames(conn Conn, frames [][]byte) error {
-	for _, f := range frames {
-		if _, err := conn.Write(f); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -30,6 +30,11 @@ type Session struct {
 	discard bool       // the queue was closed by DISCARD
 
 	res Result // written by the run goroutine before done closes
+
+	// layout is the session's frames: its head is written at Open, its
+	// end chosen (EXEC and the tail, or DISCARD) and written at close.
+	// Its end is set under mu before closed.
+	layout layout
 }
 
 // Open starts a session: acquire gets its connection in the background.
@@ -37,7 +42,8 @@ func Open(plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Le
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
-	s.out = append(s.out, plan.head()...)
+	s.layout.build(plan, nil, false)
+	s.out = appendFrames(s.out, s.layout.before())
 	go s.run(ctx)
 	return s
 }
@@ -69,20 +75,11 @@ func (s *Session) Push(cmd []byte, sink any) bool {
 
 // Exec sends EXEC and the tail, waits for the replies, and returns the
 // result. If ctx ends first the connection is aborted.
-func (s *Session) Exec(ctx context.Context) Result {
-	end := s.plan.end()
-	return s.close(ctx, false, end)
-}
+func (s *Session) Exec(ctx context.Context) Result { return s.close(ctx, false) }
 
 // Discard sends DISCARD (and turns replies back on): nothing queued is
 // applied, and the connection stays usable.
-func (s *Session) Discard(ctx context.Context) Result {
-	end := [][]byte{discard}
-	if s.plan.SkipResult {
-		end = append(end, clientReplyOn)
-	}
-	return s.close(ctx, true, end)
-}
+func (s *Session) Discard(ctx context.Context) Result { return s.close(ctx, true) }
 
 // Conn returns the session's connection (nil if none was acquired). The
 // session releases it when Exec or Discard returns.
@@ -92,11 +89,12 @@ func (s *Session) Conn() Lease {
 	return s.conn
 }
 
-func (s *Session) close(ctx context.Context, discard bool, end [][]byte) Result {
+func (s *Session) close(ctx context.Context, discard bool) Result {
 	s.mu.Lock()
 	if !s.closed {
+		s.layout.buildEnd(s.plan, discard)
 		s.closed, s.discard = true, discard
-		s.out = append(s.out, end...)
+		s.out = appendFrames(s.out, s.layout.after())
 		s.cond.Broadcast()
 	}
 	s.mu.Unlock()
@@ -140,7 +138,7 @@ func (s *Session) run(ctx context.Context) {
 	s.conn = conn
 	s.mu.Unlock()
 
-	exchange(ctx, conn, s.plan, 0, sessionSource{s}, &s.res,
+	exchange(ctx, conn, s.plan, s.layout.before(), sessionSource{s}, &s.res,
 		func(w *progress) error { return s.write(conn, w) })
 }
 
@@ -217,9 +215,20 @@ func (src sessionSource) resolve(k int, r any) {
 	s.resolve(sink, r)
 }
 
-func (src sessionSource) tail() bool {
+func (src sessionSource) after() []frame {
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.discard && s.plan.Tail != nil
+	return s.layout.after()
+}
+
+// appendFrames appends the frames' encoded commands to out.
+func appendFrames(out [][]byte, frames []frame) [][]byte {
+	for _, f := range frames {
+		out = append(out, f.many...)
+		if f.bytes != nil {
+			out = append(out, f.bytes)
+		}
+	}
+	return out
 }

@@ -1,0 +1,103 @@
+package batch
+
+// The wire layout of a group, described once and walked by both the writer
+// (which sends each frame) and the reader (which reads each frame's
+// replies). A new wire element is a new frame kind: its bytes here, its
+// replies in readFrame.
+//
+//	[prefix…] [CLIENT REPLY OFF] [ASKING] [MULTI] cmd… [EXEC | DISCARD] [CLIENT REPLY ON] [WAIT | WAITAOF]
+
+// frameKind says what a frame is, and so what its replies are.
+type frameKind uint8
+
+const (
+	framePrefix   frameKind = iota // commands sent first (SCRIPT LOAD): one reply each, kept in PrefixReplies
+	frameReplyOff                  // CLIENT REPLY OFF: silent, unless the server refuses it
+	frameAsking                    // ASKING before MULTI (an ASK-redirected transaction): +OK, dropped
+	frameMulti                     // MULTI: +OK, or its refusal (the commands then run one by one)
+	frameCommands                  // the group's commands: one reply each (QUEUED inside MULTI), each after ASKING's +OK when askEach
+	frameExec                      // EXEC: the transaction's replies
+	frameDiscard                   // DISCARD: +OK, nothing applied
+	frameReplyOn                   // CLIENT REPLY ON: +OK, the first reply since OFF
+	frameTail                      // WAIT or WAITAOF: the replicas' acknowledgement
+)
+
+// frame is one element of a group's layout.
+type frame struct {
+	kind  frameKind
+	bytes []byte   // the encoded command (nil for frameCommands, framePrefix)
+	many  [][]byte // framePrefix: the encoded commands
+}
+
+// maxFrames bounds the frames on either side of the commands.
+const maxFrames = 4
+
+// layout is a group's frames: those written before its commands (head)
+// and after them (end). It is built once per group, in place (no
+// allocation), and read by the writer and the reader alike.
+type layout struct {
+	head, end   [maxFrames]frame
+	nHead, nEnd int
+	askEach     bool // ASKING before each command (an ASK redirect outside a transaction)
+	drop        bool // every reply is read and dropped (a proxy without CLIENT REPLY)
+}
+
+func (l *layout) addHead(f frame) { l.head[l.nHead] = f; l.nHead++ }
+func (l *layout) addEnd(f frame)  { l.end[l.nEnd] = f; l.nEnd++ }
+
+// before returns the frames before the commands; after those after.
+func (l *layout) before() []frame { return l.head[:l.nHead] }
+func (l *layout) after() []frame  { return l.end[:l.nEnd] }
+
+// build lays out a group of p with prefix sent first; discard ends it with
+// DISCARD instead of EXEC and the tail (a Redis-side queue dropped).
+func (l *layout) build(p Plan, prefix [][]byte, discard bool) {
+	*l = layout{askEach: p.AskEach, drop: p.DropReplies}
+	if len(prefix) > 0 {
+		l.addHead(frame{kind: framePrefix, many: prefix})
+	}
+	if p.SkipResult && !p.DropReplies {
+		l.addHead(frame{kind: frameReplyOff, bytes: clientReplyOff})
+	}
+	if p.Atomic {
+		if p.AskMulti {
+			l.addHead(frame{kind: frameAsking, bytes: Asking})
+		}
+		l.addHead(frame{kind: frameMulti, bytes: multi})
+	}
+	l.buildEnd(p, discard)
+}
+
+// buildEnd lays out the frames after the commands.
+func (l *layout) buildEnd(p Plan, discard bool) {
+	l.nEnd = 0
+	switch {
+	case discard:
+		l.addEnd(frame{kind: frameDiscard, bytes: discardCmd})
+	case p.Atomic:
+		l.addEnd(frame{kind: frameExec, bytes: exec})
+	}
+	if p.SkipResult && !p.DropReplies {
+		l.addEnd(frame{kind: frameReplyOn, bytes: clientReplyOn})
+	}
+	if p.Tail != nil && !discard {
+		l.addEnd(frame{kind: frameTail, bytes: p.Tail})
+	}
+}
+
+// writeFrames hands frames to conn (buffered).
+func writeFrames(conn Conn, frames []frame) error {
+	for _, f := range frames {
+		for _, b := range f.many {
+			if _, err := conn.Write(b); err != nil {
+				return err
+			}
+		}
+		if f.bytes != nil {
+			if _, err := conn.Write(f.bytes); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
