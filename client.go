@@ -25,14 +25,14 @@ type Config struct {
 	DialTimeout  time.Duration // 0: 5s
 	ReadTimeout  time.Duration // bound on each reply; 0: 30s; WithResponseTimeout overrides it per batch
 	WriteTimeout time.Duration // bound on each write; 0: 30s
-	PoolSize     int           // max connections per node; 0: 10
+	PoolSize     int           // max connections per node; 0: 64 (as Redisson)
 	ReadFrom     ReadFrom      // Primary (default), Replica, PreferReplica: where read-only work may go
 }
 
 const (
 	defaultDialTimeout = 5 * time.Second
 	defaultIOTimeout   = 30 * time.Second
-	defaultPoolSize    = 10
+	defaultPoolSize    = 64
 )
 
 // withDefaults validates cfg and fills in the defaults.

@@ -31,6 +31,7 @@ type caseSpec struct {
 	mode    modeKind
 	cluster bool
 	ceiling bool // redis-benchmark only
+	small   bool // many goroutines of 3-command batches (small.go)
 	what    string
 	// heavy: run only rbatch and redigo unless -all-peers (the peers fit in
 	// memory but take minutes per run of 10M commands).
@@ -55,6 +56,7 @@ var allCases = []caseSpec{
 	{name: "multi100k", n: 100_000, quickN: 20_000, op: opSADD, mode: modeMulti, what: "SADD in MULTI … EXEC (rbatch IN_MEMORY_ATOMIC; go-redis TxPipeline; rueidis MULTI/EXEC in one DoMulti; redigo MULTI … EXEC)"},
 	{name: "skip1m", n: 1_000_000, quickN: 100_000, op: opSADD, mode: modeSkip, what: "SADD, rbatch WithSkipResult (CLIENT REPLY OFF … ON) vs each peer's plain pipeline"},
 	{name: "skip10m", n: 10_000_000, quickN: 300_000, op: opSADD, mode: modeSkip, heavy: true, what: "SADD, rbatch WithSkipResult vs each peer's plain pipeline"},
+	{name: "small", n: 3, quickN: 3, small: true, what: "3-command batches (SET k v, GET k, INCR c) looped by 8, 128 and 512 goroutines, each client for 3 s per count, all in one process, clients interleaved"},
 	{name: "cluster1m", n: 1_000_000, quickN: 100_000, op: opSET, cluster: true, what: "SET of distinct keys over a 3-primary cluster (rbatch IN_MEMORY; go-redis ClusterClient pipeline; rueidis DoMulti)"},
 }
 

@@ -144,7 +144,9 @@ func parentMain(o *options) (code int) {
 			rep.redisVersion = e.version()
 		}
 		var res *caseResult
-		if cs.ceiling {
+		if cs.small {
+			res = runSmall(cs, e, o)
+		} else if cs.ceiling {
 			res = runCeiling(cs, e, o)
 			res.notes = append(res.notes, "command: `redis-benchmark "+strings.Join(ceilingArgs(e.nodes[0], res.n), " ")+"`")
 		} else {

@@ -33,6 +33,7 @@ type caseResult struct {
 	benchCPU []float64
 	benchErr string
 	notes    []string
+	table    string // small case: its markdown table
 }
 
 // child is the parent's handle on one client process.

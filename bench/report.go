@@ -182,6 +182,10 @@ func (r *report) markdown() string {
 			r.ceilingTable(&b, c)
 			continue
 		}
+		if c.spec.small {
+			r.smallTable(&b, c)
+			continue
+		}
 		r.caseTable(&b, c)
 	}
 	return b.String()
@@ -251,6 +255,20 @@ func (r *report) caseTable(b *strings.Builder, c *caseResult) {
 	if len(c.notes)+len(notes) > 0 {
 		w("\n")
 	}
+}
+
+func (r *report) smallTable(b *strings.Builder, c *caseResult) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("## %s — small batches from many goroutines\n\n%s.\n\n", c.spec.name, c.spec.what)
+	if c.benchErr != "" {
+		w("Not run: %s\n\n", c.benchErr)
+		return
+	}
+	w("%s\n", c.table)
+	for _, n := range c.notes {
+		w("- %s\n", n)
+	}
+	w("\n")
 }
 
 func (r *report) ceilingTable(b *strings.Builder, c *caseResult) {
