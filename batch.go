@@ -72,11 +72,11 @@ type execution struct {
 	// node, and the list holding it.
 	single  entry
 	singles [1]*entry
-	// A small batch's indices, result and responses, and its one node's
+	// A small batch's indices, result and responses (up to four commands), and its one node's
 	// figures, live here too: a batch runs once.
-	indices   [8]int
+	indices   [4]int
 	result    BatchResult
-	responses [8]any
+	responses [4]any
 	nodes     [1]NodeResult
 }
 

@@ -123,7 +123,7 @@ var _ outcome = (*Future[int64])(nil)
 // three-command batch allocates a few futures, not hundreds, and a batch of
 // a million makes thousands of allocations, not millions.
 const (
-	firstSlab = 2
+	firstSlab = 1
 	maxSlab   = 256
 )
 

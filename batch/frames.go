@@ -25,8 +25,7 @@ const (
 // frame is one element of a group's layout.
 type frame struct {
 	kind  frameKind
-	bytes []byte   // the encoded command (nil for frameCommands, framePrefix)
-	many  [][]byte // framePrefix: the encoded commands
+	bytes []byte // the encoded command (nil for framePrefix: see layout.prefix)
 }
 
 // maxFrames bounds the frames on either side of the commands.
@@ -38,8 +37,9 @@ const maxFrames = 4
 type layout struct {
 	head, end   [maxFrames]frame
 	nHead, nEnd int
-	askEach     bool // ASKING before each command (an ASK redirect outside a transaction)
-	drop        bool // every reply is read and dropped (a proxy without CLIENT REPLY)
+	prefix      [][]byte // framePrefix's encoded commands
+	askEach     bool     // ASKING before each command (an ASK redirect outside a transaction)
+	drop        bool     // every reply is read and dropped (a proxy without CLIENT REPLY)
 }
 
 func (l *layout) addHead(f frame) { l.head[l.nHead] = f; l.nHead++ }
@@ -52,9 +52,9 @@ func (l *layout) after() []frame  { return l.end[:l.nEnd] }
 // build lays out a group of p with prefix sent first; discard ends it with
 // DISCARD instead of EXEC and the tail (a Redis-side queue dropped).
 func (l *layout) build(p Plan, prefix [][]byte, discard bool) {
-	*l = layout{askEach: p.AskEach, drop: p.DropReplies}
+	*l = layout{askEach: p.AskEach, drop: p.DropReplies, prefix: prefix}
 	if len(prefix) > 0 {
-		l.addHead(frame{kind: framePrefix, many: prefix})
+		l.addHead(frame{kind: framePrefix})
 	}
 	if p.SkipResult && !p.DropReplies {
 		l.addHead(frame{kind: frameReplyOff, bytes: clientReplyOff})
@@ -85,13 +85,16 @@ func (l *layout) buildEnd(p Plan, discard bool) {
 	}
 }
 
-// writeFrames hands frames to conn (buffered).
-func writeFrames(conn Conn, frames []frame) error {
+// writeFrames hands frames of l to conn (buffered).
+func (l *layout) writeFrames(conn Conn, frames []frame) error {
 	for _, f := range frames {
-		for _, b := range f.many {
-			if _, err := conn.Write(b); err != nil {
-				return err
+		if f.kind == framePrefix {
+			for _, b := range l.prefix {
+				if _, err := conn.Write(b); err != nil {
+					return err
+				}
 			}
+			continue
 		}
 		if f.bytes != nil {
 			if _, err := conn.Write(f.bytes); err != nil {

@@ -42,13 +42,15 @@ type reader struct {
 	silent  bool // CLIENT REPLY OFF took effect: nothing answers until ON
 	dropped bool // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
 	queued  int  // QUEUED replies (or queue-time errors) inside MULTI
+	nPrefix int  // the prefix frame's commands
 }
 
-// read consumes the replies of a group whose frames are head, the
+// read consumes the replies of a group laid out by l: its head frames, the
 // commands, then src.after(), resolving the commands' sinks, and fills
 // res. It stops at the first transport error.
-func read(conn Conn, p Plan, head []frame, src source, res *Result) {
-	rd := reader{conn: conn, p: p, src: src, res: res, dropped: p.DropReplies}
+func read(conn Conn, p Plan, l *layout, src source, res *Result) {
+	rd := reader{conn: conn, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix)}
+	head := l.before()
 	for i := 0; i < len(head); i++ {
 		if !rd.frame(head[i]) {
 			return
@@ -89,7 +91,7 @@ func (rd *reader) frame(f frame) bool {
 	}
 	switch f.kind {
 	case framePrefix:
-		for range f.many {
+		for range rd.nPrefix {
 			r, err := rd.recv(0)
 			if err != nil {
 				return false

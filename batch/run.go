@@ -57,6 +57,7 @@ type Group struct {
 
 	Plan
 	layout layout // built by Run from Plan and Prefix
+	result Result // filled by Run
 }
 
 type groupSource struct{ g *Group }
@@ -75,21 +76,21 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 		stop = context.AfterFunc(ctx, conn.Abort)
 	}
 	g.layout.build(g.Plan, g.Prefix, false)
-	head := g.layout.before()
-	var res Result
+	res := &g.result // the reader keeps a pointer: in the group, not apart
+	*res = Result{}
 	if g.small() {
 		// It fits one write: written, then read, by the caller alone.
 		var w progress
 		err := writeGroup(ctx, conn, g, &w)
 		if err == nil {
-			read(conn, g.Plan, head, groupSource{g}, &res)
+			read(conn, g.Plan, &g.layout, groupSource{g}, res)
 			if res.Err != nil {
 				conn.Abort() // its later replies would answer the wrong commands
 			}
 		}
-		settleExchange(ctx, &res, &w, err)
+		settleExchange(ctx, res, &w, err)
 	} else {
-		exchange(ctx, conn, g.Plan, head, groupSource{g}, &res,
+		exchange(ctx, conn, g.Plan, &g.layout, groupSource{g}, res,
 			func(w *progress) error { return writeGroup(ctx, conn, g, w) })
 	}
 	if !stop() && res.Clean {
@@ -97,16 +98,16 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 		// so the connection cannot go back to the pool.
 		res.Clean = false
 	}
-	return res
+	return *res
 }
 
 // exchange runs write in a goroutine of its own while the replies are read
 // into res, then waits for the writer and completes res with what it did.
-func exchange(ctx context.Context, conn Conn, p Plan, head []frame, src source, res *Result, write func(w *progress) error) {
+func exchange(ctx context.Context, conn Conn, p Plan, l *layout, src source, res *Result, write func(w *progress) error) {
 	var w progress
 	werr := make(chan error, 1)
 	go func() { werr <- write(&w) }()
-	read(conn, p, head, src, res)
+	read(conn, p, l, src, res)
 	w.broken.Store(res.Err != nil)
 	if res.Err != nil {
 		// The writer may be blocked on a socket nobody reads: break it.
@@ -183,7 +184,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 			conn.Abort()
 		}
 	}()
-	if err := writeFrames(conn, g.layout.before()); err != nil {
+	if err := g.layout.writeFrames(conn, g.layout.before()); err != nil {
 		return err
 	}
 	for idx := g.Indices; len(idx) > 0; {
@@ -216,7 +217,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 			return err
 		}
 	}
-	if err := writeFrames(conn, g.layout.after()); err != nil {
+	if err := g.layout.writeFrames(conn, g.layout.after()); err != nil {
 		return err
 	}
 	return conn.Flush()

@@ -138,7 +138,7 @@ func (s *Session) run(ctx context.Context) {
 	s.conn = conn
 	s.mu.Unlock()
 
-	exchange(ctx, conn, s.plan, s.layout.before(), sessionSource{s}, &s.res,
+	exchange(ctx, conn, s.plan, &s.layout, sessionSource{s}, &s.res,
 		func(w *progress) error { return s.write(conn, w) })
 }
 
@@ -224,8 +224,7 @@ func (src sessionSource) after() []frame {
 
 // appendFrames appends the frames' encoded commands to out.
 func appendFrames(out [][]byte, frames []frame) [][]byte {
-	for _, f := range frames {
-		out = append(out, f.many...)
+	for _, f := range frames { // a session has no prefix frame
 		if f.bytes != nil {
 			out = append(out, f.bytes)
 		}

@@ -221,7 +221,7 @@ func runSmall(cs caseSpec, e *env, o *options) *caseResult {
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("| goroutines | client | batches/s | vs rbatch | p50 | p99 | allocs/batch |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	w("| goroutines | client | batches/s | ratio vs rbatch | p50 | p99 | allocs/batch |\n|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, n := range smallGoroutines {
 		waitQuiet(o)
 		var rows []smallRow
@@ -233,7 +233,7 @@ func runSmall(cs caseSpec, e *env, o *options) *caseResult {
 		for _, r := range rows {
 			ratio := ""
 			if base > 0 && r.perS > 0 {
-				ratio = fmt.Sprintf("%.2f×", base/r.perS)
+				ratio = fmt.Sprintf("%.2f", r.perS/base)
 			}
 			w("| %d | %s | %s | %s | %v | %v | %.1f |\n", n, r.client, commas(r.perS), ratio,
 				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.allocsBatch)
