@@ -75,8 +75,12 @@
 //
 // A Client and a Batch are safe for concurrent use: several goroutines may
 // queue into one batch, and each command keeps the index it got when queued.
-// Execute, ExecuteAsync and Discard run once per batch. A connection goes
-// back to its pool only when clean: no pending replies, no open MULTI,
-// replies on. A cancelled context stops a batch promptly: commands not yet
-// written end not sent, written ones unknown.
+// Execute, ExecuteAsync and Discard run once per batch; a future's Get
+// waits while its batch runs (after ExecuteAsync too) and fails with
+// ErrNotExecuted only for a batch never executed. A connection goes back to
+// its pool only when clean: no pending replies, no open MULTI, replies on;
+// the pool checks an idle connection's socket before handing it out, so one
+// the server closed meanwhile is never used. A cancelled context stops a
+// batch promptly: commands not yet written end not sent, written ones
+// unknown. Close discards the Redis-side batches still open.
 package rbatch
