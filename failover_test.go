@@ -62,6 +62,20 @@ var partialCoverage = []string{"--cluster-require-full-coverage", "no"}
 
 func counterKey(k int) string { return fmt.Sprintf("failover:%d", k) }
 
+// keysOnAndOff returns a counter key whose slot victim owns and one whose
+// slot it does not.
+func keysOnAndOff(t *testing.T, cl *redistest.Cluster, victim *redistest.Server) (on, off string) {
+	for k := 0; on == "" || off == ""; k++ {
+		key := counterKey(k)
+		if cl.OwnerOf(t, route.Slot(key)) == victim {
+			on = key
+		} else {
+			off = key
+		}
+	}
+	return on, off
+}
+
 // runFailover runs batches of INCRs on every counter from a few goroutines
 // while change changes the cluster's topology, and checks what the
 // batches said against what the servers hold: no command ends not sent
@@ -179,15 +193,7 @@ func TestUnservedSlotWithoutRetry(t *testing.T) {
 	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: cl.Addrs()})
 	require.NoError(t, err)
 	defer c.Close()
-	var onVictim, elsewhere string
-	for k := 0; onVictim == "" || elsewhere == ""; k++ {
-		key := counterKey(k)
-		if cl.OwnerOf(t, route.Slot(key)) == victim {
-			onVictim = key
-		} else {
-			elsewhere = key
-		}
-	}
+	onVictim, elsewhere := keysOnAndOff(t, cl, victim)
 	victim.Kill()
 	// Wait until the other nodes mark the victim failed: from then on its
 	// slots have no primary in the slot map (the replica may be promoted
@@ -220,15 +226,7 @@ func TestUnservedSlotRetryBudget(t *testing.T) {
 	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: cl.Addrs()})
 	require.NoError(t, err)
 	defer c.Close()
-	var onVictim, elsewhere string
-	for k := 0; onVictim == "" || elsewhere == ""; k++ {
-		key := counterKey(k)
-		if cl.OwnerOf(t, route.Slot(key)) == victim {
-			onVictim = key
-		} else {
-			elsewhere = key
-		}
-	}
+	onVictim, elsewhere := keysOnAndOff(t, cl, victim)
 	replica.Kill()
 	victim.Kill()
 	require.Eventually(t, func() bool {

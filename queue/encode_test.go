@@ -15,37 +15,18 @@ import (
 	"github.com/rbatch/rbatch/internal/resp"
 )
 
-// bulk is the RESP bulk string of s.
-func bulk(s string) string { return "$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }
-
 // command is the RESP array of name and args, written out by hand.
 func command(parts ...string) string {
 	var sb strings.Builder
 	sb.WriteString("*" + strconv.Itoa(len(parts)) + "\r\n")
 	for _, p := range parts {
-		sb.WriteString(bulk(p))
+		sb.WriteString("$" + strconv.Itoa(len(p)) + "\r\n" + p + "\r\n")
 	}
 	return sb.String()
 }
 
-// fakeEncoder encodes any value as "enc:<%v>", or fails with err.
-type fakeEncoder struct{ err error }
-
-func (e fakeEncoder) Encode(v any) ([]byte, error) {
-	if e.err != nil {
-		return nil, e.err
-	}
-	return []byte(fmt.Sprintf("enc:%v", v)), nil
-}
-
-type (
-	namedString string
-	namedInt    int32
-	namedUint   uint16
-	namedFloat  float64
-	namedBool   bool
-	point       struct{ X, Y int }
-)
+// point is a value the queue cannot encode without a codec.
+type point struct{ X, Y int }
 
 func TestQueueAddBytes(t *testing.T) {
 	var q Queue
