@@ -153,6 +153,9 @@ func TestInvalidOptionsSendNothing(t *testing.T) {
 		"negative interval":      rbatch.WithRetry(1, -time.Second),
 		"retry without interval": rbatch.WithRetry(3, 0),
 		"unknown mode":           rbatch.WithMode(rbatch.ExecutionMode(9)),
+		// Redis takes these in milliseconds; 0 would mean forever.
+		"sub-millisecond sync timeout": rbatch.WithSync(1, 500*time.Microsecond),
+		"sub-millisecond aof timeout":  rbatch.WithSyncAOF(true, 0, 999*time.Microsecond),
 	}
 	for name, opt := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -165,6 +168,7 @@ func TestInvalidOptionsSendNothing(t *testing.T) {
 			assert.Contains(t, err.Error(), "invalid option")
 			assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
 			assert.Zero(t, calls(t, "set"))
+			assert.Zero(t, calls(t, "wait"))
 		})
 	}
 }

@@ -112,15 +112,17 @@ func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = tru
 
 // WithSync makes each node WAIT until replicas replicas acknowledged the
 // batch's writes, or timeout passed (0 waits forever, as WAIT does, and only
-// the context ends it). WAIT's reply is awaited for timeout on top of the
-// response timeout.
+// the context ends it). WAIT counts in milliseconds: a positive timeout
+// under 1ms is an invalid option (it would become 0, forever). WAIT's reply
+// is awaited for timeout on top of the response timeout.
 func WithSync(replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) { o.Sync, o.SyncReplicas, o.SyncTimeout = true, replicas, timeout }
 }
 
 // WithSyncAOF makes each node WAITAOF until the batch's writes are fsynced to
 // the local AOF (local) and by replicas replicas, or timeout passed (0 waits
-// forever, as WAITAOF does). Its reply is awaited as WithSync's is. Needs
+// forever, as WAITAOF does; a positive timeout under 1ms is invalid, as for
+// WithSync). Its reply is awaited as WithSync's is. Needs
 // Redis 7.2 or later.
 func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) {
@@ -166,10 +168,14 @@ func (o *BatchOptions) validate() error {
 		return fmt.Errorf("rbatch: invalid option: WithSync replicas %d is negative", o.SyncReplicas)
 	case o.SyncTimeout < 0:
 		return fmt.Errorf("rbatch: invalid option: WithSync timeout %v is negative", o.SyncTimeout)
+	case o.SyncTimeout > 0 && o.SyncTimeout < time.Millisecond:
+		return fmt.Errorf("rbatch: invalid option: WithSync timeout %v is under the 1ms WAIT counts in (it would be sent as 0, which waits forever)", o.SyncTimeout)
 	case o.SyncAOFReplicas < 0:
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF replicas %d is negative", o.SyncAOFReplicas)
 	case o.SyncAOFTimeout < 0:
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF timeout %v is negative", o.SyncAOFTimeout)
+	case o.SyncAOFTimeout > 0 && o.SyncAOFTimeout < time.Millisecond:
+		return fmt.Errorf("rbatch: invalid option: WithSyncAOF timeout %v is under the 1ms WAITAOF counts in (it would be sent as 0, which waits forever)", o.SyncAOFTimeout)
 	case o.SyncAOF && !o.SyncAOFLocal && o.SyncAOFReplicas == 0:
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF asks for nothing (local false, 0 replicas)")
 	case o.ResponseTimeout < 0:

@@ -31,8 +31,11 @@ func (o object) IsExistsAsync() *Future[bool] {
 }
 
 func checkTTL(ttl time.Duration) error {
-	if ttl < time.Millisecond {
-		return fmt.Errorf("TTL %v is not positive (at least 1ms)", ttl)
+	switch {
+	case ttl <= 0:
+		return fmt.Errorf("TTL %v is not positive", ttl)
+	case ttl < time.Millisecond:
+		return fmt.Errorf("TTL %v is under 1ms, the least Redis counts in (it needs at least 1ms)", ttl)
 	}
 	return nil
 }
