@@ -20,6 +20,10 @@ type entry struct {
 
 	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
 	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
+	// q and errs are set while runGroup's group runs: the queue its
+	// replies resolve, and the error replies among them as they were read.
+	q    *queue.Queue
+	errs []errReply
 }
 
 // groupByNode splits commands idx into one entry per node, keeping

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rbatch/rbatch/batch"
@@ -222,7 +223,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 		addr = e.node.Addr()
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
-	fu := b.settle(e.indices, r, connErr, &nr)
+	fu := b.settle(e.indices, e.errReplies(b, r.Answered), r, connErr, &nr)
 	stats.add(nr)
 	return fu
 }
@@ -236,8 +237,9 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 		return batch.Result{}, "", err
 	}
 	addr = conn.Addr()
+	e.q, e.errs = &b.q, e.errs[:0]
 	g := &e.group // in the entry, which is allocated anyway
-	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*replies)(b), Plan: b.plan}
+	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*groupReplies)(e), Plan: b.plan}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -262,7 +264,10 @@ type writeCounter interface{ Written() int64 }
 
 // settle resolves the commands of idx that the group left unresolved, fills
 // nr's figures, and says what is left to do.
-func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult) (fu followUp) {
+//
+// errs are the error replies among the answers, as they were read: the
+// MOVED, ASK and retry decisions are taken from them.
+func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error, nr *NodeResult) (fu followUp) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", nr.Addr, err) }
 	if connErr != nil { // nothing was written
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
@@ -292,10 +297,8 @@ func (b *Batch) settle(idx []int, r batch.Result, connErr error, nr *NodeResult)
 		b.resolve(idx[r.Sent:], &notSentError{cause: wrap(r.Err)})
 		fu.retry = idx[r.Sent:]
 	default:
-		for _, i := range idx[:r.Answered] {
-			if err := b.q.At(i).Future.(outcome).failure(); err != nil {
-				redirect(&fu, nr, []int{i}, err)
-			}
+		for _, er := range errs {
+			redirect(&fu, nr, []int{er.index}, er.err)
 		}
 		if r.Answered < len(idx) {
 			unknown := &unknownError{cause: wrap(r.Err)}
@@ -375,11 +378,39 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	return cause
 }
 
-// replies is the batch as its groups' batch.Resolver.
-type replies Batch
+// errReply is an error reply a command was answered with.
+type errReply struct {
+	index int
+	err   error
+}
+
+// groupReplies is an entry as its group's batch.Resolver: it hands each
+// command its reply and notes the error replies as they are read.
+type groupReplies entry
 
 // Resolve hands command i its reply.
-func (r *replies) Resolve(i int, reply any) { r.q.At(i).Future.(outcome).resolve(reply, nil) }
+func (g *groupReplies) Resolve(i int, reply any) {
+	g.q.At(i).Future.(outcome).resolve(reply, nil)
+	if e, ok := reply.(redis.Error); ok {
+		g.errs = append(g.errs, errReply{index: i, err: e})
+	}
+}
+
+// errReplies returns the error replies among e's first answered commands:
+// those its group's resolver noted, or, for a Redis-side session (whose
+// replies reach the futures directly), those its futures hold.
+func (e *entry) errReplies(b *Batch, answered int) []errReply {
+	if e.q != nil {
+		return e.errs
+	}
+	var errs []errReply
+	for _, i := range e.indices[:min(answered, len(e.indices))] {
+		if err := b.q.At(i).Future.(outcome).failure(); err != nil {
+			errs = append(errs, errReply{index: i, err: err})
+		}
+	}
+	return errs
+}
 
 func (b *Batch) resolve(idx []int, err error) {
 	for _, i := range idx {
