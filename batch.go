@@ -78,6 +78,9 @@ type execution struct {
 	result    BatchResult
 	responses [4]any
 	nodes     [1]NodeResult
+	// noReplica is set when read-only work for a replica went to its
+	// primary because the slot map knows no replica of it.
+	noReplica bool
 }
 
 type batchState int
@@ -264,5 +267,6 @@ func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, er
 	if r := b.c.router.Replica(node); r != nil {
 		return r, node, nil
 	}
+	b.run.noReplica = true // the map may predate the replicas: see runRounds
 	return node, nil, nil
 }

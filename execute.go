@@ -20,6 +20,10 @@ import (
 // maxRedirects bounds how often one command follows MOVED or ASK.
 const maxRedirects = 5
 
+// replicaRecheck is how old the slot map must be before read-only work
+// that found no replica to go to reloads it (at most that often).
+const replicaRecheck = time.Second
+
 func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	b.submitted = b.q.Len() // parts of split commands are queued after
 	if err := b.refusal(ctx); err != nil {
@@ -94,6 +98,11 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if b.run.noReplica && b.c.router.Age() > replicaRecheck {
+			// Replicas that came online after the map was loaded (a client
+			// started with its cluster) are learnt by a refresh.
+			b.run.noReplica, next.refresh = false, true
 		}
 		if next.refresh {
 			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell

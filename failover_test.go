@@ -280,3 +280,49 @@ func TestUnservedSlotRetryBudget(t *testing.T) {
 		assert.Greater(t, res.Nodes[0].Attempts, 0)
 	})
 }
+
+// shardReplicas lists the online replicas of primary that CLUSTER SHARDS
+// reports.
+func shardReplicas(t *testing.T, primary *redistest.Server) []string {
+	shards, err := route.ParseShards(primary.MustDo(t, "CLUSTER", "SHARDS"), false)
+	require.NoError(t, err)
+	for _, s := range shards {
+		if s.Primary == primary.Addr {
+			return s.Replicas
+		}
+	}
+	return nil
+}
+
+// A client whose slot map was loaded while a replica was not online (a
+// client started with its cluster) learns of it once it is: read-only work
+// for ReadFrom Replica that had to go to the primary reloads the map, at
+// most once a second.
+func TestReadFromReplicaLearnsLateReplicas(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	primary := cl.Primaries[0]
+	replica := cl.ReplicaOf(t, primary)
+	key, _ := keysOnAndOff(t, cl, primary)
+	primary.MustDo(t, "SET", key, "v")
+	replica.Kill()
+	require.Eventually(t, func() bool { return len(shardReplicas(t, primary)) == 0 },
+		20*time.Second, 50*time.Millisecond, "the primary reports its replica failed")
+
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	read := func() string {
+		b := c.NewBatch()
+		get := b.Bucket(key).GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		v, _ := get.Get()
+		assert.Equal(t, "v", v)
+		return res.Nodes[0].Addr
+	}
+	assert.Equal(t, primary.Addr, read(), "no replica known: the primary serves the read")
+
+	require.NoError(t, replica.Restart())
+	require.Eventually(t, func() bool { return len(shardReplicas(t, primary)) == 1 },
+		20*time.Second, 50*time.Millisecond, "the replica is online again")
+	require.Eventually(t, func() bool { return read() == replica.Addr },
+		10*time.Second, 100*time.Millisecond, "reads reach the replica once the client reloaded its map")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ShardInfo is one shard of a cluster: its slot ranges, primary and replicas
@@ -35,6 +36,7 @@ type Cluster[N Node] struct {
 	replicas map[N][]N    // primary → its replicas
 	nodes    map[string]N // every node ever known, by address
 	gen      uint64       // bumped by each refresh
+	loadedAt time.Time    // when the map was last loaded
 
 	refreshMu sync.Mutex // one refresh at a time
 }
@@ -123,6 +125,13 @@ func (c *Cluster[N]) Generation() uint64 {
 	return c.gen
 }
 
+// Age is how long ago the slot map was last loaded.
+func (c *Cluster[N]) Age() time.Duration {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return time.Since(c.loadedAt)
+}
+
 // Refresh reloads the slot map unless it changed since generation gen (then
 // someone else's refresh already answers the caller's need).
 func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64) error {
@@ -190,6 +199,7 @@ func (c *Cluster[N]) apply(shards []ShardInfo) {
 	}
 	c.owner, c.replicas = owner, replicas
 	c.gen++
+	c.loadedAt = time.Now()
 }
 
 // Close closes every node's pool.

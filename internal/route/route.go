@@ -2,7 +2,10 @@
 // server is one node; a cluster maps keys through their hash slots.
 package route
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Node is what routing needs of a node: its address, and closing it. The
 // client's nodes are connection pools; routing knows nothing of them.
@@ -28,6 +31,9 @@ type Router[N Node] interface {
 	// unless it already changed since gen.
 	Generation() uint64
 	Refresh(ctx context.Context, gen uint64) error
+	// Age is how long ago the map was last loaded (0: a map that never
+	// changes).
+	Age() time.Duration
 	Close() error
 }
 
@@ -49,6 +55,7 @@ func (s Single[N]) Replica(p N) N {
 }
 func (s Single[N]) Node(string) N                         { return s.Primary }
 func (s Single[N]) Generation() uint64                    { return 0 }
+func (s Single[N]) Age() time.Duration                    { return 0 }
 func (s Single[N]) Refresh(context.Context, uint64) error { return nil }
 func (s Single[N]) Nodes() []N {
 	var none N
