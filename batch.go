@@ -51,6 +51,10 @@ type Batch struct {
 	remoteWaitSlots []int
 	remoteWaitErr   error
 	slabs           slabs // futures are allocated from here, many at a time
+	// conds are the batch's conditions (AddCondition), in order; guard is
+	// their WATCH and reads, made when Execute starts.
+	conds []*condition
+	guard *batch.Guard
 	// lastName and lastFlags are the command table's answer for the last
 	// command name queued.
 	lastName  string
@@ -78,6 +82,8 @@ type execution struct {
 	result    BatchResult
 	responses [4]any
 	nodes     [1]NodeResult
+	// unmet is the first condition that did not hold in the last check.
+	unmet *conditionError
 	// noReplica is set when read-only work for a replica went to its
 	// primary because the slot map knows no replica of it.
 	noReplica bool
@@ -247,6 +253,7 @@ func (b *Batch) Discard(ctx context.Context) error {
 	defer b.end()
 	b.discardRemote(ctx)
 	b.resolveAll(ErrDiscarded)
+	b.settleConditions(ErrDiscarded)
 	return nil
 }
 

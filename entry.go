@@ -58,13 +58,20 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 		allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0
 	}
 	txSlot := -1 // a cluster transaction's one slot
-	if atomic && b.c.cluster && !b.opts.TransactionPerSlot {
+	if atomic && b.c.cluster && (!b.opts.TransactionPerSlot || len(b.conds) > 0) {
 		if txSlot, err = b.singleSlot(idx); err != nil {
 			return nil, nil, err
 		}
 		if _, err := b.c.router.RouteSlot(txSlot); err != nil && txSlot >= 0 {
 			b.unserved(idx, err) // the transaction waits whole
 			return nil, idx, nil
+		}
+		if len(idx) == 0 { // only conditions: they are checked where their slot is
+			node, _, err := b.routeSlot(txSlot, false)
+			if err != nil {
+				return nil, nil, err
+			}
+			return []*entry{{node: node, slot: txSlot}}, nil, nil
 		}
 	}
 	var last *entry // consecutive commands mostly share a node: skip the map
@@ -135,6 +142,11 @@ func (b *Batch) singleSlot(idx []int) (int, error) {
 			return crossSlot(string(first), firstSlot, string(key), slot)
 		}
 		return nil
+	}
+	for _, cd := range b.conds { // a conditional transaction's keys are the conditions' too
+		if err := check([]byte(cd.key)); err != nil {
+			return -1, err
+		}
 	}
 	for _, i := range idx {
 		if b.q.At(i).Flags&queue.MultiKey != 0 {

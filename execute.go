@@ -30,10 +30,11 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 		b.discardRemote(ctx) // a Redis-side queue is dropped: nothing applied
 		return b.refuse(err)
 	}
-	if b.q.Len() == 0 {
+	if b.q.Len() == 0 && len(b.conds) == 0 {
 		return &BatchResult{Responses: []any{}}, nil
 	}
 	b.loads, b.shas = b.scriptLoads()
+	b.guard = b.makeGuard()
 	entries := b.remote
 	var splits []split
 	var unserved []int
@@ -53,6 +54,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	stats.list = b.run.nodes[:0]
 	nodeErr := b.runRounds(ctx, entries, unserved, stats)
 	b.joinSplits(splits)
+	b.settleConditions(&notSentError{cause: errors.New("the batch ended before its conditions were read")})
 	return b.collect(stats.list, nodeErr)
 }
 
@@ -248,7 +250,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 	addr = conn.Addr()
 	e.q, e.errs = &b.q, e.errs[:0]
 	g := &e.group // in the entry, which is allocated anyway
-	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*groupReplies)(e), Plan: b.plan}
+	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*groupReplies)(e), Plan: b.plan, Guard: b.guard}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -289,12 +291,26 @@ func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error
 	fu.refresh = r.Err != nil
 	p := b.plan
 	switch {
+	case r.Unmet: // nothing was sent: the batch is not to be applied
+		b.resolve(idx, b.run.unmet)
+		fu.err = b.run.unmet
+	case r.GuardErr != nil: // WATCH was refused (MOVED, TRYAGAIN, …): nothing else was sent
+		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("WATCH of the conditions' keys: %w", orRedisError(r.GuardErr)))})
+		redirect(&fu, nr, idx, r.GuardErr)
+	case p.Atomic && r.Sent == 0 && !r.ExecSent && r.Err != nil && !b.opts.Mode.redisSide():
+		// The connection failed before any command was written (while the
+		// conditions were read, or at MULTI): none reached Redis.
+		b.resolve(idx, &notSentError{cause: wrap(r.Err)})
+		fu.retry = idx
 	case r.Skipped:
 		b.resolve(idx, ErrResultSkipped)
 	case p.Atomic && r.MultiRefused == nil && r.Answered < len(idx):
 		if r.Aborted != nil {
 			b.resolve(idx, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
 			redirect(&fu, nr, idx, r.Aborted.Cause)
+			if b.guard != nil && r.Aborted.Cause == batch.ErrNilExec {
+				fu.retry = idx // a watched key changed: nothing applied, check again
+			}
 		} else if r.ExecSent || (p.SkipResult && r.Sent > 0) {
 			b.resolve(idx, &unknownError{cause: wrap(r.Err)})
 		} else {
@@ -538,6 +554,9 @@ func (b *Batch) refusal(ctx context.Context) error {
 			return &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 		}
 	}
+	if err := b.conditionsRefusal(); err != nil {
+		return err
+	}
 	if b.remoteErr != nil {
 		return b.remoteErr
 	}
@@ -568,6 +587,7 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 			}
 		}
 	}
+	b.settleConditions(err)
 	res, _ := b.collect(nil, nil)
 	berr := &BatchError{Err: err}
 	if aborted != nil {

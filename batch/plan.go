@@ -111,8 +111,14 @@ type Result struct {
 	Local    bool
 	SyncErr  error
 
+	// Unmet reports that the group's Guard did not hold: UNWATCH was sent
+	// and nothing of the group. GuardErr is WATCH's error reply (MOVED, …):
+	// nothing of the group was sent either.
+	Unmet    bool
+	GuardErr error
+
 	// Clean reports that the connection holds no pending reply, no open
-	// transaction, and has replies on: it may go back to its pool.
+	// transaction, no WATCH, and has replies on: it may go back to its pool.
 	Clean bool
 }
 

@@ -55,6 +55,10 @@ type Group struct {
 	// Resolve receives each answered command's reply.
 	Resolve Resolver
 
+	// Guard, when set, is checked first: the group is sent only if it holds
+	// (a conditional transaction; Plan.Atomic).
+	Guard *Guard
+
 	Plan
 	layout layout // built by Run from Plan and Prefix
 	result Result // filled by Run
@@ -78,7 +82,13 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 	g.layout.build(g.Plan, g.Prefix, false)
 	res := &g.result // the reader keeps a pointer: in the group, not apart
 	*res = Result{}
-	if g.small() {
+	switch {
+	case g.Guard != nil && !guard(conn, g, res):
+		// Nothing of the group was sent: res says why.
+		if res.Err != nil && ctx.Err() != nil {
+			res.Err = ctx.Err()
+		}
+	case g.small():
 		// It fits one write: written, then read, by the caller alone.
 		var w progress
 		err := writeGroup(ctx, conn, g, &w)
@@ -89,9 +99,12 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 			}
 		}
 		settleExchange(ctx, res, &w, err)
-	} else {
+	default:
 		exchange(ctx, conn, g.Plan, &g.layout, groupSource{g}, res,
 			func(w *progress) error { return writeGroup(ctx, conn, g, w) })
+	}
+	if g.Guard != nil && res.MultiRefused != nil {
+		res.Clean = false // the WATCH outlived the refused transaction
 	}
 	if !stop() && res.Clean {
 		// ctx ended just as the group did: the abort may be under way,

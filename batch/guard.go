@@ -1,0 +1,89 @@
+package batch
+
+// Guard is what a conditional transaction checks before it is sent, on the
+// connection that then sends it: WATCH of the conditions' keys and one read
+// per condition, in one round trip. Holds decides from the reads' replies:
+// when they hold, the group's MULTI … EXEC follows (EXEC answers nil if a
+// watched key changed in between); when not, UNWATCH ends the exchange and
+// nothing of the group is sent.
+type Guard struct {
+	Watch []byte   // the encoded WATCH key…
+	Reads [][]byte // one encoded read per condition
+	// Holds is given the reads' replies, in order (error replies as
+	// redis.Error values).
+	Holds func(replies []any) bool
+}
+
+var unwatch = mustEncode("UNWATCH")
+
+// guard runs g.Guard on conn and reports whether the group's commands are to
+// follow. When they are not, res says why: Unmet (a condition did not hold),
+// GuardErr (WATCH's error reply, such as MOVED) or Err (the connection
+// failed; it is aborted). Then nothing of the group was sent, and the
+// connection, when it answered, holds no WATCH.
+func guard(conn Conn, g *Group, res *Result) bool {
+	gd := g.Guard
+	write := func(b []byte) error {
+		if g.AskMulti { // an ASK-redirected transaction: each keyed command needs ASKING
+			if _, err := conn.Write(Asking); err != nil {
+				return err
+			}
+		}
+		_, err := conn.Write(b)
+		return err
+	}
+	err := write(gd.Watch)
+	for _, r := range gd.Reads {
+		if err == nil {
+			err = write(r)
+		}
+	}
+	if err == nil {
+		err = conn.Flush()
+	}
+	rd := reader{conn: conn, p: g.Plan, res: res}
+	next := func() (any, bool) {
+		if g.AskMulti {
+			if _, err := rd.recv(0); err != nil {
+				return nil, false
+			}
+		}
+		r, err := rd.recv(0)
+		return r, err == nil
+	}
+	if err != nil {
+		res.Err = err
+		conn.Abort()
+		return false
+	}
+	watched, ok := next()
+	if !ok {
+		conn.Abort()
+		return false
+	}
+	replies := make([]any, len(gd.Reads))
+	for k := range replies {
+		if replies[k], ok = next(); !ok {
+			conn.Abort()
+			return false
+		}
+	}
+	if res.GuardErr = replyError(watched); res.GuardErr == nil && gd.Holds(replies) {
+		return true
+	}
+	res.Unmet = res.GuardErr == nil
+	// Nothing follows: the keys are unwatched so the connection may be reused.
+	if _, err = conn.Write(unwatch); err == nil {
+		err = conn.Flush()
+	}
+	if err == nil {
+		_, err = rd.recv(0)
+	}
+	if err != nil {
+		res.Err = err
+		conn.Abort()
+		return false
+	}
+	res.Clean = true
+	return false
+}
