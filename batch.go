@@ -26,11 +26,7 @@ type Batch struct {
 	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
-	// loads are the SCRIPT LOADs of scripts, by SHA1 in shas' order, made
-	// when Execute starts.
-	loads [][]byte
-	shas  []string
-	state batchState
+	state   batchState
 	// remote holds the Redis-side queues of a RedisReadAtomic or
 	// RedisWriteAtomic batch, one entry per node, in order of first use.
 	remote []*entry

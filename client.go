@@ -81,6 +81,7 @@ type Client struct {
 	readTimeout time.Duration
 	closed      atomic.Bool
 	held        heldBatches
+	scripts     scriptCache // which scripts each node loaded
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that

@@ -16,6 +16,7 @@ type entry struct {
 	fallback pool.Node // the primary, when node is a replica for read-only work
 	slot     int       // the transaction's slot (-1: any), for per-slot transactions
 	asking   bool      // redirected by ASK: send ASKING first
+	reloaded bool      // sent again after NOSCRIPT: a second NOSCRIPT stays
 	indices  []int
 
 	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
@@ -24,6 +25,9 @@ type entry struct {
 	// replies resolve, and the error replies among them as they were read.
 	q    *queue.Queue
 	errs []errReply
+	// again are the EVALSHAs the node answered NOSCRIPT for: their
+	// scripts are loaded and they are sent again.
+	again []int
 }
 
 // groupByNode splits commands idx into one entry per node, keeping

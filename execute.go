@@ -33,7 +33,6 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	if b.q.Len() == 0 && len(b.conds) == 0 {
 		return &BatchResult{Responses: []any{}}, nil
 	}
-	b.loads, b.shas = b.scriptLoads()
 	b.guard = b.makeGuard()
 	entries := b.remote
 	var splits []split
@@ -118,14 +117,16 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			}
 		}
 		// Redirected commands go where the redirect says, in their original order.
+		// Commands whose script the node forgot go back to it.
 		for _, to := range []struct {
-			cmds   map[string][]int
-			asking bool
-		}{{next.moved, false}, {next.asked, true}} {
+			cmds             map[string][]int
+			asking, reloaded bool
+		}{{next.moved, false, false}, {next.asked, true, false}, {next.again, false, true}} {
 			for addr, idx := range to.cmds {
 				if len(idx) > 0 {
 					slices.Sort(idx)
-					entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx, asking: to.asking})
+					entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx,
+						asking: to.asking, reloaded: to.reloaded})
 				}
 			}
 		}
@@ -137,6 +138,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 type nextRound struct {
 	retry        []int
 	moved, asked map[string][]int
+	again        map[string][]int // NOSCRIPT: back to the same node, its scripts loaded
 	refresh      bool
 	errs         []error
 	redirects    map[int]int // per command, how often it was redirected
@@ -155,6 +157,9 @@ func (n *nextRound) add(o followUp) {
 	}
 	for addr, idx := range o.asked {
 		addTo(&n.asked, addr, "", limit(idx, n.redirects))
+	}
+	for addr, idx := range o.again {
+		addTo(&n.again, addr, "", idx)
 	}
 	n.refresh = n.refresh || o.refresh || len(o.moved) > 0
 }
@@ -189,6 +194,7 @@ type followUp struct {
 	retry   []int            // safe to send again after RetryInterval
 	moved   map[string][]int // MOVED: send to the slot's new owner
 	asked   map[string][]int // ASK: send to that node, after ASKING
+	again   map[string][]int // NOSCRIPT: send to that node again, its scripts loaded
 	refresh bool             // the node failed: reload the slot map
 	err     error            // about the node as a whole (sync, MULTI refused)
 }
@@ -235,6 +241,9 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
 	fu := b.settle(e.indices, e.errReplies(b, r.Answered), r, connErr, &nr)
+	if len(e.again) > 0 {
+		addTo(&fu.again, addr, "", e.again)
+	}
 	stats.add(nr)
 	return fu
 }
@@ -248,9 +257,10 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 		return batch.Result{}, "", err
 	}
 	addr = conn.Addr()
-	e.q, e.errs = &b.q, e.errs[:0]
+	e.q, e.errs, e.again = &b.q, e.errs[:0], nil
+	loads, shas := b.scriptLoads(e.indices, addr)
 	g := &e.group // in the entry, which is allocated anyway
-	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: b.loads, Resolve: (*groupReplies)(e), Plan: b.plan, Guard: b.guard}
+	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: (*groupReplies)(e), Plan: b.plan, Guard: b.guard}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -266,7 +276,12 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 		// had closed it): no command reached Redis, so none is unknown.
 		return batch.Result{}, addr, fmt.Errorf("connection failed before anything was written: %w", r.Err)
 	}
-	b.scriptFailures(e.indices, b.shas, r.PrefixReplies)
+	if len(b.scripts) > 0 {
+		failed := b.scriptsLoaded(addr, e.indices, shas, r.PrefixReplies)
+		if !b.plan.Atomic && !b.plan.SkipResult {
+			e.again = b.noScript(e, addr, e.errs, failed)
+		}
+	}
 	return r, addr, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/rbatch/rbatch/internal/resp"
 )
@@ -16,33 +17,64 @@ type Script struct{ b *Batch }
 // Script returns the script runner.
 func (b *Batch) Script() *Script { return &Script{b} }
 
-// EvalAsync runs script with keys and args. It is sent as EVALSHA; each node
-// that runs scripts first gets a SCRIPT LOAD of them in the same pipeline,
-// so a server that never saw the script does not answer NOSCRIPT and the
-// body travels once per node rather than once per call. In a cluster the
-// script is routed by its first key.
+// EvalAsync runs script with keys and args; the reply comes as Redis gave
+// it (int64, string, []any, nil). It is sent as EVALSHA. The client
+// remembers, per node, which scripts that node loaded: the first batch to
+// run a script on a node sends a SCRIPT LOAD of it ahead of its commands,
+// later batches send the EVALSHA alone. A node that forgot the script
+// (SCRIPT FLUSH, a restart, a failover to a replica that never loaded it)
+// answers NOSCRIPT, which means the script did not run: rbatch then loads
+// it and sends that EVALSHA again, once.
+//
+// A transaction (InMemoryAtomic) and a skip-result batch load their scripts
+// in every batch, before MULTI or before CLIENT REPLY OFF: a NOSCRIPT inside
+// EXEC cannot be sent again without breaking the transaction, and one
+// whose reply is skipped would go unseen. In RedisReadAtomic and
+// RedisWriteAtomic, and through a proxy, scripts are sent as EVAL with
+// their body. In a cluster a script is routed by its first key.
 func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[any] {
-	if s.b.opts.Mode.redisSide() || s.b.c.info.Proxy {
+	return eval(s.b, decodeAny, script, keys, args)
+}
+
+// EvalIntAsync is EvalAsync for a script that returns an integer.
+func (s *Script) EvalIntAsync(script string, keys []string, args ...any) *Future[int64] {
+	return eval(s.b, decodeInt64, script, keys, args)
+}
+
+// EvalStringAsync is EvalAsync for a script that returns a string; a nil
+// reply (Lua false) fails with ErrNil.
+func (s *Script) EvalStringAsync(script string, keys []string, args ...any) *Future[string] {
+	return eval(s.b, decodeString, script, keys, args)
+}
+
+// EvalStringsAsync is EvalAsync for a script that returns an array of
+// strings (integers among them are formatted, nil entries are "").
+func (s *Script) EvalStringsAsync(script string, keys []string, args ...any) *Future[[]string] {
+	return eval(s.b, decodeStrings, script, keys, args)
+}
+
+func eval[T any](b *Batch, dec func(any) (T, error), script string, keys []string, args []any) *Future[T] {
+	if b.opts.Mode.redisSide() || b.c.info.Proxy {
 		// Inside the open MULTI there is no room to load the script first;
 		// a proxy closes the connection on SCRIPT LOAD, and on EVAL without
 		// a key to route it by.
 		var argErr error
-		if s.b.c.info.Proxy && len(keys) == 0 {
+		if b.c.info.Proxy && len(keys) == 0 {
 			argErr = fmt.Errorf("rbatch: a script without keys cannot be routed by a proxy: %w", ErrUnsupported)
 		}
-		return enqueue(s.b, decodeAny, "EVAL", firstKeyArg(keys, evalFirstKey), argErr, evalArgs(script, keys, args)...)
+		return enqueue(b, dec, "EVAL", firstKeyArg(keys, evalFirstKey), argErr, evalArgs(script, keys, args)...)
 	}
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])
-	s.b.mu.Lock()
-	if s.b.state == open {
-		if s.b.scripts == nil {
-			s.b.scripts = make(map[string]string)
+	b.mu.Lock()
+	if b.state == open {
+		if b.scripts == nil {
+			b.scripts = make(map[string]string)
 		}
-		s.b.scripts[sha] = script
+		b.scripts[sha] = script
 	}
-	s.b.mu.Unlock()
-	return enqueue(s.b, decodeAny, "EVALSHA", firstKeyArg(keys, evalFirstKey), nil, evalArgs(sha, keys, args)...)
+	b.mu.Unlock()
+	return enqueue(b, dec, "EVALSHA", firstKeyArg(keys, evalFirstKey), nil, evalArgs(sha, keys, args)...)
 }
 
 // evalFirstKey is the position of the first key among EVAL's arguments.
@@ -58,10 +90,55 @@ func evalArgs(script string, keys []string, args []any) []any {
 	return append(all, args...)
 }
 
-// scriptLoads returns the SCRIPT LOAD commands for the batch's scripts, in
-// the order of their SHA1s.
-func (b *Batch) scriptLoads() (loads [][]byte, shas []string) {
-	for sha := range b.scripts {
+// scriptCache remembers, per node address, the SHA1s of the scripts the
+// node answered a SCRIPT LOAD for.
+type scriptCache struct {
+	mu     sync.Mutex // guards loaded
+	loaded map[string]map[string]struct{}
+}
+
+func (c *scriptCache) has(addr, sha string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.loaded[addr][sha]
+	return ok
+}
+
+func (c *scriptCache) add(addr, sha string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded == nil {
+		c.loaded = map[string]map[string]struct{}{}
+	}
+	if c.loaded[addr] == nil {
+		c.loaded[addr] = map[string]struct{}{}
+	}
+	c.loaded[addr][sha] = struct{}{}
+}
+
+func (c *scriptCache) forget(addr, sha string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.loaded[addr], sha)
+}
+
+// scriptLoads returns the SCRIPT LOADs the group of idx needs on the node
+// at addr, in the order of their SHA1s: the scripts its EVALSHAs run that
+// the node is not known to hold — or all of them when a NOSCRIPT could not
+// be answered by sending the command again (a transaction, skipped replies).
+func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []string) {
+	if len(b.scripts) == 0 {
+		return nil, nil
+	}
+	always := b.plan.Atomic || b.plan.SkipResult
+	for _, i := range idx {
+		if b.q.Name(i) != "EVALSHA" {
+			continue
+		}
+		sha := string(b.q.Args(i)[0])
+		if slices.Contains(shas, sha) || (!always && b.c.scripts.has(addr, sha)) {
+			continue
+		}
 		shas = append(shas, sha)
 	}
 	slices.Sort(shas)
@@ -72,18 +149,27 @@ func (b *Batch) scriptLoads() (loads [][]byte, shas []string) {
 	return loads, shas
 }
 
-// scriptFailures gives each EVALSHA of idx whose script failed to load
-// (a compile error) that error instead of NOSCRIPT. loaded holds the replies
-// to the SCRIPT LOADs of shas.
-func (b *Batch) scriptFailures(idx []int, shas []string, loaded []any) {
-	failed := map[string]error{}
-	for k, r := range loaded {
-		if err := redisErrorOf(r); err != nil && k < len(shas) {
-			failed[shas[k]] = fmt.Errorf("loading the script: %w", err)
+// scriptsLoaded notes which of shas the node at addr loaded, from the
+// replies to their SCRIPT LOADs, and gives each EVALSHA of idx whose script
+// failed to load (a compile error) that error instead of NOSCRIPT. It
+// returns the SHA1s that failed.
+func (b *Batch) scriptsLoaded(addr string, idx []int, shas []string, replies []any) map[string]error {
+	var failed map[string]error
+	for k, r := range replies {
+		if k >= len(shas) {
+			break
 		}
+		if err := redisErrorOf(r); err != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[shas[k]] = fmt.Errorf("loading the script: %w", err)
+			continue
+		}
+		b.c.scripts.add(addr, shas[k])
 	}
 	if len(failed) == 0 {
-		return
+		return nil
 	}
 	for _, i := range idx {
 		if b.q.Name(i) != "EVALSHA" {
@@ -93,4 +179,28 @@ func (b *Batch) scriptFailures(idx []int, shas []string, loaded []any) {
 			b.q.At(i).Future.(outcome).resolve(nil, err)
 		}
 	}
+	return failed
+}
+
+// noScript returns the EVALSHAs among errs the node at addr answered
+// NOSCRIPT for although their scripts did not fail to load: the node forgot
+// them. It forgets them too, so that sending those commands again loads
+// the scripts first. None when the group was already such a second try.
+func (b *Batch) noScript(e *entry, addr string, errs []errReply, failed map[string]error) []int {
+	var again []int
+	for _, er := range errs {
+		re := asRedisError(er.err)
+		if re == nil || re.Prefix() != "NOSCRIPT" || b.q.Name(er.index) != "EVALSHA" {
+			continue
+		}
+		sha := string(b.q.Args(er.index)[0])
+		if _, bad := failed[sha]; bad {
+			continue
+		}
+		b.c.scripts.forget(addr, sha)
+		if !e.reloaded {
+			again = append(again, er.index)
+		}
+	}
+	return again
 }

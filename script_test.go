@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/rbatch/rbatch"
 	"github.com/rbatch/rbatch/internal/redistest"
+	"github.com/rbatch/rbatch/internal/route"
 )
 
 // CLIENT REPLY is refused whatever type carries the subcommand: a real
@@ -42,4 +44,135 @@ func TestScriptCompileErrorReachesItsFuture(t *testing.T) {
 	require.Error(t, ferr)
 	assert.NotContains(t, ferr.Error(), "NOSCRIPT")
 	assert.Contains(t, ferr.Error(), "compiling script")
+}
+
+const incrScript = "return redis.call('INCR', KEYS[1])"
+
+// A script is loaded once per node and client: later batches send EVALSHA
+// alone.
+func TestScriptLoadedOnce(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	want := int64(0)
+	for range 3 {
+		b := c.NewBatch()
+		var fs []*rbatch.Future[int64]
+		for range 2 {
+			fs = append(fs, b.Script().EvalIntAsync(incrScript, []string{"sc:n"}))
+		}
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		for _, f := range fs {
+			want++
+			v, err := f.Get()
+			require.NoError(t, err)
+			assert.Equal(t, want, v)
+		}
+	}
+	assert.EqualValues(t, 1, calls(t, "script|load"))
+	assert.EqualValues(t, 6, calls(t, "evalsha"))
+}
+
+// After SCRIPT FLUSH the node answers NOSCRIPT: the script did not run, so
+// rbatch loads it and sends the command again — each script runs exactly
+// once. A transaction and a skip-result batch load their scripts every
+// time, so they never see NOSCRIPT.
+func TestScriptReloadedAfterFlush(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  []rbatch.Option
+		loads int64 // SCRIPT LOADs over the three batches
+	}{
+		{"IN_MEMORY", nil, 2},
+		{"IN_MEMORY_ATOMIC", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}, 3},
+		{"skip-result", []rbatch.Option{rbatch.WithSkipResult()}, 3},
+		{"REDIS_WRITE_ATOMIC", []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic)}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh(t)
+			c := newClient(t)
+			run := func() {
+				b := c.NewBatch(tc.opts...)
+				first := b.Script().EvalIntAsync(incrScript, []string{"sc:a"})
+				b.Bucket("sc:b").SetAsync("x")
+				second := b.Script().EvalIntAsync(incrScript, []string{"sc:a"})
+				_, err := b.Execute(context.Background())
+				require.NoError(t, err)
+				if v, err := first.Get(); !errors.Is(err, rbatch.ErrResultSkipped) {
+					require.NoError(t, err)
+					w, err := second.Get()
+					require.NoError(t, err)
+					assert.Equal(t, v+1, w, "in order")
+				}
+			}
+			run()
+			srv.MustDo(t, "SCRIPT", "FLUSH")
+			run()
+			run()
+			assert.Equal(t, []byte("6"), srv.MustDo(t, "GET", "sc:a"), "each script ran once")
+			assert.Equal(t, tc.loads, calls(t, "script|load"))
+			closeClean(t, c)
+		})
+	}
+}
+
+// Typed results: a reply of another type fails the future, the batch goes on.
+func TestScriptTypedResults(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	n := b.Script().EvalIntAsync("return tonumber(ARGV[1]) * 2", nil, 21)
+	s := b.Script().EvalStringAsync("return redis.call('GET', KEYS[1])", []string{"sc:missing"})
+	s2 := b.Script().EvalStringAsync("return ARGV[1]", nil, "hello")
+	list := b.Script().EvalStringsAsync("return {ARGV[1], 7, ARGV[2]}", nil, "a", "b")
+	wrong := b.Script().EvalIntAsync("return 'text'", nil)
+	_, err := b.Execute(context.Background())
+	require.Error(t, err, "one reply had the wrong type")
+
+	v, err := n.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(42), v)
+	_, err = s.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNil, "Lua false for a missing key")
+	str, err := s2.Get()
+	require.NoError(t, err)
+	assert.Equal(t, "hello", str)
+	strs, err := list.Get()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "7", "b"}, strs)
+	_, err = wrong.Get()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "text")
+}
+
+// In a cluster each primary loads the scripts it runs, once.
+func TestScriptLoadedOncePerClusterNode(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	keys := []string{"{a}n", "{b}n", "{c}n", "{d}n", "{e}n", "{f}n"}
+	owners := map[string]bool{}
+	for _, k := range keys {
+		owners[cl.OwnerOf(t, route.Slot([]byte(k))).Addr] = true
+	}
+	for round := 1; round <= 2; round++ {
+		b := c.NewBatch()
+		var fs []*rbatch.Future[int64]
+		for _, k := range keys {
+			fs = append(fs, b.Script().EvalIntAsync(incrScript, []string{k}))
+		}
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		for _, f := range fs {
+			v, err := f.Get()
+			require.NoError(t, err)
+			assert.Equal(t, int64(round), v)
+		}
+	}
+	for _, p := range cl.Primaries {
+		want := int64(0)
+		if owners[p.Addr] {
+			want = 1
+		}
+		assert.Equal(t, want, p.CommandStats(t)["script|load"], p.Addr)
+	}
 }

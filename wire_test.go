@@ -46,7 +46,13 @@ func plausible(cmd []string) string {
 		return redistest.Bulk("1700000000000-0")
 	case "SCRIPT":
 		return redistest.Bulk(sha1hex(cmd[2]))
-	case "EVALSHA":
+	case "EVALSHA": // the last argument says what the script returns
+		switch cmd[len(cmd)-1] {
+		case "int":
+			return ":9\r\n"
+		case "str":
+			return "$2\r\nok\r\n"
+		}
 		return "*2\r\n:9\r\n$2\r\nok\r\n"
 	case "ECHO":
 		return redistest.Bulk(cmd[1])
@@ -324,6 +330,16 @@ func wireCases() []wireCase {
 			return result(b.Script().EvalAsync(script, []string{"k1", "k2"}, "a1", 2))
 		}, [][]string{{"SCRIPT", "LOAD", script}, {"EVALSHA", sha1hex(script), "2", "k1", "k2", "a1", "2"}},
 			[]any{int64(9), "ok"}},
+		{"Script.EvalIntAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Script().EvalIntAsync(script+" -- int", []string{"k1"}, "int"))
+		}, [][]string{{"SCRIPT", "LOAD", script + " -- int"}, {"EVALSHA", sha1hex(script + " -- int"), "1", "k1", "int"}}, int64(9)},
+		{"Script.EvalStringAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Script().EvalStringAsync(script+" -- str", []string{"k1"}, "str"))
+		}, [][]string{{"SCRIPT", "LOAD", script + " -- str"}, {"EVALSHA", sha1hex(script + " -- str"), "1", "k1", "str"}}, "ok"},
+		{"Script.EvalStringsAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Script().EvalStringsAsync(script+" -- strs", nil, "a1"))
+		}, [][]string{{"SCRIPT", "LOAD", script + " -- strs"}, {"EVALSHA", sha1hex(script + " -- strs"), "0", "a1"}},
+			[]string{"9", "ok"}},
 
 		// Batch.Do: the name is upper-cased, the arguments go as given.
 		{"Batch.Do", func(b *rbatch.Batch) func() (any, error) { return result(b.Do("echo", "hi")) },
@@ -396,22 +412,25 @@ func TestWireCasesCoverEveryMethod(t *testing.T) {
 	assert.Equal(t, len(covered), n, "every case names an existing method")
 }
 
-func TestWireScriptLoadedOncePerBatch(t *testing.T) {
+// A script travels once per node: the first batch that runs it loads it,
+// the next ones send EVALSHA alone.
+func TestWireScriptLoadedOncePerNode(t *testing.T) {
 	f := redistest.NewFake(t, plausible)
 	c, hs := fakeClient(t, f)
-	b := c.NewBatch()
-	b.Script().EvalAsync("return 1", nil)
-	b.Bucket("k").GetAsync()
-	b.Script().EvalAsync("return 1", []string{"k"}, "x")
-	_, err := b.Execute(context.Background())
-	require.NoError(t, err)
 	sha := sha1hex("return 1")
-	assert.Equal(t, [][]string{
-		{"SCRIPT", "LOAD", "return 1"},
-		{"EVALSHA", sha, "0"},
-		{"GET", "k"},
-		{"EVALSHA", sha, "1", "k", "x"},
-	}, f.Commands()[hs:])
+	for round, want := range [][][]string{
+		{{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "0"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}},
+		{{"EVALSHA", sha, "0"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}},
+	} {
+		b := c.NewBatch()
+		b.Script().EvalAsync("return 1", nil)
+		b.Bucket("k").GetAsync()
+		b.Script().EvalAsync("return 1", []string{"k"}, "x")
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, want, f.Commands()[hs:], "batch %d", round+1)
+		hs = len(f.Commands())
+	}
 }
 
 // hangupAfter returns a handler answering the handshake and then n commands
@@ -541,3 +560,31 @@ func TestWireStalledReplyTimesOut(t *testing.T) {
 
 // handshakeCmd reports a command of NewClient's handshake (INFO, CONFIG GET).
 func handshakeCmd(cmd []string) bool { return cmd[0] == "INFO" || cmd[0] == "CONFIG" }
+
+// A node that answers NOSCRIPT even after loading gets the command once
+// more, not in a loop; the error then stays the command's.
+func TestWireNoScriptSentAgainOnce(t *testing.T) {
+	f := redistest.NewFake(t, func(cmd []string) string {
+		if cmd[0] == "EVALSHA" {
+			return "-NOSCRIPT No matching script. Please use EVAL.\r\n"
+		}
+		return plausible(cmd)
+	})
+	c, hs := fakeClient(t, f)
+	b := c.NewBatch()
+	get := b.Bucket("k").GetAsync()
+	ev := b.Script().EvalAsync("return 1", []string{"k"})
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	_, ferr := ev.Get()
+	var re *rbatch.RedisError
+	require.ErrorAs(t, ferr, &re)
+	assert.Equal(t, "NOSCRIPT", re.Prefix())
+	_, gerr := get.Get()
+	assert.NoError(t, gerr)
+	sha := sha1hex("return 1")
+	assert.Equal(t, [][]string{
+		{"SCRIPT", "LOAD", "return 1"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k"},
+		{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "1", "k"},
+	}, f.Commands()[hs:])
+}
