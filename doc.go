@@ -49,6 +49,36 @@
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
 // fewest replicas that acknowledged on any node.
 //
+// # Conditions
+//
+// An InMemoryAtomic batch applies only if its conditions hold
+// (StackExchange.Redis's transaction conditions, go-redis's Watch without
+// the loop to write):
+//
+//	b := client.NewBatch(WithMode(InMemoryAtomic), WithRetry(10, time.Millisecond))
+//	inStock := b.AddCondition(HashIntAtLeast("stock:{42}", "sku-1", 1))
+//	b.Map("stock:{42}").AddAndGetAsync("sku-1", -1)
+//	_, err := b.Execute(ctx) // errors.Is(err, ErrConditionFailed): nothing applied
+//
+// The conditions' keys are WATCHed and read in one round trip on the
+// transaction's connection. When all hold, MULTI … EXEC follows; when one
+// does not, UNWATCH, and every command ends ErrConditionFailed. EXEC
+// answering nil (another client changed a watched key) applied nothing: the
+// conditions are read and the transaction sent again within WithRetry's
+// attempts, then ErrTxAborted. In other modes, and with WithSkipResult,
+// Execute refuses a batch with conditions before anything is applied.
+//
+// # Scripts
+//
+// Script().EvalAsync and its typed variants (EvalIntAsync, EvalStringAsync,
+// EvalStringsAsync) send EVALSHA. The client remembers which scripts each
+// node loaded: a script's body travels once per node, in a SCRIPT LOAD ahead
+// of the first batch that runs it there. A NOSCRIPT answer (SCRIPT FLUSH, a
+// restart, a failover) means the script did not run: rbatch loads it and
+// sends that command again, once. Transactions and skip-result batches load
+// their scripts in every batch, since a NOSCRIPT there cannot be answered by
+// re-sending one command.
+//
 // # Errors
 //
 // Every command ends in exactly one state: applied (its value, or ErrNil for

@@ -3,7 +3,8 @@
 # throwaway redis-servers on free loopback ports.
 #
 # Every example gets REDIS_ADDR=127.0.0.1:<port> of a standalone server
-# (flushed before each example). If an example's directory name starts with
+# (flushed before each example) that has one replica, so that WAIT 1 is
+# acknowledged. If an example's directory name starts with
 # "cluster", a three-primary Redis Cluster is started too and its node
 # addresses are exported as REDIS_CLUSTER_ADDRS (comma-separated).
 #
@@ -144,6 +145,18 @@ start_server standalone
 REDIS_ADDR=127.0.0.1:$port
 export REDIS_ADDR
 standalone_port=$port
+start_server replica --replicaof 127.0.0.1 "$standalone_port"
+replica_port=$port
+for _ in $(seq 100); do
+	redis-cli -h 127.0.0.1 -p "$replica_port" info replication 2>/dev/null |
+		grep -q '^master_link_status:up' && break
+	sleep 0.1
+done
+redis-cli -h 127.0.0.1 -p "$replica_port" info replication | grep -q '^master_link_status:up' || {
+	echo "demo: the replica on port $replica_port did not connect to its primary" >&2
+	exit 1
+}
+echo "demo: replica on 127.0.0.1:$replica_port follows the standalone server" >&2
 
 for name in "${examples[@]}"; do
 	case $name in
