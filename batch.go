@@ -83,6 +83,8 @@ type execution struct {
 	// noReplica is set when read-only work for a replica went to its
 	// primary because the slot map knows no replica of it.
 	noReplica bool
+	// hooks are the client's hooks as Execute found them (nil: none).
+	hooks []Hook
 }
 
 type batchState int

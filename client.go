@@ -82,6 +82,7 @@ type Client struct {
 	closed      atomic.Bool
 	held        heldBatches
 	scripts     scriptCache // which scripts each node loaded
+	hooks       hooks
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that

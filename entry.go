@@ -28,6 +28,8 @@ type entry struct {
 	// again are the EVALSHAs the node answered NOSCRIPT for: their
 	// scripts are loaded and they are sent again.
 	again []int
+	// written and read are the bytes the group's connection took and gave.
+	written, read int64
 }
 
 // groupByNode splits commands idx into one entry per node, keeping

@@ -25,6 +25,20 @@ const maxRedirects = 5
 const replicaRecheck = time.Second
 
 func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
+	hs := b.c.hooks.installed()
+	if hs == nil {
+		return b.executeAll(ctx)
+	}
+	b.run.hooks = hs
+	info := b.batchInfo(time.Now())
+	ctx, end := batchHooks(ctx, hs, info)
+	res, err := b.executeAll(ctx)
+	end(res, err)
+	return res, err
+}
+
+// executeAll runs the batch: every command is resolved when it returns.
+func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 	b.submitted = b.q.Len() // parts of split commands are queued after
 	if err := b.refusal(ctx); err != nil {
 		b.discardRemote(ctx) // a Redis-side queue is dropped: nothing applied
@@ -93,8 +107,15 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		retry := next.retry
 		if len(retry) > 0 {
 			retryRounds++
-			if retryRounds > b.opts.RetryAttempts || !sleep(ctx, b.opts.RetryInterval) {
+			if retryRounds > b.opts.RetryAttempts {
 				retry = nil // they keep their last outcome
+			} else {
+				for _, h := range b.run.hooks {
+					h.Retry(ctx, RetryInfo{Attempt: retryRounds, Commands: len(retry), Interval: b.opts.RetryInterval})
+				}
+				if !sleep(ctx, b.opts.RetryInterval) {
+					retry = nil
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -228,6 +249,10 @@ func (s *nodeStats) add(nr NodeResult) {
 // first round) and resolves what the group did not.
 func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeStats) followUp {
 	start := time.Now()
+	var groupEnd func(GroupResult)
+	if b.run.hooks != nil {
+		ctx, groupEnd = groupHooks(ctx, b.run.hooks, GroupInfo{Addr: e.node.Addr(), Commands: len(e.indices), Attempt: round, Start: start})
+	}
 	var r batch.Result
 	var addr string
 	var connErr error
@@ -240,19 +265,53 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 		addr = e.node.Addr()
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
-	fu := b.settle(e.indices, e.errReplies(b, r.Answered), r, connErr, &nr)
+	errs := e.errReplies(b, r.Answered)
+	fu := b.settle(e.indices, errs, r, connErr, &nr)
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}
 	stats.add(nr)
+	if groupEnd != nil {
+		b.reportGroup(ctx, e, addr, nr, r, connErr, errs, fu, groupEnd)
+	}
 	return fu
+}
+
+// reportGroup tells the hooks how a group ended and where it sent
+// commands on.
+func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeResult, r batch.Result, connErr error,
+	errs []errReply, fu followUp, groupEnd func(GroupResult)) {
+	gr := GroupResult{Addr: addr, Duration: nr.Duration, BytesWritten: e.written, BytesRead: e.read, Err: r.Err}
+	if connErr != nil {
+		gr.Err = connErr
+	}
+	for _, i := range e.indices {
+		gr.Counts.add(b.q.At(i).Future.(outcome).failure())
+	}
+	for _, er := range errs {
+		if re := asRedisError(er.err); re != nil {
+			gr.ServerError = re
+			break
+		}
+	}
+	for _, to := range []struct {
+		kind string
+		cmds map[string][]int
+	}{{"MOVED", fu.moved}, {"ASK", fu.asked}} {
+		for dest, idx := range to.cmds {
+			for _, h := range b.run.hooks {
+				h.Redirect(ctx, RedirectInfo{From: addr, To: dest, Kind: to.kind, Commands: len(idx)})
+			}
+		}
+	}
+	groupEnd(gr)
 }
 
 // runGroup sends the entry's commands as one group on a connection of its
 // node (or its fallback when the node cannot be reached), and says which
 // node's connection ran it.
 func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr string, connErr error) {
-	conn, err := e.acquire(ctx)
+	conn, err := e.acquire(ctx, b.run.hooks)
 	if err != nil {
 		return batch.Result{}, "", err
 	}
@@ -264,12 +323,15 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
-	wc, counted := conn.(writeCounter)
-	var before int64
+	wc, counted := conn.(byteCounter)
+	var before, beforeRead int64
 	if counted {
-		before = wc.Written()
+		before, beforeRead = wc.Written(), wc.BytesRead()
 	}
 	r = batch.Run(ctx, conn, g)
+	if counted {
+		e.written, e.read = wc.Written()-before, wc.BytesRead()-beforeRead
+	}
 	conn.Release(r.Clean)
 	if r.Err != nil && counted && wc.Written() == before && r.Answered == 0 {
 		// The connection failed before its first byte went out (the server
@@ -285,8 +347,11 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 	return r, addr, nil
 }
 
-// writeCounter is a connection that counts the bytes its socket took.
-type writeCounter interface{ Written() int64 }
+// byteCounter is a connection that counts the bytes its socket took and gave.
+type byteCounter interface {
+	Written() int64
+	BytesRead() int64
+}
 
 // settle resolves the commands of idx that the group left unresolved, fills
 // nr's figures, and says what is left to do.
@@ -484,7 +549,13 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 		if res.Responses != nil {
 			res.Responses[i] = o.response()
 		}
-		if err := o.failure(); err != nil && err != ErrResultSkipped {
+		err := o.failure()
+		if err == nil {
+			res.Counts.Applied++
+			continue
+		}
+		res.Counts.add(err)
+		if err != ErrResultSkipped {
 			nFailed++
 		}
 	}
@@ -534,17 +605,38 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // acquire gets a connection from the entry's node, or from its fallback
 // (the primary, for read-only work sent to a replica) when the node cannot
 // be reached. The caller releases it.
-func (e *entry) acquire(ctx context.Context) (pool.Lease, error) {
-	conn, err := e.node.Get(ctx)
+func (e *entry) acquire(ctx context.Context, hs []Hook) (pool.Lease, error) {
+	conn, err := get(ctx, e.node, hs)
 	if err != nil && e.fallback != nil && ctx.Err() == nil {
-		conn, err = e.fallback.Get(ctx)
+		conn, err = get(ctx, e.fallback, hs)
+	}
+	return conn, err
+}
+
+// timedNode is a node that says how long Get waited for a free connection.
+type timedNode interface {
+	GetTimed(ctx context.Context) (pool.Lease, time.Duration, error)
+}
+
+// get takes a connection of node, telling the hooks when it had to wait.
+func get(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
+	tn, ok := node.(timedNode)
+	if hs == nil || !ok {
+		return node.Get(ctx)
+	}
+	conn, waited, err := tn.GetTimed(ctx)
+	if waited > 0 {
+		w := ConnWaitInfo{Addr: node.Addr(), Duration: waited, Err: err}
+		for _, h := range hs {
+			h.ConnWait(ctx, w)
+		}
 	}
 	return conn, err
 }
 
 // acquireLease is acquire as a Redis-side session takes it.
 func (e *entry) acquireLease(ctx context.Context) (batch.Lease, error) {
-	conn, err := e.acquire(ctx)
+	conn, err := e.acquire(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ type BatchResult struct {
 	SyncedReplicas int
 	// Nodes says what each node involved did.
 	Nodes []NodeResult
+	// Counts tells how many commands ended in each state.
+	Counts Counts
 }
 
 // NodeResult is one node's share of a batch.

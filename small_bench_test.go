@@ -19,34 +19,9 @@ var smallSizes = []int{1, 3, 30}
 // GET k, INCR c: rbatch in IN_MEMORY mode against a redigo pool loop
 // (Send each, Flush, Receive each) in the same binary.
 func BenchmarkSmallBatch(b *testing.B) {
-	ctx := context.Background()
 	for _, n := range smallSizes {
 		b.Run(fmt.Sprintf("rbatch/%d", n), func(b *testing.B) {
-			c := newClient(b, func(cfg *rbatch.Config) { cfg.PoolSize = 64 })
-			var seq atomic.Int64
-			b.ReportAllocs()
-			b.SetParallelism(4)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				key := fmt.Sprintf("small:%d", seq.Add(1))
-				for pb.Next() {
-					bt := c.NewBatch()
-					for i := range n {
-						switch i % 3 {
-						case 0:
-							bt.Bucket(key).SetAsync("v")
-						case 1:
-							bt.Bucket(key).GetAsync()
-						default:
-							bt.AtomicLong("small:c").IncrementAndGetAsync()
-						}
-					}
-					if _, err := bt.Execute(ctx); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			smallBatches(b, newClient(b, func(cfg *rbatch.Config) { cfg.PoolSize = 64 }), n)
 		})
 		b.Run(fmt.Sprintf("redigo/%d", n), func(b *testing.B) {
 			p := &redis.Pool{MaxIdle: 64, MaxActive: 64, Wait: true, Dial: func() (redis.Conn, error) { return srv.Dial() }}
@@ -80,4 +55,47 @@ func BenchmarkSmallBatch(b *testing.B) {
 			})
 		})
 	}
+}
+
+// smallBatches runs batches of n commands (SET k v, GET k, INCR c, …) on c
+// from GOMAXPROCS×4 goroutines.
+func smallBatches(b *testing.B, c *rbatch.Client, n int) {
+	ctx := context.Background()
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		key := fmt.Sprintf("small:%d", seq.Add(1))
+		for pb.Next() {
+			bt := c.NewBatch()
+			for i := range n {
+				switch i % 3 {
+				case 0:
+					bt.Bucket(key).SetAsync("v")
+				case 1:
+					bt.Bucket(key).GetAsync()
+				default:
+					bt.AtomicLong("small:c").IncrementAndGetAsync()
+				}
+			}
+			if _, err := bt.Execute(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkSmallBatchHook measures what hooks cost a small batch: none
+// installed, and one that does nothing (run with -count to interleave).
+func BenchmarkSmallBatchHook(b *testing.B) {
+	b.Run("none", func(b *testing.B) {
+		smallBatches(b, newClient(b, func(cfg *rbatch.Config) { cfg.PoolSize = 64 }), 3)
+	})
+	b.Run("nop", func(b *testing.B) {
+		c := newClient(b, func(cfg *rbatch.Config) { cfg.PoolSize = 64 })
+		c.AddHook(rbatch.NopHook{})
+		smallBatches(b, c, 3)
+	})
 }

@@ -47,9 +47,10 @@ type Conn struct {
 	// written counts the bytes the socket took: a batch that failed
 	// before its first byte went out reached no server. Writer only.
 	written atomic.Int64
-	idle    *idleCheck // looks at the socket while the connection is idle
-	home    *Pool      // the pool it was taken from (nil: dialed outside one)
-	addr    string     // as dialed
+	read    atomic.Int64 // bytes taken from the socket
+	idle    *idleCheck   // looks at the socket while the connection is idle
+	home    *Pool        // the pool it was taken from (nil: dialed outside one)
+	addr    string       // as dialed
 
 	abortOnce sync.Once
 	aborted   chan struct{}
@@ -90,6 +91,9 @@ func (c *Conn) Receive(timeout time.Duration) (any, error) {
 	c.timeout, c.arm = timeout, true
 	reply, err := c.rr.Read()
 	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && c.home != nil && !c.Aborted() {
+			c.home.timeouts.Add(1)
+		}
 		c.Abort()
 	}
 	return reply, err
@@ -142,7 +146,9 @@ func (s socketReader) Read(p []byte) (int, error) {
 		s.c.arm = false
 		s.c.armReadDeadline(s.c.timeout)
 	}
-	return s.c.nc.Read(p)
+	n, err := s.c.nc.Read(p)
+	s.c.read.Add(int64(n))
+	return n, err
 }
 
 // socketWriter is the socket as the write buffer sees it: each write to the
@@ -165,6 +171,9 @@ func (s socketWriter) Write(p []byte) (int, error) {
 // Written returns how many bytes the socket has taken so far. When a batch
 // fails with this unchanged since it started, none of it reached Redis.
 func (c *Conn) Written() int64 { return c.written.Load() }
+
+// BytesRead returns how many bytes were read from the socket so far.
+func (c *Conn) BytesRead() int64 { return c.read.Load() }
 
 // check reports why an idle connection cannot be used, or nil: it was
 // aborted, holds buffered bytes, or its socket shows the server closed it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,10 +19,32 @@ type Pool struct {
 	dial  func(ctx context.Context) (*Conn, error)
 	slots chan struct{} // one token per connection in use; its capacity is the pool size
 
-	mu        sync.Mutex // guards idle, closed and discarded
-	idle      []*Conn
-	closed    bool
-	discarded int // idle connections found dead or dirty by Get
+	mu     sync.Mutex // guards idle, closed and st
+	idle   []*Conn
+	closed bool
+	st     Stats // Idle is len(idle), filled in by Stats
+	// discarded counts the idle connections Get found dead or dirty.
+	discarded int
+
+	timeouts atomic.Int64 // replies not received in time, counted by the connections
+}
+
+// Stats are a pool's figures. Total = Idle + InUse.
+type Stats struct {
+	Total, Idle, InUse int
+	// Waits counts the Gets that found every connection in use and waited;
+	// WaitTime is their total wait, WaitTimeouts those whose context ended
+	// first.
+	Waits        int64
+	WaitTime     time.Duration
+	WaitTimeouts int64
+	// Timeouts counts the replies not received within their bound.
+	Timeouts int64
+	// Dead counts the connections closed because they failed (an idle one
+	// the server had closed, one aborted by a fault or a timeout); Dirty
+	// those closed because they came back with replies pending, a
+	// transaction open or replies off.
+	Dead, Dirty int64
 }
 
 // New returns a pool of at most size connections made by dial.
@@ -37,45 +60,89 @@ var _ Node = (*Pool)(nil)
 // Get returns an idle connection or dials one, waiting for a free slot.
 // The caller gives it back with its Release.
 func (p *Pool) Get(ctx context.Context) (Lease, error) {
+	l, _, err := p.GetTimed(ctx)
+	return l, err
+}
+
+// GetTimed is Get, also saying how long it waited for a free slot (0 when
+// one was free at once).
+func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
+	var waited time.Duration
 	select {
 	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctx.Err())
+	default:
+		start := time.Now()
+		select {
+		case p.slots <- struct{}{}:
+			waited = time.Since(start)
+			p.countWait(waited, false)
+		case <-ctx.Done():
+			waited = time.Since(start)
+			p.countWait(waited, true)
+			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctx.Err())
+		}
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		<-p.slots
-		return nil, ErrClosed
+		return nil, waited, ErrClosed
 	}
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		if c.check() == nil {
+			p.st.InUse++
 			p.mu.Unlock()
 			c.home = p
-			return c, nil
+			return c, waited, nil
 		}
 		// The server closed it while idle (its timeout, CLIENT KILL, a
 		// restart): a batch written to it would end unknown for nothing.
 		p.discarded++
+		p.st.Dead++
+		p.st.Total--
 		c.Close()
 	}
 	p.mu.Unlock()
 	c, err := p.dial(ctx)
 	if err != nil {
 		<-p.slots
-		return nil, err
+		return nil, waited, err
 	}
+	p.mu.Lock()
+	p.st.Total++
+	p.st.InUse++
+	p.mu.Unlock()
 	c.home = p
-	return c, nil
+	return c, waited, nil
+}
+
+func (p *Pool) countWait(d time.Duration, timedOut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.st.Waits++
+	p.st.WaitTime += d
+	if timedOut {
+		p.st.WaitTimeouts++
+	}
 }
 
 // put gives c back. Only a clean connection (no pending replies, no open
 // transaction, replies on) may be reused; any other is closed.
 func (p *Pool) put(c *Conn, clean bool) {
 	p.mu.Lock()
-	if clean && !p.closed && !c.Aborted() {
+	p.st.InUse--
+	switch {
+	case c.Aborted():
+		p.st.Dead++
+		p.st.Total--
+	case !clean:
+		p.st.Dirty++
+		p.st.Total--
+	case p.closed:
+		p.st.Total--
+	default:
 		p.idle = append(p.idle, c)
 		c = nil
 	}
@@ -91,6 +158,7 @@ func (p *Pool) AddIdle(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.idle = append(p.idle, c)
+	p.st.Total++
 }
 
 // Close closes the idle connections; connections in use are closed when put back.
@@ -98,6 +166,7 @@ func (p *Pool) Close() error {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
+	p.st.Total -= len(idle)
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.Close()
@@ -111,6 +180,16 @@ func (p *Pool) Discarded() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.discarded
+}
+
+// Stats returns the pool's figures, taken at one moment.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.st
+	st.Idle = len(p.idle)
+	st.Timeouts = p.timeouts.Load()
+	return st
 }
 
 // Idle returns the number of idle connections.

@@ -1,0 +1,37 @@
+package rbatch
+
+import "errors"
+
+// Counts tells how many commands ended in each state (see the package doc,
+// "Errors"); the six add up to the commands queued.
+type Counts struct {
+	Applied int // Redis ran it: a value, or ErrNil
+	Failed  int // Redis answered an error (WRONGTYPE, …), or the reply did not decode
+	Aborted int // its transaction was discarded: ErrTxAborted
+	NotSent int // it never reached Redis: ErrNotSent, ErrConditionFailed, ErrDiscarded
+	Unknown int // written, not answered: ErrUnknownOutcome
+	Skipped int // sent with WithSkipResult: ErrResultSkipped
+}
+
+// Total is the number of commands counted.
+func (c Counts) Total() int {
+	return c.Applied + c.Failed + c.Aborted + c.NotSent + c.Unknown + c.Skipped
+}
+
+// add counts a command that ended with err.
+func (c *Counts) add(err error) {
+	switch {
+	case err == nil || err == ErrNil:
+		c.Applied++
+	case err == ErrResultSkipped:
+		c.Skipped++
+	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed), errors.Is(err, ErrDiscarded):
+		c.NotSent++
+	case errors.Is(err, ErrTxAborted):
+		c.Aborted++
+	case errors.Is(err, ErrUnknownOutcome):
+		c.Unknown++
+	default:
+		c.Failed++
+	}
+}

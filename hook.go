@@ -1,0 +1,174 @@
+package rbatch
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hook observes what a client's batches do: each batch's start and end,
+// each node group's start and end, redirects, retries, and waits for a
+// pooled connection. Install one with Client.AddHook; embed NopHook to
+// implement only the methods you need.
+//
+// The methods are called on the batch's goroutines, synchronously: a slow
+// hook slows the batch. BatchStart and GroupStart may return a context
+// derived from the one they get (a tracing span's); it is the context the
+// matching End gets, and GroupStart gets the batch's. A group is one node's
+// share of one round: a batch whose commands were redirected or retried
+// has several groups on a node, told apart by Attempt. The I/O of the
+// Redis-side modes while commands are queued (before Execute) is not a
+// group; their Execute is.
+type Hook interface {
+	BatchStart(ctx context.Context, b BatchInfo) context.Context
+	BatchEnd(ctx context.Context, b BatchInfo, res *BatchResult, err error)
+	GroupStart(ctx context.Context, g GroupInfo) context.Context
+	GroupEnd(ctx context.Context, g GroupInfo, r GroupResult)
+	Redirect(ctx context.Context, r RedirectInfo)
+	Retry(ctx context.Context, r RetryInfo)
+	ConnWait(ctx context.Context, w ConnWaitInfo)
+}
+
+// NopHook does nothing: embed it in a Hook to implement only some methods.
+type NopHook struct{}
+
+func (NopHook) BatchStart(ctx context.Context, _ BatchInfo) context.Context { return ctx }
+func (NopHook) BatchEnd(context.Context, BatchInfo, *BatchResult, error)    {}
+func (NopHook) GroupStart(ctx context.Context, _ GroupInfo) context.Context { return ctx }
+func (NopHook) GroupEnd(context.Context, GroupInfo, GroupResult)            {}
+func (NopHook) Redirect(context.Context, RedirectInfo)                      {}
+func (NopHook) Retry(context.Context, RetryInfo)                            {}
+func (NopHook) ConnWait(context.Context, ConnWaitInfo)                      {}
+
+// BatchInfo describes a batch as Execute starts it.
+type BatchInfo struct {
+	Options  BatchOptions // Options.Mode is the mode
+	Commands int          // commands queued
+	// Command is the name every command shares ("SET"), or "" when they
+	// differ or there are none.
+	Command    string
+	Conditions int       // conditions added
+	Start      time.Time // when Execute started
+}
+
+// GroupInfo describes one node group as it starts.
+type GroupInfo struct {
+	Addr     string // the node routed to (the connection's, once it is had, is GroupResult.Addr)
+	Commands int
+	Attempt  int // the round: 1, then 2… for redirected or retried commands
+	Start    time.Time
+}
+
+// GroupResult is how a node group ended.
+type GroupResult struct {
+	Addr                    string // the node whose connection ran it
+	Duration                time.Duration
+	BytesWritten, BytesRead int64  // on the connection, by this group (0 for a redigo pool's)
+	Counts                  Counts // the group's commands by state, as this round left them
+	// ServerError is the first error reply among the group's commands
+	// (WRONGTYPE, MOVED, …), nil when none.
+	ServerError *RedisError
+	// Err is why the group failed as a whole (a transport error, a timeout,
+	// no connection), nil when every expected reply was read.
+	Err error
+}
+
+// RedirectInfo says that a node sent commands elsewhere (MOVED or ASK).
+type RedirectInfo struct {
+	From, To string
+	Kind     string // "MOVED" or "ASK"
+	Commands int
+}
+
+// RetryInfo says that commands that cannot have been applied are sent
+// again after Interval (WithRetry).
+type RetryInfo struct {
+	Attempt  int // 1 for the first retry
+	Commands int
+	Interval time.Duration
+}
+
+// ConnWaitInfo says that a group waited for a pooled connection of Addr
+// because all were in use; Err is set when its context ended first.
+type ConnWaitInfo struct {
+	Addr     string
+	Duration time.Duration
+	Err      error
+}
+
+// hooks is the client's list of hooks, read without a lock by every batch.
+type hooks struct {
+	mu   sync.Mutex // serialises AddHook
+	list atomic.Pointer[[]Hook]
+}
+
+// AddHook installs h: every batch executed from now on reports to it, after
+// the hooks installed before. A client without hooks pays nothing for them.
+func (c *Client) AddHook(h Hook) {
+	if h == nil {
+		return
+	}
+	c.hooks.mu.Lock()
+	defer c.hooks.mu.Unlock()
+	var list []Hook
+	if old := c.hooks.list.Load(); old != nil {
+		list = append(list, *old...)
+	}
+	list = append(list, h)
+	c.hooks.list.Store(&list)
+}
+
+// installed returns the hooks, nil when there are none.
+func (h *hooks) installed() []Hook {
+	if p := h.list.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// batchInfo describes b for its hooks.
+func (b *Batch) batchInfo(start time.Time) BatchInfo {
+	info := BatchInfo{Options: b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start}
+	for i := 0; i < info.Commands; i++ {
+		name := b.q.Name(i)
+		if i == 0 {
+			info.Command = name
+		} else if name != info.Command {
+			info.Command = ""
+			break
+		}
+	}
+	return info
+}
+
+// batchHooks calls the hooks' BatchStart in order, each getting the
+// context the previous returned, and returns the last context and a
+// function calling their BatchEnd (in reverse order), each with its own.
+func batchHooks(ctx context.Context, hs []Hook, info BatchInfo) (context.Context, func(*BatchResult, error)) {
+	ctxs := make([]context.Context, len(hs))
+	for i, h := range hs {
+		ctxs[i] = h.BatchStart(ctx, info)
+		ctx = ctxs[i]
+	}
+	return ctx, func(res *BatchResult, err error) {
+		for i := len(hs) - 1; i >= 0; i-- {
+			hs[i].BatchEnd(ctxs[i], info, res, err)
+		}
+	}
+}
+
+// groupHooks calls the hooks' GroupStart and returns a function calling
+// their GroupEnd (in reverse order) with the context each returned.
+func groupHooks(ctx context.Context, hs []Hook, info GroupInfo) (context.Context, func(GroupResult)) {
+	ctxs := make([]context.Context, len(hs))
+	for i, h := range hs {
+		ctxs[i] = h.GroupStart(ctx, info)
+		ctx = ctxs[i]
+	}
+	return ctx, func(r GroupResult) {
+		for i := len(hs) - 1; i >= 0; i-- {
+			hs[i].GroupEnd(ctxs[i], info, r)
+		}
+	}
+}
