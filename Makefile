@@ -24,6 +24,9 @@ test: ensure-redis ensure-nutcracker vet
 	@# Wall-clock bounds are checked only without -race; run those tests once so.
 	$(GO) test -count=1 -run 'TestCancel' .
 	$(GO) build ./examples/...
+	@# The modules of their own: the OpenTelemetry hook and its example.
+	cd rbatchotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd examples/otel && $(GO) vet ./... && $(GO) build -o /dev/null .
 	@if [ -f bench/go.mod ]; then \
 		echo "cd bench && $(GO) build ./..."; \
 		cd bench && $(GO) build ./...; \
@@ -56,3 +59,5 @@ bench: ensure-redis
 	else \
 		echo "bench/go.mod not found: no benchmark to run"; \
 	fi
+	@# What the OpenTelemetry hook costs a 1M-command batch, interleaved.
+	cd rbatchotel && $(GO) test -run '^$$' -bench Overhead -benchtime 6x .

@@ -79,6 +79,16 @@
 // their scripts in every batch, since a NOSCRIPT there cannot be answered by
 // re-sending one command.
 //
+// # Observability
+//
+// Client.AddHook installs a Hook that sees each batch and node group start
+// and end, redirects, retries and waits for a connection; Client.Stats
+// gives each node's connection figures; BatchResult.Counts tells how many
+// commands ended in each state. The module
+// github.com/rbatch/rbatch/rbatchotel turns the hook into OpenTelemetry
+// spans (one per batch, one per node group, none per command) and a
+// duration histogram.
+//
 // # Errors
 //
 // Every command ends in exactly one state: applied (its value, or ErrNil for

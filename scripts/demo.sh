@@ -166,6 +166,10 @@ for name in "${examples[@]}"; do
 		redis-cli -h 127.0.0.1 -p "$p" flushall >/dev/null
 	done
 	echo "=== examples/$name (REDIS_ADDR=$REDIS_ADDR)"
-	go run "./examples/$name"
+	if [ -f "examples/$name/go.mod" ]; then # a module of its own (its dependencies stay out of rbatch's)
+		(cd "examples/$name" && go run .)
+	else
+		go run "./examples/$name"
+	fi
 done
 echo "demo: all ${#examples[@]} examples ran"

@@ -1,0 +1,25 @@
+// Package rbatchotel traces and measures rbatch batches with OpenTelemetry.
+//
+//	client.AddHook(rbatchotel.NewHook(
+//		rbatchotel.WithTracerProvider(tp),
+//		rbatchotel.WithMeterProvider(mp),
+//	))
+//
+// Each batch is one span, following OpenTelemetry's conventions for Redis:
+// named PIPELINE (MULTI for the atomic modes, PIPELINE SET when every
+// command is SET, the command's own name for a one-command pipeline), with
+// db.system.name "redis", db.operation.name, db.operation.batch.size and,
+// when one node ran it, server.address and server.port. Each node group is
+// a child span with the node's address and its commands; a batch whose
+// commands were redirected or retried has a child per round. There is
+// never a span per command: a million-command batch costs two spans.
+//
+// A batch that failed sets error.type (the Redis error prefix, such as
+// WRONGTYPE, or one of timeout, not_sent, unknown_outcome, tx_aborted,
+// condition_failed, _OTHER) and, for an error reply,
+// db.response.status_code; the span's status is Error. Every batch records
+// its duration in the db.client.operation.duration histogram, in seconds.
+//
+// rbatchotel is a module of its own, so programs that use rbatch without
+// OpenTelemetry do not download it.
+package rbatchotel

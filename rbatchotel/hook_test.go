@@ -1,0 +1,240 @@
+package rbatchotel_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+	"github.com/rbatch/rbatch/rbatchotel"
+)
+
+var srv *redistest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = redistest.StartStandalone()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	srv.Close()
+	os.Exit(code)
+}
+
+// instrumented is a client of addrs with the hook installed, and what the
+// hook recorded.
+type instrumented struct {
+	c      *rbatch.Client
+	spans  *tracetest.SpanRecorder
+	reader *sdkmetric.ManualReader
+}
+
+func newInstrumented(t *testing.T, addrs ...string) *instrumented {
+	t.Helper()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: addrs})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	c.AddHook(rbatchotel.NewHook(rbatchotel.WithTracerProvider(tp), rbatchotel.WithMeterProvider(mp)))
+	return &instrumented{c: c, spans: spans, reader: reader}
+}
+
+// batches returns the ended spans without a parent (one per batch), and
+// the children of each, by the parent's span ID.
+func (in *instrumented) batches() (roots []sdktrace.ReadOnlySpan, children map[trace.SpanID][]sdktrace.ReadOnlySpan) {
+	children = map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	for _, s := range in.spans.Ended() {
+		if s.Parent().IsValid() {
+			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		} else {
+			roots = append(roots, s)
+		}
+	}
+	return roots, children
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func hostPort(t *testing.T, addr string) (string, int64) {
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	p, err := strconv.ParseInt(port, 10, 64)
+	require.NoError(t, err)
+	return host, p
+}
+
+func TestBatchSpans(t *testing.T) {
+	host, port := hostPort(t, srv.Addr)
+	cases := []struct {
+		name  string
+		opts  []rbatch.Option
+		fill  func(b *rbatch.Batch)
+		op    string
+		size  int64 // db.operation.batch.size; 0: not set
+		error string
+	}{
+		{"plain", nil, func(b *rbatch.Batch) {
+			b.Bucket("ot:a").SetAsync("1")
+			b.Bucket("ot:a").GetAsync()
+			b.AtomicLong("ot:n").IncrementAndGetAsync()
+		}, "PIPELINE", 3, ""},
+		{"every command SET", nil, func(b *rbatch.Batch) {
+			for i := range 5 {
+				b.Bucket("ot:s" + strconv.Itoa(i)).SetAsync(i)
+			}
+		}, "PIPELINE SET", 5, ""},
+		{"one command", nil, func(b *rbatch.Batch) { b.Bucket("ot:one").GetAsync() }, "GET", 0, ""},
+		{"atomic", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}, func(b *rbatch.Batch) {
+			b.Bucket("ot:t").SetAsync("1")
+			b.AtomicLong("ot:tn").IncrementAndGetAsync()
+		}, "MULTI", 2, ""},
+		{"skip-result, no span per command", []rbatch.Option{rbatch.WithSkipResult()}, func(b *rbatch.Batch) {
+			for i := range 10000 {
+				b.Set("ot:set").AddAsync(i)
+			}
+		}, "PIPELINE SADD", 10000, ""},
+		{"WRONGTYPE", nil, func(b *rbatch.Batch) {
+			b.Bucket("ot:str").SetAsync("x")
+			b.List("ot:str").AddAsync("y")
+		}, "PIPELINE", 2, "WRONGTYPE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInstrumented(t, srv.Addr)
+			b := in.c.NewBatch(tc.opts...)
+			tc.fill(b)
+			_, err := b.Execute(context.Background())
+			if tc.error == "" {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+
+			require.Len(t, in.spans.Ended(), 2, "one span for the batch, one for its node: never one per command")
+			roots, children := in.batches()
+			require.Len(t, roots, 1)
+			root := roots[0]
+			assert.Equal(t, tc.op, root.Name())
+			assert.Equal(t, trace.SpanKindClient, root.SpanKind())
+			a := attrs(root)
+			assert.Equal(t, "redis", a["db.system.name"].AsString())
+			assert.Equal(t, tc.op, a["db.operation.name"].AsString())
+			assert.Equal(t, host, a["server.address"].AsString())
+			assert.Equal(t, port, a["server.port"].AsInt64())
+			if tc.size > 0 {
+				assert.Equal(t, tc.size, a["db.operation.batch.size"].AsInt64())
+			} else {
+				assert.NotContains(t, a, attribute.Key("db.operation.batch.size"), "one command is not a batch")
+			}
+			kids := children[root.SpanContext().SpanID()]
+			require.Len(t, kids, 1)
+			ka := attrs(kids[0])
+			assert.Equal(t, host, ka["server.address"].AsString())
+			assert.Equal(t, port, ka["server.port"].AsInt64())
+			assert.Equal(t, int64(1), ka["rbatch.attempt"].AsInt64())
+			if tc.error != "" {
+				assert.Equal(t, tc.error, a["error.type"].AsString())
+				assert.Equal(t, tc.error, a["db.response.status_code"].AsString())
+				assert.Equal(t, codes.Error, root.Status().Code)
+				assert.Equal(t, tc.error, ka["db.response.status_code"].AsString())
+				assert.Equal(t, codes.Error, kids[0].Status().Code)
+			} else {
+				assert.NotContains(t, a, attribute.Key("error.type"))
+				assert.Equal(t, codes.Unset, root.Status().Code)
+			}
+		})
+	}
+}
+
+// A cluster batch has one child span per primary it ran on, each with
+// that primary's address.
+func TestClusterBatchSpans(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	in := newInstrumented(t, cl.Addrs()[0])
+	b := in.c.NewBatch()
+	for i := range 300 {
+		b.AtomicLong("ot:c" + strconv.Itoa(i)).IncrementAndGetAsync()
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	require.Len(t, res.Nodes, 3)
+
+	roots, children := in.batches()
+	require.Len(t, roots, 1)
+	a := attrs(roots[0])
+	assert.Equal(t, "PIPELINE INCR", roots[0].Name())
+	assert.Equal(t, int64(300), a["db.operation.batch.size"].AsInt64())
+	assert.NotContains(t, a, attribute.Key("server.address"), "three nodes ran it")
+	kids := children[roots[0].SpanContext().SpanID()]
+	require.Len(t, kids, 3)
+	seen := map[string]int64{}
+	for _, k := range kids {
+		ka := attrs(k)
+		seen[ka["server.address"].AsString()+":"+strconv.FormatInt(ka["server.port"].AsInt64(), 10)] = ka["db.operation.batch.size"].AsInt64()
+	}
+	for _, nr := range res.Nodes {
+		assert.Equal(t, int64(nr.Commands), seen[nr.Addr], "the span of %s", nr.Addr)
+	}
+}
+
+// Every batch records its duration, with the operation and the error.
+func TestDurationHistogram(t *testing.T) {
+	in := newInstrumented(t, srv.Addr)
+	for i := range 4 {
+		b := in.c.NewBatch()
+		b.Bucket("ot:h").SetAsync(i)
+		b.Bucket("ot:h").GetAsync()
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+	}
+	b := in.c.NewBatch()
+	b.Bucket("ot:hs").SetAsync("x")
+	b.List("ot:hs").AddAsync("y")
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, in.reader.Collect(context.Background(), &rm))
+	var points []metricdata.HistogramDataPoint[float64]
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == "db.client.operation.duration" {
+				assert.Equal(t, "s", m.Unit)
+				points = append(points, m.Data.(metricdata.Histogram[float64]).DataPoints...)
+			}
+		}
+	}
+	counts := map[string]uint64{}
+	for _, p := range points {
+		op, _ := p.Attributes.Value("db.operation.name")
+		et, _ := p.Attributes.Value("error.type")
+		counts[op.AsString()+"/"+et.AsString()] += p.Count
+		assert.Positive(t, p.Sum)
+	}
+	assert.Equal(t, map[string]uint64{"PIPELINE/": 4, "PIPELINE/WRONGTYPE": 1}, counts)
+}
