@@ -60,4 +60,4 @@ bench: ensure-redis
 		echo "bench/go.mod not found: no benchmark to run"; \
 	fi
 	@# What the OpenTelemetry hook costs a 1M-command batch, interleaved.
-	cd rbatchotel && $(GO) test -run '^$$' -bench Overhead -benchtime 6x .
+	cd rbatchotel && $(GO) test -run '^$$' -bench Overhead -benchtime 20x .

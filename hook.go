@@ -1,6 +1,7 @@
 package rbatch
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -130,15 +131,16 @@ func (h *hooks) installed() []Hook {
 // batchInfo describes b for its hooks.
 func (b *Batch) batchInfo(start time.Time) BatchInfo {
 	info := BatchInfo{Options: b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start}
-	for i := 0; i < info.Commands; i++ {
-		name := b.q.Name(i)
-		if i == 0 {
-			info.Command = name
-		} else if name != info.Command {
-			info.Command = ""
-			break
+	if info.Commands == 0 {
+		return info
+	}
+	first := b.q.NameBytes(0)
+	for i := 1; i < info.Commands; i++ {
+		if !bytes.Equal(b.q.NameBytes(i), first) {
+			return info
 		}
 	}
+	info.Command = b.q.Name(0)
 	return info
 }
 

@@ -210,6 +210,15 @@ func (q *Queue) arg(i, k int) []byte {
 	}
 }
 
+// NameBytes returns command i's name as the queue holds it: read it, do not
+// keep or change it. Cheaper than Name where only a comparison is needed.
+func (q *Queue) NameBytes(i int) []byte {
+	if q.At(i).end == 0 {
+		return []byte(q.aside[i].name)
+	}
+	return q.arg(i, 0)
+}
+
 // Name returns command i's name.
 func (q *Queue) Name(i int) string {
 	if q.At(i).end == 0 {

@@ -19,7 +19,7 @@ import (
 // span, a manual metric reader), taking turns, and reports how much slower
 // the instrumented batches were, in percent of the plain ones' total time.
 //
-//	cd rbatchotel && go test -run '^$' -bench Overhead -benchtime 6x
+//	cd rbatchotel && go test -run '^$' -bench Overhead -benchtime 20x
 func BenchmarkOverhead1MSADD(b *testing.B) {
 	const n = 1_000_000
 	ctx := context.Background()
