@@ -23,6 +23,18 @@ type Batch struct {
 	plan   batch.Plan // how each group is laid out on the wire, from the options
 	sig    signal     // started and done, for the futures
 
+	// stream runs a Streaming batch (nil in the other modes): its commands
+	// go to segments, never to q.
+	stream *stream
+	// A segment of a stream is a batch of its own: segment is set, base is
+	// the stream index of its first command, bytes the size of its
+	// commands, and bad the positions of those that failed at queueing
+	// (they stay in q as stand-ins, and are not sent).
+	segment bool
+	base    int
+	bytes   int
+	bad     []int
+
 	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
@@ -111,7 +123,19 @@ func newBatch(c *Client, opts []Option) *Batch {
 		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
 	}
 	b.plan = b.makePlan()
+	if b.optErr == nil && b.opts.Mode == Streaming {
+		b.stream = newStream(b)
+	}
 	return b
+}
+
+// backgroundContext is the context of the work the batch does before
+// Execute (WithContext).
+func (b *Batch) backgroundContext() context.Context {
+	if b.opts.Context != nil {
+		return b.opts.Context
+	}
+	return context.Background()
 }
 
 // Options returns the batch's resolved options.
@@ -119,6 +143,11 @@ func (b *Batch) Options() BatchOptions { return b.opts }
 
 // Len returns the number of commands queued.
 func (b *Batch) Len() int {
+	if s := b.stream; s != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.queued
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.q.Len()
@@ -141,6 +170,9 @@ func keyed[T any](b *Batch, dec func(any) (T, error), name, key string, argErr e
 
 // push queues c (its Name, key and Err set by the caller) with args.
 func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst bool, args []any) *Future[T] {
+	if b.stream != nil {
+		return pushStream(b, dec, c, keyFirst, args)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.state != open {
@@ -249,6 +281,10 @@ func (b *Batch) Discard(ctx context.Context) error {
 		return ErrAlreadyExecuted
 	}
 	defer b.end()
+	if b.stream != nil {
+		b.stream.discard()
+		return nil
+	}
 	b.discardRemote(ctx)
 	b.resolveAll(ErrDiscarded)
 	b.settleConditions(ErrDiscarded)

@@ -27,12 +27,16 @@ type Config struct {
 	WriteTimeout time.Duration // bound on each write; 0: 30s
 	PoolSize     int           // max connections per node; 0: 64 (as Redisson)
 	ReadFrom     ReadFrom      // Primary (default), Replica, PreferReplica: where read-only work may go
+	// StreamBuffer bounds the bytes of encoded commands a Streaming batch
+	// holds (queued and not yet answered) before queueing blocks; 0: 8 MiB.
+	StreamBuffer int
 }
 
 const (
 	defaultDialTimeout = 5 * time.Second
 	defaultIOTimeout   = 30 * time.Second
 	defaultPoolSize    = 64
+	defaultStreamBuf   = 8 << 20
 )
 
 // withDefaults validates cfg and fills in the defaults.
@@ -44,6 +48,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("rbatch: invalid config: DB %d is negative", cfg.DB)
 	case cfg.PoolSize < 0:
 		return cfg, fmt.Errorf("rbatch: invalid config: PoolSize %d is negative", cfg.PoolSize)
+	case cfg.StreamBuffer < 0:
+		return cfg, fmt.Errorf("rbatch: invalid config: StreamBuffer %d is negative", cfg.StreamBuffer)
 	case cfg.DialTimeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0:
 		return cfg, errors.New("rbatch: invalid config: negative timeout")
 	case cfg.ReadFrom < Primary || cfg.ReadFrom > PreferReplica:
@@ -66,6 +72,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.PoolSize == 0 {
 		cfg.PoolSize = defaultPoolSize
 	}
+	if cfg.StreamBuffer == 0 {
+		cfg.StreamBuffer = defaultStreamBuf
+	}
 	return cfg, nil
 }
 
@@ -83,6 +92,8 @@ type Client struct {
 	held        heldBatches
 	scripts     scriptCache // which scripts each node loaded
 	hooks       hooks
+	// streamBuffer is Config.StreamBuffer.
+	streamBuffer int
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that
@@ -190,7 +201,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
-		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout}, nil
+		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
 }
@@ -206,7 +217,8 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // context interrupts a batch only at its next reply (or the pool's read
 // timeout), and WAITAOF is sent without a version check.
 func NewClientFromPool(p *redis.Pool) *Client {
-	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}}}
+	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}},
+		streamBuffer: defaultStreamBuf}
 }
 
 // NewBatch starts an empty batch. Invalid options are reported by Execute.

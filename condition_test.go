@@ -32,7 +32,10 @@ func TestConditionOrdersNeverOversell(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := range tries {
-				b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(3, time.Millisecond))
+				// A nil EXEC means another order went through: with as many
+				// retries as units, no attempt can run out of them while
+				// stock is left, so exactly the stock is sold.
+				b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(stock, time.Millisecond))
 				held := b.AddCondition(rbatch.HashIntAtLeast("ord:{1}:stock", "sku", 1))
 				left := b.Map("ord:{1}:stock").AddAndGetAsync("sku", -1)
 				b.List("ord:{1}:orders").AddAsync(fmt.Sprintf("%d-%d", g, k))

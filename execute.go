@@ -25,14 +25,28 @@ const maxRedirects = 5
 const replicaRecheck = time.Second
 
 func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
+	if b.stream != nil {
+		return b.stream.finish(ctx)
+	}
 	hs := b.c.hooks.installed()
-	if hs == nil {
+	if hs == nil && b.opts.Progress == nil {
 		return b.executeAll(ctx)
 	}
-	b.run.hooks = hs
-	info := b.batchInfo(time.Now())
-	ctx, end := batchHooks(ctx, hs, info)
+	start := time.Now()
+	var p *progress
+	if b.opts.Progress != nil {
+		p = startProgress(b.opts.ProgressEvery, b.opts.Progress, start)
+		p.queued.Store(int64(b.q.Len()))
+	}
+	end := func(*BatchResult, error) {}
+	if hs != nil {
+		b.run.hooks = hs
+		ctx, end = batchHooks(ctx, hs, b.batchInfo(start))
+	}
 	res, err := b.executeAll(ctx)
+	if p != nil {
+		p.finish(res.Counts)
+	}
 	end(res, err)
 	return res, err
 }
@@ -58,6 +72,9 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 	if !b.opts.Mode.redisSide() {
 		var idx []int
 		idx, splits = b.splitMultiKey()
+		if len(b.bad) > 0 {
+			idx = b.withoutBad(idx)
+		}
 		var err error
 		if entries, unserved, err = b.groupByNode(idx); err != nil {
 			return b.refuse(err)
@@ -529,7 +546,7 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 	x := &b.run
 	res := &x.result // a batch runs once: its result lives in it
 	*res = BatchResult{Nodes: nodes}
-	if !b.opts.SkipResult {
+	if !b.opts.SkipResult && !b.segment { // a stream keeps no responses
 		if n <= len(x.responses) {
 			res.Responses = x.responses[:n:n]
 		} else {
@@ -652,7 +669,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 	case b.optErr != nil:
 		return b.optErr
 	}
-	for i := 0; i < b.q.Len(); i++ {
+	for i := 0; i < b.q.Len() && !b.segment; i++ { // a stream's bad commands failed alone
 		err := b.q.Err(i)
 		if err == nil {
 			err = b.tooLong(i)
@@ -741,4 +758,21 @@ func (b *Batch) tailTimeout(wait time.Duration) time.Duration {
 		rt = defaultIOTimeout
 	}
 	return rt + wait
+}
+
+// withoutBad returns idx without the commands of a stream's segment that
+// failed at queueing (b.bad, ascending).
+func (b *Batch) withoutBad(idx []int) []int {
+	out := idx[:0]
+	k := 0
+	for _, i := range idx {
+		for k < len(b.bad) && b.bad[k] < i {
+			k++
+		}
+		if k < len(b.bad) && b.bad[k] == i {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
 }

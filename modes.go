@@ -1,6 +1,7 @@
 package rbatch
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -26,9 +27,17 @@ const (
 
 	// RedisWriteAtomic is RedisReadAtomic for any command, on the primary.
 	RedisWriteAtomic
+
+	// Streaming sends the commands while the batch is filled, for bulk
+	// loads: memory stays bounded however many are queued (queueing blocks
+	// while Config.StreamBuffer bytes are queued and unanswered), and the
+	// library keeps nothing of a command once it is answered. Not atomic;
+	// each command succeeds or fails on its own, as in InMemory. See
+	// "Streaming" in the package doc.
+	Streaming
 )
 
-var modeNames = [...]string{"IN_MEMORY", "IN_MEMORY_ATOMIC", "REDIS_READ_ATOMIC", "REDIS_WRITE_ATOMIC"}
+var modeNames = [...]string{"IN_MEMORY", "IN_MEMORY_ATOMIC", "REDIS_READ_ATOMIC", "REDIS_WRITE_ATOMIC", "STREAMING"}
 
 // String gives Redisson's name for the mode, such as "IN_MEMORY".
 func (m ExecutionMode) String() string {
@@ -39,7 +48,7 @@ func (m ExecutionMode) String() string {
 }
 
 // atomic reports whether the mode wraps the batch in MULTI … EXEC.
-func (m ExecutionMode) atomic() bool { return m != InMemory }
+func (m ExecutionMode) atomic() bool { return m == InMemoryAtomic || m.redisSide() }
 
 // redisSide reports whether commands go to Redis as they are queued.
 func (m ExecutionMode) redisSide() bool { return m == RedisReadAtomic || m == RedisWriteAtomic }
@@ -98,6 +107,13 @@ type BatchOptions struct {
 	// transaction per hash slot: each is atomic on its own, the batch as a
 	// whole is NOT.
 	TransactionPerSlot bool
+
+	// Progress, called every ProgressEvery, is WithProgress's.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+
+	// Context bounds the work a batch does before Execute (WithContext).
+	Context context.Context
 }
 
 // Option sets one batch option; see NewBatch.
@@ -162,8 +178,14 @@ func WithTransactionPerSlot() Option {
 // validate reports the first invalid option, naming it.
 func (o *BatchOptions) validate() error {
 	switch {
-	case o.Mode < InMemory || o.Mode > RedisWriteAtomic:
+	case o.Mode < InMemory || o.Mode > Streaming:
 		return fmt.Errorf("rbatch: invalid option: unknown execution mode %d", int(o.Mode))
+	case o.Mode == Streaming && o.TransactionPerSlot:
+		return fmt.Errorf("rbatch: invalid option: WithTransactionPerSlot is for the atomic modes, the batch is STREAMING")
+	case o.ProgressEvery < 0:
+		return fmt.Errorf("rbatch: invalid option: WithProgress interval %v is negative", o.ProgressEvery)
+	case o.Progress != nil && o.ProgressEvery == 0:
+		return fmt.Errorf("rbatch: invalid option: WithProgress needs a positive interval")
 	case o.SyncReplicas < 0:
 		return fmt.Errorf("rbatch: invalid option: WithSync replicas %d is negative", o.SyncReplicas)
 	case o.SyncTimeout < 0:
@@ -188,4 +210,31 @@ func (o *BatchOptions) validate() error {
 		return fmt.Errorf("rbatch: invalid option: WithRetry with %d attempts needs a positive interval", o.RetryAttempts)
 	}
 	return nil
+}
+
+// WithProgress calls fn about every interval while the batch runs, and
+// once at the end with the final figures, always from one goroutine of the
+// library: a slow fn makes it skip calls, it never slows the batch. In
+// Streaming mode the figures move as each part of the stream is answered;
+// in the other modes Queued is known from the start and the other figures
+// come with the last call. The last call has Queued = Counts.Total(),
+// Written = Total − NotSent, Answered = Applied + Failed + Skipped and
+// Failed = Failed + Aborted + NotSent + Unknown.
+func WithProgress(interval time.Duration, fn func(Progress)) Option {
+	return func(o *BatchOptions) { o.Progress, o.ProgressEvery = fn, interval }
+}
+
+// WithContext sets the context of the work a batch does before Execute: a
+// Streaming batch sends its commands in the background as they are queued,
+// and RedisReadAtomic/RedisWriteAtomic send each command as it is queued.
+// When ctx ends, that work stops as Execute's context would stop it
+// (written and unanswered: unknown; not written: not sent) and queueing
+// fails at once. From Execute on, Execute's context bounds the batch too.
+// Default: context.Background().
+func WithContext(ctx context.Context) Option { return func(o *BatchOptions) { o.Context = ctx } }
+
+// Progress is how far a batch got; see WithProgress.
+type Progress struct {
+	Queued, Written, Answered, Failed int // commands so far
+	Elapsed                           time.Duration
 }

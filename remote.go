@@ -70,7 +70,7 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.plan, resolveSink, e.acquireLease)
+		e.session = batch.Open(b.backgroundContext(), b.plan, resolveSink, e.acquireLease)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)

@@ -66,6 +66,10 @@ func eval[T any](b *Batch, dec func(any) (T, error), script string, keys []strin
 	}
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])
+	if b.stream != nil {
+		b.stream.addScript(sha, script)
+		return enqueue(b, dec, "EVALSHA", firstKeyArg(keys, evalFirstKey), nil, evalArgs(sha, keys, args)...)
+	}
 	b.mu.Lock()
 	if b.state == open {
 		if b.scripts == nil {

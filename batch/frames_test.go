@@ -144,7 +144,7 @@ func TestSessionLayouts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := newFakeConn(tc.replies...)
 			var got []any
-			s := batch.Open(plan, func(_, r any) { got = append(got, r) }, func(context.Context) (batch.Lease, error) {
+			s := batch.Open(context.Background(), plan, func(_, r any) { got = append(got, r) }, func(context.Context) (batch.Lease, error) {
 				return leased{conn}, nil
 			})
 			require.True(t, s.Push([]byte(enc("INCR", "n")), nil))

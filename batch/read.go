@@ -36,6 +36,7 @@ type source interface {
 // sent the frames, into res.
 type reader struct {
 	conn    Conn
+	w       *progress // the writer's, when it runs beside the reader (nil: it is done)
 	p       Plan
 	src     source
 	res     *Result
@@ -48,8 +49,8 @@ type reader struct {
 // read consumes the replies of a group laid out by l: its head frames, the
 // commands, then src.after(), resolving the commands' sinks, and fills
 // res. It stops at the first transport error.
-func read(conn Conn, p Plan, l *layout, src source, res *Result) {
-	rd := reader{conn: conn, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix)}
+func read(conn Conn, p Plan, l *layout, src source, res *Result, w *progress) {
+	rd := reader{conn: conn, w: w, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix)}
 	head := l.before()
 	for i := 0; i < len(head); i++ {
 		if !rd.frame(head[i]) {
@@ -74,6 +75,9 @@ func read(conn Conn, p Plan, l *layout, src source, res *Result) {
 func (rd *reader) recv(timeout time.Duration) (any, error) {
 	if timeout == 0 {
 		timeout = rd.p.ResponseTimeout
+	}
+	if rd.w != nil && rd.w.deferred != nil && !rd.w.written.Load() {
+		timeout = -1 // still writing: the writer arms the deadline when done
 	}
 	r, err := rd.conn.Receive(timeout)
 	if err != nil && rd.res.Err == nil {

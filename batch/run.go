@@ -36,6 +36,16 @@ type Conn interface {
 	Abort()
 }
 
+// readDeadliner is a Conn whose read deadline can wait for the writer.
+type readDeadliner interface {
+	// HoldReadDeadline removes the read deadline: bounded Receives set
+	// their own, unbounded ones (a negative timeout) wait.
+	HoldReadDeadline()
+	// ArmReadDeadline bounds the read under way, or the next, by timeout
+	// from now (0: the connection's default). Safe while a Receive runs.
+	ArmReadDeadline(timeout time.Duration)
+}
+
 // Lease is a Conn taken from a pool: Release gives it back, to be reused
 // only when clean (no pending reply, no open transaction, replies on).
 type Lease interface {
@@ -93,7 +103,7 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 		var w progress
 		err := writeGroup(ctx, conn, g, &w)
 		if err == nil {
-			read(conn, g.Plan, &g.layout, groupSource{g}, res)
+			read(conn, g.Plan, &g.layout, groupSource{g}, res, nil)
 			if res.Err != nil {
 				conn.Abort() // its later replies would answer the wrong commands
 			}
@@ -116,11 +126,28 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 
 // exchange runs write in a goroutine of its own while the replies are read
 // into res, then waits for the writer and completes res with what it did.
+//
+// The response timeout does not run while the writer is still writing (a
+// skip-result batch of millions is answered only once all of it is
+// written): on a connection that can defer its read deadline, the replies
+// are awaited without one until the writer flushed the last frame, which
+// then arms it.
 func exchange(ctx context.Context, conn Conn, p Plan, l *layout, src source, res *Result, write func(w *progress) error) {
 	var w progress
+	if d, ok := conn.(readDeadliner); ok {
+		d.HoldReadDeadline()
+		w.deferred = d
+	}
 	werr := make(chan error, 1)
-	go func() { werr <- write(&w) }()
-	read(conn, p, l, src, res)
+	go func() {
+		err := write(&w)
+		if w.deferred != nil {
+			w.written.Store(true)
+			w.deferred.ArmReadDeadline(p.ResponseTimeout)
+		}
+		werr <- err
+	}()
+	read(conn, p, l, src, res, &w)
 	w.broken.Store(res.Err != nil)
 	if res.Err != nil {
 		// The writer may be blocked on a socket nobody reads: break it.
@@ -170,6 +197,11 @@ func (g *Group) small() bool {
 type progress struct {
 	sent     atomic.Int64 // commands handed to the connection
 	execSent atomic.Bool  // EXEC handed to the connection
+	// deferred is the connection whose read deadline waits for the writer
+	// (nil: the deadline runs as each reply is awaited); written is set
+	// once the writer is done.
+	deferred readDeadliner
+	written  atomic.Bool
 	// broken is set when the reader saw the connection fail: what the
 	// writer hands over after that never reaches the server.
 	broken atomic.Bool

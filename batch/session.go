@@ -38,10 +38,16 @@ type Session struct {
 }
 
 // Open starts a session: acquire gets its connection in the background.
-func Open(plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Lease, error)) *Session {
-	ctx, cancel := context.WithCancel(context.Background())
+// When parent ends before the session closes, the session is aborted: its
+// connection is dropped, which discards the open MULTI.
+func Open(parent context.Context, plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Lease, error)) *Session {
+	ctx, cancel := context.WithCancel(parent)
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
+	if parent.Done() != nil {
+		stop := context.AfterFunc(parent, s.abort)
+		go func() { <-s.done; stop() }()
+	}
 	s.layout.build(plan, nil, false)
 	s.out = appendFrames(s.out, s.layout.before())
 	go s.run(ctx)

@@ -91,9 +91,11 @@ func NewHook(opts ...Option) rbatch.Hook {
 
 // operation is the batch's db.operation.name, which is also its spans' name.
 func operation(b rbatch.BatchInfo) string {
-	switch {
-	case b.Options.Mode != rbatch.InMemory:
+	switch m := b.Options.Mode; {
+	case m == rbatch.InMemoryAtomic || m == rbatch.RedisReadAtomic || m == rbatch.RedisWriteAtomic:
 		return "MULTI"
+	case m == rbatch.Streaming:
+		return "PIPELINE" // its commands are not known when it starts
 	case b.Commands == 1 && b.Command != "":
 		return b.Command // one command is not a batch
 	case b.Command != "":
@@ -127,6 +129,9 @@ func (h *hook) BatchEnd(ctx context.Context, b rbatch.BatchInfo, res *rbatch.Bat
 	attrs := []attribute.KeyValue{systemRedis, keyOperation.String(operation(b))}
 	if res != nil && len(res.Nodes) == 1 {
 		attrs = append(attrs, serverAttrs(res.Nodes[0].Addr)...)
+	}
+	if res != nil && b.Options.Mode == rbatch.Streaming {
+		span.SetAttributes(keyBatchSize.Int(res.Counts.Total())) // known once it ends
 	}
 	if err != nil {
 		attrs = append(attrs, errorAttrs(err)...)

@@ -171,6 +171,24 @@ func TestBatchSpans(t *testing.T) {
 	}
 }
 
+// A Streaming batch is one span however many parts it was sent in, its
+// size known at the end.
+func TestStreamingBatchSpan(t *testing.T) {
+	in := newInstrumented(t, srv.Addr)
+	b := in.c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	for i := range 200000 {
+		b.Bucket("ot:st" + strconv.Itoa(i%100)).SetAsync(i)
+	}
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	roots, children := in.batches()
+	require.Len(t, roots, 1)
+	a := attrs(roots[0])
+	assert.Equal(t, "PIPELINE", roots[0].Name())
+	assert.Equal(t, int64(200000), a["db.operation.batch.size"].AsInt64())
+	assert.NotEmpty(t, children[roots[0].SpanContext().SpanID()], "a child per part and node")
+}
+
 // A cluster batch has one child span per primary it ran on, each with
 // that primary's address.
 func TestClusterBatchSpans(t *testing.T) {

@@ -114,6 +114,26 @@ func (c *Conn) armReadDeadline(timeout time.Duration) {
 	}
 }
 
+// HoldReadDeadline removes the read deadline: a Receive with a timeout arms
+// its own, one without (negative) waits until ArmReadDeadline. Reader side.
+func (c *Conn) HoldReadDeadline() {
+	c.nc.SetReadDeadline(time.Time{})
+	c.armedFor = 0
+}
+
+// ArmReadDeadline bounds the read under way (or the next) by timeout from
+// now (0: the read timeout). The writer calls it once it wrote everything
+// a held reader waits on; it touches only the socket, so it is safe while
+// a Receive runs.
+func (c *Conn) ArmReadDeadline(timeout time.Duration) {
+	if timeout == 0 {
+		timeout = c.readTimeout
+	}
+	if timeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+	}
+}
+
 // Do runs one command and waits for its reply (no batch may be using the
 // connection), bounded by the read timeout.
 // An error reply is returned as both the reply and the error.

@@ -1,0 +1,360 @@
+package rbatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rbatch/rbatch/queue"
+)
+
+// maxFailuresKept bounds the failed commands a Streaming batch's
+// *BatchError lists; Counts has them all.
+const maxFailuresKept = 1000
+
+// segmentCommands bounds the commands of one segment of a stream.
+const segmentCommands = 1 << 16
+
+// stream runs a Streaming batch. Its commands are queued into segments,
+// each an InMemory batch of its own that a background runner executes as
+// soon as the previous one is answered: whatever was queued meanwhile goes
+// next, so the wire never waits for the batch to be filled, and a segment
+// is dropped once answered, so memory holds only what is queued and in
+// flight. Segments run one at a time, in order, so commands on one key
+// keep their order even across redirects.
+type stream struct {
+	b        *Batch
+	ctx      context.Context // the background work's: WithContext's, ended by Discard or Execute's ctx
+	cancel   context.CancelFunc
+	limit    int // Config.StreamBuffer: the bytes held before queueing blocks
+	segBytes int // a segment is sealed at this size
+	start    time.Time
+	hookEnd  func(*BatchResult, error) // the hooks' BatchEnd, nil without hooks
+	progress *progress                 // nil without WithProgress
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled when a segment ends, one is sealed, or the stream closes
+	cur       *Batch     // the segment being filled (nil: none yet)
+	sealed    []*Batch   // full segments waiting for the runner, in order
+	held      int        // bytes of cur, sealed and the running segment
+	queued    int        // commands queued: the next one's index
+	running   bool       // a runner goroutine is at work
+	closed    bool       // Execute or Discard was called: no more commands
+	discarded bool
+	scripts   map[string]string // SHA1 → body of the scripts queued so far
+
+	// What the segments did, gathered by the runner.
+	counts   Counts
+	failed   []CommandError
+	nodes    []NodeResult
+	nodeErrs []error
+	synced   int
+	anySync  bool
+}
+
+func newStream(b *Batch) *stream {
+	ctx, cancel := context.WithCancel(b.backgroundContext())
+	s := &stream{b: b, ctx: ctx, cancel: cancel, limit: b.c.streamBuffer, start: time.Now()}
+	s.segBytes = max(s.limit/4, 1)
+	s.cond = sync.NewCond(&s.mu)
+	if hs := b.c.hooks.installed(); hs != nil {
+		b.run.hooks = hs
+		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: b.opts, Start: s.start})
+	}
+	if b.opts.Progress != nil {
+		s.progress = startProgress(b.opts.ProgressEvery, b.opts.Progress, s.start)
+	}
+	return s
+}
+
+// newSegment starts the segment whose first command has index base.
+func (s *stream) newSegment(base int) *Batch {
+	b := s.b
+	seg := &Batch{c: b.c, sig: newSignal(), opts: b.opts, segment: true, base: base}
+	seg.opts.Mode, seg.opts.Progress, seg.opts.Context = InMemory, nil, nil
+	seg.plan = seg.makePlan()
+	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
+	seg.run.hooks = b.run.hooks
+	return seg
+}
+
+// pushStream queues one command of a Streaming batch. It blocks while the
+// stream holds its limit of bytes. A command that cannot be sent (no codec,
+// forbidden, too long) fails alone, at once.
+func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst bool, args []any) *Future[T] {
+	s := b.stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !s.closed && s.held >= s.limit && s.ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	switch {
+	case s.closed:
+		return failedFuture[T](ErrAlreadyExecuted)
+	case s.ctx.Err() != nil:
+		return failedFuture[T](&notSentError{cause: context.Cause(s.ctx)})
+	}
+	if s.cur == nil {
+		s.cur = s.newSegment(s.queued)
+	}
+	seg := s.cur
+	f := push(seg, dec, c, keyFirst, args)
+	i := int(f.index)
+	f.index = int32(seg.base + i)
+	err := seg.q.Err(i)
+	if err == nil {
+		err = seg.tooLong(i)
+	}
+	if err != nil {
+		// It goes nowhere: its future fails now, and a stand-in keeps its
+		// place in the segment, to be counted not sent.
+		nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: seg.q.Name(i), Err: err}}
+		f.sig, f.err = resolved, nsErr
+		seg.q.At(i).Future = &Future[any]{sig: resolved, err: nsErr, index: f.index, dec: decodeAny}
+		seg.bad = append(seg.bad, i)
+	}
+	n := len(seg.q.Bytes(i))
+	seg.bytes += n
+	s.held += n
+	s.queued++
+	if s.progress != nil {
+		s.progress.queued.Store(int64(s.queued))
+	}
+	if seg.bytes >= s.segBytes || seg.q.Len() >= segmentCommands {
+		s.sealLocked()
+	}
+	s.wakeLocked()
+	return f
+}
+
+// addScript records a script queued with EvalAsync: the segment it lands in
+// loads it.
+func (s *stream) addScript(sha, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.scripts == nil {
+		s.scripts = map[string]string{}
+	}
+	s.scripts[sha] = body
+}
+
+// sealLocked hands the current segment to the runner.
+func (s *stream) sealLocked() {
+	if s.cur == nil || s.cur.q.Len() == 0 {
+		return
+	}
+	if len(s.scripts) > 0 {
+		s.cur.scripts = make(map[string]string, len(s.scripts))
+		for sha, body := range s.scripts {
+			s.cur.scripts[sha] = body
+		}
+	}
+	s.sealed = append(s.sealed, s.cur)
+	s.cur = nil
+}
+
+// wakeLocked starts a runner when there is work and none runs.
+func (s *stream) wakeLocked() {
+	if !s.running && (len(s.sealed) > 0 || (s.cur != nil && s.cur.q.Len() > 0)) {
+		s.running = true
+		go s.run()
+	}
+}
+
+// run executes segments while there are any: when none is sealed it seals
+// the one being filled, so what is queued goes as soon as the wire is free.
+// It returns when there is nothing left to send.
+func (s *stream) run() {
+	for {
+		s.mu.Lock()
+		if len(s.sealed) == 0 {
+			s.sealLocked()
+		}
+		if len(s.sealed) == 0 {
+			s.running = false
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return
+		}
+		seg := s.sealed[0]
+		s.sealed = s.sealed[1:]
+		discarded := s.discarded
+		s.mu.Unlock()
+
+		s.runSegment(seg, discarded)
+
+		s.mu.Lock()
+		s.held -= seg.bytes
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// runSegment executes one segment and adds what it did to the stream's
+// figures; its futures resolve as it ends.
+func (s *stream) runSegment(seg *Batch, discarded bool) {
+	seg.start()
+	var res *BatchResult
+	var err error
+	if discarded {
+		seg.resolveAll(ErrDiscarded)
+		res, err = seg.collect(nil, nil)
+	} else {
+		res, err = seg.executeAll(s.ctx)
+	}
+	seg.end()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := res.Counts
+	s.counts.Applied += c.Applied
+	s.counts.Failed += c.Failed
+	s.counts.Aborted += c.Aborted
+	s.counts.NotSent += c.NotSent
+	s.counts.Unknown += c.Unknown
+	s.counts.Skipped += c.Skipped
+	if p := s.progress; p != nil {
+		p.written.Add(int64(c.Total() - c.NotSent))
+		p.answered.Add(int64(c.Applied + c.Failed + c.Skipped))
+		p.failed.Add(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
+	}
+	for _, nr := range res.Nodes {
+		s.addNode(nr)
+	}
+	if s.b.opts.Sync || s.b.opts.SyncAOF {
+		if !s.anySync || res.SyncedReplicas < s.synced {
+			s.synced = res.SyncedReplicas
+		}
+		s.anySync = true
+	}
+	var berr *BatchError
+	if errors.As(err, &berr) {
+		for _, ce := range berr.Commands {
+			if len(s.failed) == maxFailuresKept {
+				break
+			}
+			ce.Index += seg.base
+			s.failed = append(s.failed, ce)
+		}
+		if berr.Err != nil && len(s.nodeErrs) < 10 {
+			s.nodeErrs = append(s.nodeErrs, berr.Err)
+		}
+	}
+}
+
+// addNode merges a segment's figures for one node into the stream's.
+func (s *stream) addNode(nr NodeResult) {
+	for i := range s.nodes {
+		if p := &s.nodes[i]; p.Addr == nr.Addr {
+			p.Commands += nr.Commands
+			p.Attempts += nr.Attempts
+			p.Duration += nr.Duration
+			p.ServerErrors += nr.ServerErrors
+			p.Moved += nr.Moved
+			p.Asked += nr.Asked
+			p.SyncedReplicas = min(p.SyncedReplicas, nr.SyncedReplicas)
+			p.SyncedLocal = p.SyncedLocal && nr.SyncedLocal
+			return
+		}
+	}
+	s.nodes = append(s.nodes, nr)
+}
+
+// finish closes the stream, waits for every segment to be answered (ctx
+// ending first stops them as it would an InMemory batch), and returns the
+// batch's result.
+func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
+	stop := context.AfterFunc(ctx, s.cancel)
+	defer stop()
+	s.mu.Lock()
+	s.sealLocked()
+	s.closed = true
+	s.wakeLocked()
+	for s.running {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	res := &BatchResult{Responses: []any{}, Nodes: s.nodes, Counts: s.counts}
+	if s.anySync {
+		res.SyncedReplicas = s.synced
+	}
+	var err error
+	if len(s.failed) > 0 || len(s.nodeErrs) > 0 {
+		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed}
+	}
+	if s.progress != nil {
+		s.progress.finish(res.Counts)
+	}
+	if s.hookEnd != nil {
+		s.hookEnd(res, err)
+	}
+	return res, err
+}
+
+// discard stops the stream: what is being sent ends as a cancelled batch's
+// would (written and unanswered: unknown), what was not sent yet ends
+// ErrDiscarded.
+func (s *stream) discard() {
+	s.mu.Lock()
+	s.discarded = true
+	s.mu.Unlock()
+	s.cancel()
+	s.finish(context.Background())
+}
+
+// progress calls WithProgress's function: on a timer while the batch runs,
+// never two calls at once, skipping a tick while the function still runs,
+// and once at the end.
+type progress struct {
+	fn      func(Progress)
+	every   time.Duration
+	start   time.Time
+	calling sync.Mutex // held while fn runs
+	timer   *time.Timer
+	ended   atomic.Bool
+
+	queued, written, answered, failed atomic.Int64
+}
+
+func startProgress(every time.Duration, fn func(Progress), start time.Time) *progress {
+	p := &progress{fn: fn, every: every, start: start}
+	p.timer = time.AfterFunc(every, p.tick)
+	return p
+}
+
+func (p *progress) tick() {
+	if p.ended.Load() || !p.calling.TryLock() {
+		if !p.ended.Load() {
+			p.timer.Reset(p.every) // fn still runs: this tick is skipped
+		}
+		return
+	}
+	defer p.calling.Unlock()
+	if p.ended.Load() {
+		return
+	}
+	p.fn(p.now())
+	p.timer.Reset(p.every)
+}
+
+func (p *progress) now() Progress {
+	return Progress{Queued: int(p.queued.Load()), Written: int(p.written.Load()),
+		Answered: int(p.answered.Load()), Failed: int(p.failed.Load()), Elapsed: time.Since(p.start)}
+}
+
+// finish stops the timer and makes the last call, with c's figures.
+func (p *progress) finish(c Counts) {
+	p.calling.Lock()
+	defer p.calling.Unlock()
+	p.ended.Store(true)
+	p.timer.Stop()
+	p.queued.Store(int64(c.Total()))
+	p.written.Store(int64(c.Total() - c.NotSent))
+	p.answered.Store(int64(c.Applied + c.Failed + c.Skipped))
+	p.failed.Store(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
+	p.fn(p.now())
+}

@@ -1,0 +1,392 @@
+package rbatch_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/route"
+)
+
+// A Streaming batch sends its commands while it is filled: they reach
+// Redis before Execute, the futures resolve, and the result counts them.
+func TestStreamSendsWhileQueued(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	assert.Equal(t, "STREAMING", b.Options().Mode.String())
+	const n = 50000
+	var fs []*rbatch.Future[int64]
+	for i := range n {
+		fs = append(fs, b.AtomicLong("st:c"+strconv.Itoa(i%100)).IncrementAndGetAsync())
+	}
+	waitUntil(t, "the commands reach Redis before Execute", func() bool { return calls(t, "incr") > 0 })
+	v, err := fs[0].Get() // waits for its part of the stream, never for Execute
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v)
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, res.Responses, "a stream keeps no responses")
+	assert.Equal(t, rbatch.Counts{Applied: n}, res.Counts)
+	for i, f := range fs {
+		v, err := f.Get()
+		require.NoError(t, err)
+		require.Equal(t, int64(i/100+1), v, "INCR %d", i)
+		require.Equal(t, i, f.Index())
+	}
+	assert.EqualValues(t, n, calls(t, "incr"))
+	require.Len(t, res.Nodes, 1)
+	assert.Equal(t, n, res.Nodes[0].Commands)
+	_, err = b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+	assert.ErrorIs(t, errOf(b.Bucket("st:late").SetAsync("x")), rbatch.ErrAlreadyExecuted)
+}
+
+// streamSize is the command count of the large stream tests: millions
+// without -race, fewer under its instrumentation.
+func streamSize() int {
+	if raceEnabled {
+		return 300_000
+	}
+	return 2_000_000
+}
+
+// peakHeap samples the heap in use every few milliseconds until stop is
+// closed, and returns the largest sample.
+func peakHeap(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		var peak uint64
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// The heap of a multi-million-command stream stays bounded by the stream
+// buffer, not by the batch: nothing is kept of a command once answered.
+func TestStreamMemoryBounded(t *testing.T) {
+	for _, skip := range []bool{false, true} {
+		t.Run("skip-result="+strconv.FormatBool(skip), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 1 << 20 })
+			opts := []rbatch.Option{rbatch.WithMode(rbatch.Streaming)}
+			if skip {
+				opts = append(opts, rbatch.WithSkipResult())
+			}
+			runtime.GC()
+			var base runtime.MemStats
+			runtime.ReadMemStats(&base)
+			stop := make(chan struct{})
+			peak := peakHeap(stop)
+			n := streamSize()
+			b := c.NewBatch(opts...)
+			for i := range n {
+				b.Bucket("sm:" + strconv.Itoa(i%1000)).SetAsync(i) // the futures are dropped at once
+			}
+			res, err := b.Execute(context.Background())
+			close(stop)
+			require.NoError(t, err)
+			want := rbatch.Counts{Applied: n}
+			if skip {
+				want = rbatch.Counts{Skipped: n}
+			}
+			assert.Equal(t, want, res.Counts)
+			grew := int64(<-peak) - int64(base.HeapInuse)
+			t.Logf("%d commands: heap grew by at most %.1f MB", n, float64(grew)/(1<<20))
+			// An InMemory batch holds ~150 B a command until Execute returns:
+			// 300 MB for 2M. The stream holds its 1 MB buffer, a few segments
+			// and the garbage of those answered.
+			assert.Less(t, grew, int64(64<<20), "memory grew with the batch")
+			assert.EqualValues(t, n, calls(t, "set"))
+		})
+	}
+}
+
+// The response timeout runs once what a reply answers is written: a
+// skip-result batch whose writing takes longer than ReadTimeout is not
+// failed for it, in InMemory and in Streaming mode.
+func TestSkipResultWritingOutlastsReadTimeout(t *testing.T) {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		t.Run(mode.String(), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.ReadTimeout = 300 * time.Millisecond })
+			n := streamSize() / 2
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+			for i := range n {
+				b.Bucket("rt:" + strconv.Itoa(i)).SetAsync(i)
+			}
+			start := time.Now()
+			res, err := b.Execute(context.Background())
+			took := time.Since(start)
+			require.NoError(t, err, "after %v", took)
+			assert.Equal(t, rbatch.Counts{Skipped: n}, res.Counts)
+			assert.EqualValues(t, n, srv.MustDo(t, "DBSIZE"))
+			t.Logf("%d SETs written in %v, ReadTimeout 300ms", n, took)
+		})
+	}
+}
+
+// A command that cannot be sent fails alone and at once; the stream goes
+// on, and Execute reports it with its index.
+func TestStreamBadCommandFailsAlone(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	before := b.Bucket("sb:a").SetAsync("1")
+	bad := b.Bucket("sb:b").SetAsync(struct{ X int }{1}) // no codec
+	forbidden := b.Do("SELECT", 1)
+	after := b.AtomicLong("sb:n").IncrementAndGetAsync()
+	select {
+	case <-bad.Done():
+	default:
+		t.Fatal("the bad command's future is not resolved at once")
+	}
+	assert.ErrorIs(t, errOf(bad), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(bad), rbatch.ErrNoCodec)
+	assert.ErrorIs(t, errOf(forbidden), rbatch.ErrForbidden)
+	res, err := b.Execute(context.Background())
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	require.Len(t, berr.Commands, 2)
+	assert.Equal(t, 1, berr.Commands[0].Index)
+	assert.Equal(t, 2, berr.Commands[1].Index)
+	assert.Equal(t, rbatch.Counts{Applied: 2, NotSent: 2}, res.Counts)
+	assert.NoError(t, errOf(before))
+	n, err := after.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.EqualValues(t, 1, calls(t, "set"))
+	assert.Zero(t, calls(t, "select"))
+}
+
+// Connections killed mid-stream: every command ends in one known state,
+// the counts add up, and each counter lies within [applied,
+// applied+unknown].
+func TestStreamConnectionKilled(t *testing.T) {
+	fresh(t)
+	// Not newClient: the last kills may hit idle connections after the
+	// batch, which its pool check would report.
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{srv.Addr}, StreamBuffer: 256 << 10})
+	require.NoError(t, err)
+	defer c.Close()
+	const counters = 50
+	n := streamSize() / 4
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	fs := make([]*rbatch.Future[int64], 0, n)
+	stop, killed := make(chan struct{}), make(chan int)
+	go func() {
+		kills := 0
+		defer func() { killed <- kills }()
+		waitUntil(t, "the stream is under way", func() bool { return calls(t, "incr") > 0 })
+		for {
+			srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+			kills++
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	for i := range n {
+		fs = append(fs, b.AtomicLong("sk:"+strconv.Itoa(i%counters)).IncrementAndGetAsync())
+	}
+	res, err := b.Execute(context.Background())
+	close(stop)
+	kills := <-killed
+	require.Error(t, err, "%d kills cut the stream", kills)
+	assert.Positive(t, res.Counts.Unknown+res.Counts.NotSent)
+	assert.Equal(t, n, res.Counts.Total())
+	applied, unknown := make([]int64, counters), make([]int64, counters)
+	for i, f := range fs {
+		_, ferr := f.Get()
+		switch {
+		case ferr == nil:
+			applied[i%counters]++
+		case errors.Is(ferr, rbatch.ErrUnknownOutcome):
+			unknown[i%counters]++
+		case errors.Is(ferr, rbatch.ErrNotSent):
+		default:
+			t.Fatalf("INCR %d: %v", i, ferr)
+		}
+	}
+	for k := range counters {
+		got, _ := srv.MustDo(t, "GET", "sk:"+strconv.Itoa(k)).([]byte)
+		v, _ := strconv.ParseInt(string(got), 10, 64)
+		assert.GreaterOrEqual(t, v, applied[k], "counter %d", k)
+		assert.LessOrEqual(t, v, applied[k]+unknown[k], "counter %d", k)
+	}
+	t.Logf("%d kills: counts %+v", kills, res.Counts)
+}
+
+// Progress moves forward, from one goroutine at a time, and its last call
+// is the batch's counts.
+func TestStreamProgress(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 256 << 10 })
+	var mu sync.Mutex
+	var calls []rbatch.Progress
+	inFn := false
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithProgress(2*time.Millisecond, func(p rbatch.Progress) {
+		mu.Lock()
+		if inFn {
+			t.Error("progress called concurrently")
+		}
+		inFn = true
+		calls = append(calls, p)
+		mu.Unlock()
+		time.Sleep(3 * time.Millisecond) // slower than the interval: ticks are skipped
+		mu.Lock()
+		inFn = false
+		mu.Unlock()
+	}))
+	n := streamSize() / 4
+	for i := range n {
+		b.Bucket("sp:" + strconv.Itoa(i%100)).SetAsync(i)
+		if i == n/2 {
+			b.List("sp:1").AddAsync("x") // WRONGTYPE: one failure
+		}
+	}
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Greater(t, len(calls), 1)
+	for k := 1; k < len(calls); k++ {
+		p, q := calls[k-1], calls[k]
+		assert.True(t, q.Queued >= p.Queued && q.Written >= p.Written && q.Answered >= p.Answered &&
+			q.Failed >= p.Failed && q.Elapsed >= p.Elapsed, "call %d went back: %+v then %+v", k, p, q)
+	}
+	last := calls[len(calls)-1]
+	assert.Equal(t, rbatch.Counts{Applied: n, Failed: 1}, res.Counts)
+	assert.Equal(t, rbatch.Progress{Queued: n + 1, Written: n + 1, Answered: n + 1, Failed: 1, Elapsed: last.Elapsed}, last)
+	t.Logf("%d progress calls, last %+v", len(calls), last)
+}
+
+// Execute's context ending stops the stream: what was written and not
+// answered is unknown, what was not written is not sent. WithContext
+// ending before Execute makes queueing fail at once; Discard drops the
+// rest.
+func TestStreamCancel(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 256 << 10 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithContext(ctx))
+	for i := range 10000 {
+		b.Bucket("sc:" + strconv.Itoa(i)).SetAsync(i)
+	}
+	cancel()
+	late := b.Bucket("sc:late").SetAsync("x")
+	assert.ErrorIs(t, errOf(late), rbatch.ErrNotSent, "queueing after the context ended fails at once")
+	assert.ErrorIs(t, errOf(late), context.Canceled)
+	res, err := b.Execute(context.Background())
+	assert.Equal(t, 10000, res.Counts.Total())
+	t.Logf("cancelled before Execute: %+v (%v)", res.Counts, err)
+
+	b = c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	fs := make([]*rbatch.Future[struct{}], 0, 50000)
+	for i := range 50000 {
+		fs = append(fs, b.Bucket("sd:"+strconv.Itoa(i)).SetAsync(i))
+	}
+	require.NoError(t, b.Discard(context.Background()))
+	discarded := 0
+	for _, f := range fs {
+		if errors.Is(errOf(f), rbatch.ErrDiscarded) {
+			discarded++
+		}
+	}
+	t.Logf("Discard mid-stream: %d of %d discarded", discarded, len(fs))
+	assert.ErrorIs(t, errOf(b.Bucket("sd:late").SetAsync("x")), rbatch.ErrAlreadyExecuted)
+}
+
+// A cluster stream while slots move back and forth between two primaries:
+// commands follow MOVED and ASK, and every counter ends exact.
+func TestStreamClusterDuringMigration(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.StreamBuffer = 256 << 10 })
+	from, to := cl.Primaries[0], cl.Primaries[1]
+	var keys []string
+	slots := map[int]bool{}
+	for i := 0; len(keys) < 6; i++ {
+		k := "smig:" + strconv.Itoa(i)
+		if cl.OwnerOf(t, route.Slot(k)) == from {
+			keys = append(keys, k)
+			slots[route.Slot(k)] = true
+		}
+	}
+	others := []string{"smig:x{a}", "smig:x{b}", "smig:x{c}"}
+	all := append(append([]string{}, keys...), others...)
+
+	stop := make(chan struct{})
+	moved := make(chan int, 1)
+	go func() {
+		rounds := 0
+		defer func() { moved <- rounds }()
+		for src, dst := from, to; ; src, dst = dst, src {
+			for s := range slots {
+				cl.BeginMigration(t, s, src, dst)
+			}
+			time.Sleep(20 * time.Millisecond)
+			for s := range slots {
+				cl.FinishMigration(t, s, src, dst)
+			}
+			rounds++
+			select {
+			case <-stop:
+				if dst != from { // leave the slots where they were
+					for s := range slots {
+						cl.MigrateSlot(t, s, dst, from)
+					}
+				}
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	n := streamSize() / 10
+	deadline := time.Now().Add(5 * time.Second)
+	queued := 0
+	for ; queued < n && time.Now().Before(deadline); queued++ {
+		b.AtomicLong(all[queued%len(all)]).IncrementAndGetAsync()
+	}
+	res, err := b.Execute(context.Background())
+	close(stop)
+	rounds := <-moved
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: queued}, res.Counts)
+	moves := 0
+	for _, nr := range res.Nodes {
+		moves += nr.Moved + nr.Asked
+	}
+	for k, key := range all {
+		want := int64(queued / len(all))
+		if k < queued%len(all) {
+			want++
+		}
+		got, err := redis.Int64(cl.OwnerOf(t, route.Slot(key)).Call("GET", key))
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "counter %s", key)
+	}
+	t.Logf("%d INCRs, %d migration rounds, %d commands redirected", queued, rounds, moves)
+}
