@@ -49,6 +49,31 @@
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
 // fewest replicas that acknowledged on any node.
 //
+// # Streaming
+//
+// A Streaming batch is for bulk loads. Its commands are written while the
+// batch is filled, a part at a time in the background, and their replies
+// read as they come; queueing blocks while Config.StreamBuffer bytes are
+// queued and unanswered, so memory does not grow with the batch. The
+// library keeps nothing of a command once it is answered: futures belong
+// to whoever holds them, BatchResult.Responses stays empty, Counts counts
+// every command and a *BatchError lists the first 1,000 failures. Each
+// command has InMemory's outcomes, redirects and retries; WithSync and
+// WithSyncAOF wait after each part, on each node it used (WAIT covers the
+// connection's earlier writes). Unlike InMemory a stream cannot be refused
+// as a whole: a command that cannot be encoded or is forbidden fails alone,
+// at once, and the stream goes on.
+//
+// The background work runs under WithContext's context (default
+// context.Background()) and, from Execute on, under Execute's as well.
+// Errors reach the futures as each part is answered (a future's Get waits
+// only for its part, which goes as soon as the wire is free) and Progress
+// counts them; Execute reports them all. When a context ends or Discard is
+// called, written and unanswered commands end unknown, the rest not sent
+// (ErrDiscarded after Discard), and later queueing fails at once. A stream
+// never executed nor discarded sends what was queued and then rests (its
+// WithProgress timer keeps firing): end every stream.
+//
 // # Conditions
 //
 // An InMemoryAtomic batch applies only if its conditions hold

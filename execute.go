@@ -294,36 +294,6 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	return fu
 }
 
-// reportGroup tells the hooks how a group ended and where it sent
-// commands on.
-func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeResult, r batch.Result, connErr error,
-	errs []errReply, fu followUp, groupEnd func(GroupResult)) {
-	gr := GroupResult{Addr: addr, Duration: nr.Duration, BytesWritten: e.written, BytesRead: e.read, Err: r.Err}
-	if connErr != nil {
-		gr.Err = connErr
-	}
-	for _, i := range e.indices {
-		gr.Counts.add(b.q.At(i).Future.(outcome).failure())
-	}
-	for _, er := range errs {
-		if re := asRedisError(er.err); re != nil {
-			gr.ServerError = re
-			break
-		}
-	}
-	for _, to := range []struct {
-		kind string
-		cmds map[string][]int
-	}{{"MOVED", fu.moved}, {"ASK", fu.asked}} {
-		for dest, idx := range to.cmds {
-			for _, h := range b.run.hooks {
-				h.Redirect(ctx, RedirectInfo{From: addr, To: dest, Kind: to.kind, Commands: len(idx)})
-			}
-		}
-	}
-	groupEnd(gr)
-}
-
 // runGroup sends the entry's commands as one group on a connection of its
 // node (or its fallback when the node cannot be reached), and says which
 // node's connection ran it.
@@ -630,27 +600,6 @@ func (e *entry) acquire(ctx context.Context, hs []Hook) (pool.Lease, error) {
 	return conn, err
 }
 
-// timedNode is a node that says how long Get waited for a free connection.
-type timedNode interface {
-	GetTimed(ctx context.Context) (pool.Lease, time.Duration, error)
-}
-
-// get takes a connection of node, telling the hooks when it had to wait.
-func get(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
-	tn, ok := node.(timedNode)
-	if hs == nil || !ok {
-		return node.Get(ctx)
-	}
-	conn, waited, err := tn.GetTimed(ctx)
-	if waited > 0 {
-		w := ConnWaitInfo{Addr: node.Addr(), Duration: waited, Err: err}
-		for _, h := range hs {
-			h.ConnWait(ctx, w)
-		}
-	}
-	return conn, err
-}
-
 // acquireLease is acquire as a Redis-side session takes it.
 func (e *entry) acquireLease(ctx context.Context) (batch.Lease, error) {
 	conn, err := e.acquire(ctx, nil)
@@ -758,21 +707,4 @@ func (b *Batch) tailTimeout(wait time.Duration) time.Duration {
 		rt = defaultIOTimeout
 	}
 	return rt + wait
-}
-
-// withoutBad returns idx without the commands of a stream's segment that
-// failed at queueing (b.bad, ascending).
-func (b *Batch) withoutBad(idx []int) []int {
-	out := idx[:0]
-	k := 0
-	for _, i := range idx {
-		for k < len(b.bad) && b.bad[k] < i {
-			k++
-		}
-		if k < len(b.bad) && b.bad[k] == i {
-			continue
-		}
-		out = append(out, i)
-	}
-	return out
 }

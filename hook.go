@@ -6,6 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
 )
 
 // Hook observes what a client's batches do: each batch's start and end,
@@ -173,4 +176,55 @@ func groupHooks(ctx context.Context, hs []Hook, info GroupInfo) (context.Context
 			hs[i].GroupEnd(ctxs[i], info, r)
 		}
 	}
+}
+
+// reportGroup tells the hooks how a group ended and where it sent
+// commands on.
+func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeResult, r batch.Result, connErr error,
+	errs []errReply, fu followUp, groupEnd func(GroupResult)) {
+	gr := GroupResult{Addr: addr, Duration: nr.Duration, BytesWritten: e.written, BytesRead: e.read, Err: r.Err}
+	if connErr != nil {
+		gr.Err = connErr
+	}
+	for _, i := range e.indices {
+		gr.Counts.add(b.q.At(i).Future.(outcome).failure())
+	}
+	for _, er := range errs {
+		if re := asRedisError(er.err); re != nil {
+			gr.ServerError = re
+			break
+		}
+	}
+	for _, to := range []struct {
+		kind string
+		cmds map[string][]int
+	}{{"MOVED", fu.moved}, {"ASK", fu.asked}} {
+		for dest, idx := range to.cmds {
+			for _, h := range b.run.hooks {
+				h.Redirect(ctx, RedirectInfo{From: addr, To: dest, Kind: to.kind, Commands: len(idx)})
+			}
+		}
+	}
+	groupEnd(gr)
+}
+
+// timedNode is a node that says how long Get waited for a free connection.
+type timedNode interface {
+	GetTimed(ctx context.Context) (pool.Lease, time.Duration, error)
+}
+
+// get takes a connection of node, telling the hooks when it had to wait.
+func get(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
+	tn, ok := node.(timedNode)
+	if hs == nil || !ok {
+		return node.Get(ctx)
+	}
+	conn, waited, err := tn.GetTimed(ctx)
+	if waited > 0 {
+		w := ConnWaitInfo{Addr: node.Addr(), Duration: waited, Err: err}
+		for _, h := range hs {
+			h.ConnWait(ctx, w)
+		}
+	}
+	return conn, err
 }

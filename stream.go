@@ -358,3 +358,20 @@ func (p *progress) finish(c Counts) {
 	p.failed.Store(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
 	p.fn(p.now())
 }
+
+// withoutBad returns idx without the commands of a stream's segment that
+// failed at queueing (b.bad, ascending).
+func (b *Batch) withoutBad(idx []int) []int {
+	out := idx[:0]
+	k := 0
+	for _, i := range idx {
+		for k < len(b.bad) && b.bad[k] < i {
+			k++
+		}
+		if k < len(b.bad) && b.bad[k] == i {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
+}

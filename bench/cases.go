@@ -17,9 +17,11 @@ func (o opKind) String() string {
 type modeKind int
 
 const (
-	modePlain modeKind = iota // rbatch InMemory; peers' plain pipeline
-	modeMulti                 // rbatch InMemoryAtomic; peers' MULTI … EXEC
-	modeSkip                  // rbatch WithSkipResult; peers' plain pipeline
+	modePlain      modeKind = iota // rbatch InMemory; peers' plain pipeline
+	modeMulti                      // rbatch InMemoryAtomic; peers' MULTI … EXEC
+	modeSkip                       // rbatch WithSkipResult; peers' plain pipeline
+	modeStream                     // rbatch Streaming; peers' plain pipeline
+	modeStreamSkip                 // rbatch Streaming with WithSkipResult; peers' plain pipeline
 )
 
 // caseSpec is one benchmark case: one batch of n commands.
@@ -36,6 +38,9 @@ type caseSpec struct {
 	// heavy: run only rbatch and redigo unless -all-peers (the peers fit in
 	// memory but take minutes per run of 10M commands).
 	heavy bool
+	// fly: keys are made as each command is queued, not taken from a
+	// string made beforehand, so that the peak RSS is the client's own.
+	fly bool
 }
 
 func (c caseSpec) size(quick bool) int {
@@ -56,6 +61,10 @@ var allCases = []caseSpec{
 	{name: "multi100k", n: 100_000, quickN: 20_000, op: opSADD, mode: modeMulti, what: "SADD in MULTI … EXEC (rbatch IN_MEMORY_ATOMIC; go-redis TxPipeline; rueidis MULTI/EXEC in one DoMulti; redigo MULTI … EXEC)"},
 	{name: "skip1m", n: 1_000_000, quickN: 100_000, op: opSADD, mode: modeSkip, what: "SADD, rbatch WithSkipResult (CLIENT REPLY OFF … ON) vs each peer's plain pipeline"},
 	{name: "skip10m", n: 10_000_000, quickN: 300_000, op: opSADD, mode: modeSkip, heavy: true, what: "SADD, rbatch WithSkipResult vs each peer's plain pipeline"},
+	{name: "stream1m", n: 1_000_000, quickN: 100_000, op: opSET, mode: modeStream, fly: true, what: "SET of distinct keys made on the fly, rbatch STREAMING (sent while queued) vs each peer's plain pipeline"},
+	{name: "stream1m-skip", n: 1_000_000, quickN: 100_000, op: opSET, mode: modeStreamSkip, fly: true, what: "as stream1m, rbatch STREAMING with WithSkipResult"},
+	{name: "stream10m", n: 10_000_000, quickN: 300_000, op: opSET, mode: modeStream, fly: true, heavy: true, what: "as stream1m with 10M commands: memory must stay flat"},
+	{name: "stream10m-skip", n: 10_000_000, quickN: 300_000, op: opSET, mode: modeStreamSkip, fly: true, heavy: true, what: "as stream10m, rbatch STREAMING with WithSkipResult"},
 	{name: "small", n: 3, quickN: 3, small: true, what: "3-command batches (SET k v, GET k, INCR c) looped by 8, 128 and 512 goroutines, each client for 3 s per count, all in one process, clients interleaved"},
 	{name: "cluster1m", n: 1_000_000, quickN: 100_000, op: opSET, cluster: true, what: "SET of distinct keys over a 3-primary cluster (rbatch IN_MEMORY; go-redis ClusterClient pipeline; rueidis DoMulti)"},
 }

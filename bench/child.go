@@ -101,7 +101,7 @@ func childMain(a childArgs) int {
 		return 2
 	}
 	n := cs.size(a.quick)
-	d := newDataset(n, cs.op)
+	d := newDataset(n, cs.op, cs.fly)
 	ctx := context.Background()
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	r, err := newRunner(dialCtx, a.client, cs, a.addrs)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	redigo "github.com/gomodule/redigo/redis"
@@ -24,9 +25,13 @@ type dataset struct {
 	n       int
 	members string
 	keys    string
+	fly     bool // keys are made as they are needed
 }
 
-func newDataset(n int, op opKind) *dataset {
+func newDataset(n int, op opKind, fly bool) *dataset {
+	if fly {
+		return &dataset{n: n, fly: true}
+	}
 	b := make([]byte, 0, n*itemWidth)
 	format := "m:%08d"
 	if op == opSET {
@@ -42,7 +47,12 @@ func newDataset(n int, op opKind) *dataset {
 }
 
 func (d *dataset) member(i int) string { return d.members[i*itemWidth : (i+1)*itemWidth] }
-func (d *dataset) key(i int) string    { return d.keys[i*itemWidth : (i+1)*itemWidth] }
+func (d *dataset) key(i int) string {
+	if d.fly {
+		return "k:" + strconv.Itoa(i)
+	}
+	return d.keys[i*itemWidth : (i+1)*itemWidth]
+}
 
 // runner is one client library, connected, able to send one case's batch.
 // run builds the batch, executes it and checks every reply for an error;
@@ -126,6 +136,10 @@ func (r *rbatchRunner) run(ctx context.Context, cs caseSpec, d *dataset, sent *t
 		opts = append(opts, rbatch.WithMode(rbatch.InMemoryAtomic))
 	case modeSkip:
 		opts = append(opts, rbatch.WithSkipResult())
+	case modeStream:
+		opts = append(opts, rbatch.WithMode(rbatch.Streaming))
+	case modeStreamSkip:
+		opts = append(opts, rbatch.WithMode(rbatch.Streaming), rbatch.WithSkipResult())
 	}
 	b := r.c.NewBatch(opts...)
 	if cs.op == opSADD {
@@ -143,8 +157,16 @@ func (r *rbatchRunner) run(ctx context.Context, cs caseSpec, d *dataset, sent *t
 	if err != nil {
 		return err
 	}
-	if cs.mode != modeSkip && len(res.Responses) != d.n {
-		return fmt.Errorf("rbatch: %d responses, want %d", len(res.Responses), d.n)
+	switch cs.mode {
+	case modeSkip:
+	case modeStream, modeStreamSkip:
+		if got := res.Counts.Applied + res.Counts.Skipped; got != d.n {
+			return fmt.Errorf("rbatch: %d commands applied or skipped, want %d", got, d.n)
+		}
+	default:
+		if len(res.Responses) != d.n {
+			return fmt.Errorf("rbatch: %d responses, want %d", len(res.Responses), d.n)
+		}
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
-// Command bulkload loads 200,000 keys into the Redis server at REDIS_ADDR
-// (default 127.0.0.1:6379) with one WithSkipResult batch: Redis sends no
-// reply per SET (CLIENT REPLY OFF … ON), so the load is one stream of
-// writes. It reads DBSIZE back with a second batch and deletes the keys with
-// a third. It exits with status 1 on any error.
+// Command bulkload loads users into the Redis server at REDIS_ADDR (default
+// 127.0.0.1:6379) with one STREAMING batch: BULKLOAD_USERS (default
+// 5,000,000) keys user:<i>, each SET with a one-hour TTL, and the index set
+// users:index with an SADD per user. The commands are sent while they are
+// queued, memory stays bounded however many there are, and a progress line
+// (rate, ETA) goes to stderr. It checks the load with DBSIZE and SCARD,
+// deletes it with a second stream, and exits with status 1 on any error.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,9 +19,9 @@ import (
 )
 
 const (
-	numKeys   = 200_000
-	delChunk  = 10_000 // keys per DEL command
-	keyPrefix = "bulk:"
+	indexKey = "users:index"
+	ttl      = time.Hour
+	delChunk = 1000 // keys per DEL when cleaning up
 )
 
 func main() {
@@ -33,7 +36,15 @@ func run() error {
 	if addr == "" {
 		addr = "127.0.0.1:6379"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	users := 5_000_000
+	if v := os.Getenv("BULKLOAD_USERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("BULKLOAD_USERS=%q: want a positive count", v)
+		}
+		users = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	c, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{addr}})
@@ -42,66 +53,72 @@ func run() error {
 	}
 	defer c.Close()
 
-	keys := make([]string, numKeys)
-	for i := range keys {
-		keys[i] = keyPrefix + strconv.Itoa(i)
+	total := 2 * users // a SET and an SADD per user
+	start := time.Now()
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithContext(ctx),
+		rbatch.WithProgress(500*time.Millisecond, progressLine(total)))
+	index := b.Set(indexKey)
+	for i := range users {
+		id := strconv.Itoa(i)
+		// The futures are not kept: a stream keeps nothing of a command once
+		// it is answered, and Execute counts what each one did.
+		b.Bucket("user:"+id).SetWithTTLAsync(`{"id":`+id+`,"plan":"free"}`, ttl)
+		index.AddAsync(id)
 	}
-
-	// Load. With WithSkipResult the futures end with ErrResultSkipped and
-	// BatchResult.Responses is empty; Execute still reports a batch that
-	// could not be sent, and NodeResult says how many commands each node got.
-	load := c.NewBatch(rbatch.WithSkipResult())
-	for i, k := range keys {
-		load.Bucket(k).SetAsync(i)
-	}
-	res, err := load.Execute(ctx)
+	res, err := b.Execute(ctx)
+	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	sent := 0
-	for _, n := range res.Nodes {
-		sent += n.Commands
-	}
-	fmt.Printf("sent %d SET commands, results skipped (%d responses)\n", sent, len(res.Responses))
+	took := time.Since(start)
+	fmt.Printf("loaded %d users: %d commands applied, %d failed, %d not sent, %d unknown\n",
+		users, res.Counts.Applied, res.Counts.Failed, res.Counts.NotSent, res.Counts.Unknown)
+	fmt.Fprintf(os.Stderr, "bulkload: %d commands in %v (%.0f commands/s)\n", total, took.Round(time.Millisecond), float64(total)/took.Seconds())
 
-	// Read back. The load's Execute returned once Redis answered CLIENT
-	// REPLY ON, which it runs after the last SET: DBSIZE sees the whole load.
 	check := c.NewBatch()
 	size := check.Do("DBSIZE")
+	members := check.Set(indexKey).SizeAsync()
+	withTTL := check.Bucket("user:0").RemainTimeToLiveAsync()
 	if _, err := check.Execute(ctx); err != nil {
-		return fmt.Errorf("dbsize: %w", err)
+		return fmt.Errorf("check: %w", err)
 	}
-	v, err := size.Get()
-	if err != nil {
-		return err
+	v, _ := size.Get()
+	n, _ := v.(int64)
+	m, _ := members.Get()
+	left, _ := withTTL.Get()
+	fmt.Printf("DBSIZE %d, SCARD %s %d, user:0 expires within the hour: %v\n", n, indexKey, m, left > 0 && left <= ttl.Milliseconds())
+	if n != int64(users)+1 || m != int64(users) {
+		return errors.New("the load is incomplete")
 	}
-	dbsize, ok := v.(int64)
-	if !ok {
-		return fmt.Errorf("dbsize: unexpected reply %T %v", v, v)
-	}
-	fmt.Printf("DBSIZE: %d\n", dbsize)
-	if dbsize < numKeys {
-		return fmt.Errorf("DBSIZE %d: fewer keys than the %d loaded", dbsize, numKeys)
-	}
-	fmt.Printf("loaded %d keys\n", numKeys)
 
-	// Clean up: one DEL per chunk of keys, all in one batch.
-	del := c.NewBatch()
-	var dels []*rbatch.Future[int64]
-	for from := 0; from < len(keys); from += delChunk {
-		dels = append(dels, del.Keys().DeleteAsync(keys[from:min(from+delChunk, len(keys))]...))
-	}
-	if _, err := del.Execute(ctx); err != nil {
-		return fmt.Errorf("delete: %w", err)
-	}
-	var deleted int64
-	for _, f := range dels {
-		n, err := f.Get()
-		if err != nil {
-			return err
+	// Clean up with a second stream: DEL in chunks of keys.
+	del := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithContext(ctx))
+	keys := make([]string, 0, delChunk)
+	for i := range users {
+		keys = append(keys, "user:"+strconv.Itoa(i))
+		if len(keys) == delChunk || i == users-1 {
+			del.Keys().DeleteAsync(keys...)
+			keys = keys[:0]
 		}
-		deleted += n
 	}
-	fmt.Printf("deleted %d keys with %d DEL commands of %d keys\n", deleted, len(dels), delChunk)
+	del.Keys().DeleteAsync(indexKey)
+	if res, err = del.Execute(ctx); err != nil {
+		return fmt.Errorf("clean up: %w", err)
+	}
+	fmt.Printf("deleted the users with %d DEL commands\n", res.Counts.Applied)
 	return nil
+}
+
+// progressLine returns a WithProgress function printing, on one line of
+// stderr, how far the load got, its rate and when it should end.
+func progressLine(total int) func(rbatch.Progress) {
+	return func(p rbatch.Progress) {
+		rate := float64(p.Answered) / p.Elapsed.Seconds()
+		eta := "?"
+		if rate > 0 {
+			eta = (time.Duration(float64(total-p.Answered)/rate) * time.Second).Round(time.Second).String()
+		}
+		fmt.Fprintf(os.Stderr, "\rqueued %d, answered %d of %d (%.0f%%), %d failed, %.0f/s, ETA %s   ",
+			p.Queued, p.Answered, total, 100*float64(p.Answered)/float64(total), p.Failed, rate, eta)
+	}
 }
