@@ -155,9 +155,14 @@ func (b *Batch) singleSlot(idx []int) (int, error) {
 		}
 	}
 	for _, i := range idx {
-		if b.q.At(i).Flags&queue.MultiKey != 0 {
-			for _, k := range b.q.Args(i) {
-				if err := check(k); err != nil {
+		if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
+			step := 1
+			if f&queue.KeyValue != 0 {
+				step = 2 // key, value, …
+			}
+			args := b.q.Args(i)
+			for k := 0; k < len(args); k += step {
+				if err := check(args[k]); err != nil {
 					return -1, err
 				}
 			}

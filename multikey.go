@@ -8,7 +8,8 @@ import (
 )
 
 // In a cluster, a command whose arguments are all keys (DEL, EXISTS, UNLINK,
-// TOUCH, MGET) and whose keys span slots is split at Execute into one part
+// TOUCH, MGET), or key/value pairs (MSET), and whose keys span slots is
+// split at Execute into one part
 // per slot. The parts are appended to the queue after the user's commands
 // (so submission indices do not move), sent like any command, and their
 // replies joined into the one future: counts summed, MGET's values put back
@@ -51,15 +52,26 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 	idx = idx[:0]
 	for i := 0; i < n; i++ {
 		c := b.q.At(i)
-		if c.Flags&queue.MultiKey == 0 {
+		if c.Flags&(queue.MultiKey|queue.KeyValue) == 0 {
 			idx = append(idx, i)
 			continue
 		}
-		if b.q.NArgs(i) < 2 { // DeleteAsync, IsExistsAsync: one key
+		step := 1 // arguments per key
+		if c.Flags&queue.KeyValue != 0 {
+			step = 2
+		}
+		if b.q.NArgs(i) < 2*step { // DeleteAsync, IsExistsAsync: one key
 			idx = append(idx, i)
 			continue
 		}
-		keys := b.q.Args(i)
+		all := b.q.Args(i)
+		keys := all
+		if step == 2 {
+			keys = make([][]byte, 0, len(all)/2)
+			for k := 0; k < len(all); k += 2 {
+				keys = append(keys, all[k])
+			}
+		}
 		if oneSlot(keys) {
 			idx = append(idx, i)
 			continue
@@ -76,9 +88,11 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 		sp := split{parent: i}
 		for _, s := range order {
 			ks := bySlot[s]
-			args := make([]any, len(ks))
-			for j, k := range ks {
-				args[j] = keys[k]
+			args := make([]any, 0, len(ks)*step)
+			for _, k := range ks {
+				for _, a := range all[k*step : k*step+step] {
+					args = append(args, a)
+				}
 			}
 			pos := b.q.Add(queue.Command{Name: b.q.Name(i), KeyArg: 1, Flags: c.Flags, Future: &part{}}, nil, args...)
 			sp.parts = append(sp.parts, pos)
@@ -120,6 +134,10 @@ func (b *Batch) joinSplits(splits []split) {
 			switch r := p.reply.(type) {
 			case int64:
 				sum += r
+			case string: // MSET's OK
+				if r != "OK" {
+					failed = fmt.Errorf("rbatch: unexpected reply %q to a part of %s", r, b.q.Name(sp.parent))
+				}
 			case []any:
 				if values == nil {
 					values = make([]any, b.q.NArgs(sp.parent))
@@ -139,6 +157,8 @@ func (b *Batch) joinSplits(splits []split) {
 			o.resolve(nil, failed)
 		case values != nil:
 			o.resolve(values, nil)
+		case parent.Flags&queue.KeyValue != 0:
+			o.resolve("OK", nil)
 		default:
 			o.resolve(sum, nil)
 		}

@@ -15,19 +15,26 @@ type object struct {
 }
 
 // DeleteAsync deletes the key (DEL); true when it existed.
-func (o object) DeleteAsync() *Future[bool] {
+func (o *object) DeleteAsync() *Future[bool] {
 	return keyed(o.b, decodePositive, "DEL", o.key, nil)
 }
 
 // ExpireAsync sets the key's time to live (PEXPIRE); true when the key exists.
 // ttl must be at least a millisecond.
-func (o object) ExpireAsync(ttl time.Duration) *Future[bool] {
+func (o *object) ExpireAsync(ttl time.Duration) *Future[bool] {
 	return keyed(o.b, decodePositive, "PEXPIRE", o.key, checkTTL(ttl), ttl.Milliseconds())
 }
 
 // IsExistsAsync reports whether the key exists (EXISTS).
-func (o object) IsExistsAsync() *Future[bool] {
+func (o *object) IsExistsAsync() *Future[bool] {
 	return keyed(o.b, decodePositive, "EXISTS", o.key, nil)
+}
+
+// RemainTimeToLiveAsync returns the key's time to live in milliseconds
+// (PTTL): -1 when it has none, -2 when the key does not exist, as
+// Redisson's remainTimeToLive.
+func (o *object) RemainTimeToLiveAsync() *Future[int64] {
+	return keyed(o.b, decodeInt64, "PTTL", o.key, nil)
 }
 
 func checkTTL(ttl time.Duration) error {

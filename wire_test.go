@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -36,8 +37,16 @@ func plausible(cmd []string) string {
 		return redistest.Bulk("v")
 	case "INCR", "DECR", "INCRBY", "HINCRBY":
 		return ":7\r\n"
-	case "LRANGE", "SMEMBERS", "ZRANGE":
+	case "LRANGE", "SMEMBERS", "ZRANGE", "ZRANGEBYSCORE":
 		return "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+	case "MGET", "HMGET": // a value, then a missing one
+		return "*2\r\n$1\r\na\r\n$-1\r\n"
+	case "MSET":
+		return "+OK\r\n"
+	case "XRANGE":
+		return "*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+	case "XREAD":
+		return "*1\r\n*2\r\n$2\r\nsm\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
 	case "HGETALL":
 		return "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$1\r\nw\r\n"
 	case "ZINCRBY", "ZSCORE":
@@ -148,6 +157,7 @@ type keyed interface {
 	DeleteAsync() *rbatch.Future[bool]
 	ExpireAsync(ttl time.Duration) *rbatch.Future[bool]
 	IsExistsAsync() *rbatch.Future[bool]
+	RemainTimeToLiveAsync() *rbatch.Future[int64]
 }
 
 // keyedObjects names each keyed object type with its accessor.
@@ -175,6 +185,7 @@ var otherTypes = []struct {
 }{
 	{"Keys", reflect.TypeFor[*rbatch.Keys]()},
 	{"Script", reflect.TypeFor[*rbatch.Script]()},
+	{"Buckets", reflect.TypeFor[*rbatch.Buckets]()},
 }
 
 func cmd(parts ...string) [][]string { return [][]string{parts} }
@@ -341,6 +352,43 @@ func wireCases() []wireCase {
 		}, [][]string{{"SCRIPT", "LOAD", script + " -- strs"}, {"EVALSHA", sha1hex(script + " -- strs"), "0", "a1"}},
 			[]string{"9", "ok"}},
 
+		// Buckets: MGET, MSET, MSETNX; the maps' keys go in order.
+		{"Buckets.GetAsync", func(b *rbatch.Batch) func() (any, error) { return result(b.Buckets().GetAsync("a", "b")) },
+			cmd("MGET", "a", "b"), map[string]string{"a": "a"}},
+		{"Buckets.SetAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Buckets().SetAsync(map[string]any{"b": 2, "a": "x"}))
+		}, cmd("MSET", "a", "x", "b", "2"), struct{}{}},
+		{"Buckets.TrySetAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Buckets().TrySetAsync(map[string]any{"b": 2, "a": "x"}))
+		}, cmd("MSETNX", "a", "x", "b", "2"), true},
+		{"Bucket.SetIfAbsentAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Bucket("k").SetIfAbsentAsync("v", 2*time.Second))
+		}, cmd("SET", "k", "v", "PX", "2000", "NX"), true},
+		{"Bucket.SetIfExistsAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Bucket("k").SetIfExistsAsync("v", 0))
+		}, cmd("SET", "k", "v", "XX"), true},
+		{"Map.GetAllAsync", func(b *rbatch.Batch) func() (any, error) { return result(b.Map("h").GetAllAsync("a", "b")) },
+			cmd("HMGET", "h", "a", "b"), map[string]string{"a": "a"}},
+		{"Map.PutAllAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Map("h").PutAllAsync(map[string]any{"g": 1, "f": "v"}))
+		}, cmd("HSET", "h", "f", "v", "g", "1"), struct{}{}},
+		{"Map.FastPutIfAbsentAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.Map("h").FastPutIfAbsentAsync("f", "v"))
+		}, cmd("HSETNX", "h", "f", "v"), true},
+		{"ScoredSortedSet.AddAllAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.ScoredSortedSet("z").AddAllAsync(map[string]float64{"b": 2, "a": 1.5}))
+		}, cmd("ZADD", "z", "1.5", "a", "2", "b"), int64(1)},
+		{"ScoredSortedSet.ValueRangeByScoreAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.ScoredSortedSet("z").ValueRangeByScoreAsync(1, math.Inf(1)))
+		}, cmd("ZRANGEBYSCORE", "z", "1", "+Inf"), []string{"a", "b"}},
+		{"ScoredSortedSet.CountAsync", func(b *rbatch.Batch) func() (any, error) {
+			return result(b.ScoredSortedSet("z").CountAsync(math.Inf(-1), 2.5))
+		}, cmd("ZCOUNT", "z", "-Inf", "2.5"), int64(1)},
+		{"Stream.RangeAsync", func(b *rbatch.Batch) func() (any, error) { return result(b.Stream("sm").RangeAsync("-", "+", 10)) },
+			cmd("XRANGE", "sm", "-", "+", "COUNT", "10"), []rbatch.StreamEntry{{ID: "1-0", Fields: map[string]string{"f": "v"}}}},
+		{"Stream.ReadAsync", func(b *rbatch.Batch) func() (any, error) { return result(b.Stream("sm").ReadAsync("1-0", 5)) },
+			cmd("XREAD", "COUNT", "5", "STREAMS", "sm", "1-0"), []rbatch.StreamEntry{{ID: "2-0", Fields: map[string]string{"g": "w"}}}},
+
 		// Batch.Do: the name is upper-cased, the arguments go as given.
 		{"Batch.Do", func(b *rbatch.Batch) func() (any, error) { return result(b.Do("echo", "hi")) },
 			cmd("ECHO", "hi"), "hi"},
@@ -354,6 +402,9 @@ func wireCases() []wireCase {
 			}, cmd("PEXPIRE", "key", "1500"), true},
 			wireCase{o.name + ".IsExistsAsync", func(b *rbatch.Batch) func() (any, error) { return result(o.get(b, "key").IsExistsAsync()) },
 				cmd("EXISTS", "key"), true},
+			wireCase{o.name + ".RemainTimeToLiveAsync", func(b *rbatch.Batch) func() (any, error) {
+				return result(o.get(b, "key").RemainTimeToLiveAsync())
+			}, cmd("PTTL", "key"), int64(1)},
 		)
 	}
 	return cases

@@ -17,6 +17,9 @@ const (
 	// MultiKey commands take only keys as arguments (DEL, EXISTS, MGET, …):
 	// in a cluster they are split per slot.
 	MultiKey
+	// KeyValue commands take key/value pairs (MSET): in a cluster they are
+	// split per slot, a pair at a time.
+	KeyValue
 )
 
 // ErrForbidden is the cause when a command may not be queued in a batch.
@@ -31,7 +34,7 @@ var readOnly = set(
 	"SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SRANDMEMBER", "SINTER", "SUNION", "SDIFF", "SINTERCARD", "SSCAN",
 	"ZSCORE", "ZMSCORE", "ZRANK", "ZREVRANK", "ZRANGE", "ZREVRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE",
 	"ZRANGEBYLEX", "ZREVRANGEBYLEX", "ZCARD", "ZCOUNT", "ZLEXCOUNT", "ZRANDMEMBER", "ZSCAN",
-	"XLEN", "XRANGE", "XREVRANGE", "XINFO", "XPENDING",
+	"XLEN", "XRANGE", "XREVRANGE", "XREAD", "XINFO", "XPENDING",
 	"PFCOUNT", "GETBIT", "BITCOUNT", "BITPOS", "GEOPOS", "GEODIST", "GEOHASH", "GEOSEARCH",
 	"DBSIZE", "PING", "ECHO", "TIME", "RANDOMKEY", "SCAN", "KEYS", "DUMP", "TOUCH", "OBJECT", "MEMORY",
 	"EVAL_RO", "EVALSHA_RO", "FCALL_RO",
@@ -43,6 +46,10 @@ var noKey = set("PING", "ECHO", "TIME", "DBSIZE", "RANDOMKEY", "SCAN", "KEYS", "
 
 // multiKey lists commands whose arguments are all keys.
 var multiKey = set("DEL", "UNLINK", "EXISTS", "TOUCH", "MGET")
+
+// keyValue lists commands whose arguments are key/value pairs and that may
+// be split per slot (not MSETNX: it must set all keys or none).
+var keyValue = set("MSET")
 
 // forbidden lists commands that would change what the connection is, or that
 // the execution modes own.
@@ -102,12 +109,12 @@ func FlagsOf(name string) Flags { return flags[name] }
 // shares one string (see interned).
 var writes = set("SET", "GETSET", "INCR", "INCRBY", "DECR", "PEXPIRE", "SADD", "SREM", "HSET", "HDEL",
 	"HINCRBY", "LPUSH", "RPUSH", "LPOP", "RPOP", "LREM", "LTRIM", "ZADD", "ZINCRBY", "ZREM", "PFADD",
-	"XADD", "EVAL", "EVALSHA", "SCRIPT")
+	"XADD", "EVAL", "EVALSHA", "SCRIPT", "MSETNX", "HSETNX")
 
 // flags is the command table: every command named above, with its flags.
 var flags = func() map[string]Flags {
 	m := map[string]Flags{}
-	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey, &writes: 0} {
+	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey, &keyValue: KeyValue, &writes: 0} {
 		for name := range *set {
 			m[name] |= f
 		}
