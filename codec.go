@@ -3,8 +3,10 @@ package rbatch
 import "encoding/json"
 
 // Codec turns values that are not string, []byte, integers, floats or bool
-// into bytes and back. Set one per batch with WithCodec; without one, such a
-// value fails Execute (naming the command) and nothing of the batch is sent.
+// into bytes (every command's arguments) and back (the values BucketOf and
+// HashOf read). Set one per batch with WithCodec; without one, such a value
+// fails Execute (naming the command) and nothing of the batch is sent, and
+// reading one fails its future with ErrNoCodec.
 type Codec interface {
 	Encode(v any) ([]byte, error)
 	Decode(data []byte, v any) error

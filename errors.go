@@ -3,6 +3,7 @@ package rbatch
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -121,31 +122,113 @@ type BatchError struct {
 	Err      error
 	Commands []CommandError
 
+	// counts, when set, say how every command of the batch ended; refused
+	// says that nothing of it was sent because of Err.
+	counts  *Counts
+	refused bool
+	// errSaid: Err only repeats the listed commands' cause (a Redis-side
+	// batch refused for one bad command): Error leaves it out.
+	errSaid bool
+
 	unwrapped atomic.Pointer[[]error] // Unwrap's slice, built once
 }
 
 // maxListed bounds how many command failures Error spells out.
 const maxListed = 3
 
+// Error reads once: one "rbatch:" prefix, what happened to how many
+// commands, then the causes, each said once, on one line.
 func (e *BatchError) Error() string {
 	var sb strings.Builder
-	sb.WriteString("rbatch: batch failed")
-	if e.Err != nil {
+	sb.WriteString("rbatch: ")
+	n := len(e.Commands)
+	switch {
+	case e.refused:
+		total := n
+		if e.counts != nil {
+			total = e.counts.Total()
+		}
+		fmt.Fprintf(&sb, "%s not sent: ", commands(total))
+		switch cause := e.Err; {
+		case n == 1:
+			sb.WriteString(bare(&e.Commands[0]))
+		case cause != nil:
+			if ns, ok := cause.(*notSentError); ok {
+				cause = ns.cause // "not sent" is said already
+			}
+			sb.WriteString(bare(cause))
+		}
+		return oneLine(sb.String())
+	case n == 0 && e.Err != nil:
+		sb.WriteString(bare(e.Err))
+		return oneLine(sb.String())
+	}
+	if c := e.counts; c != nil {
+		fmt.Fprintf(&sb, "%d of %s did not succeed", c.Total()-c.Applied-c.Skipped, commands(c.Total()))
+		if st := e.counts.failures(); st != "" {
+			sb.WriteString(" (" + st + ")")
+		}
+	} else {
+		fmt.Fprintf(&sb, "%s did not succeed", commands(n))
+	}
+	if n > 0 {
 		sb.WriteString(": ")
-		sb.WriteString(e.Err.Error())
-	}
-	if n := len(e.Commands); n > 0 {
-		fmt.Fprintf(&sb, "; %d command(s) failed", n)
-		for i := 0; i < n && i < maxListed; i++ {
-			sb.WriteString("; ")
-			sb.WriteString(e.Commands[i].Error())
+		first := bare(e.Commands[0].Err)
+		same := true
+		for i := 1; i < n && same; i++ {
+			same = bare(e.Commands[i].Err) == first
 		}
-		if n > maxListed {
-			sb.WriteString("; …")
+		if same && n > 1 {
+			fmt.Fprintf(&sb, "commands %d to %d: %s", e.Commands[0].Index, e.Commands[n-1].Index, first)
+			if e.Err != nil && bare(e.Err) == first {
+				return oneLine(sb.String()) // the batch's cause is the commands': said once
+			}
+		} else {
+			for i := 0; i < n && i < maxListed; i++ {
+				if i > 0 {
+					sb.WriteString("; ")
+				}
+				sb.WriteString(bare(&e.Commands[i]))
+			}
+			if n > maxListed {
+				fmt.Fprintf(&sb, "; and %d more", n-maxListed)
+			}
 		}
 	}
-	return sb.String()
+	if e.Err != nil && !e.errSaid {
+		sb.WriteString("; " + bare(e.Err))
+	}
+	return oneLine(sb.String())
 }
+
+// commands says "1 command" or "N commands".
+func commands(n int) string {
+	if n == 1 {
+		return "1 command"
+	}
+	return strconv.Itoa(n) + " commands"
+}
+
+// failures names the states other than applied and skipped, with counts.
+func (c *Counts) failures() string {
+	var parts []string
+	for _, s := range []struct {
+		n    int
+		name string
+	}{{c.Failed, "failed"}, {c.Aborted, "aborted"}, {c.NotSent, "not sent"}, {c.Unknown, "unknown"}} {
+		if s.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", s.n, s.name))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bare is err's message without the "rbatch: " prefixes its layers added:
+// the batch's message has one.
+func bare(err error) string { return strings.ReplaceAll(err.Error(), "rbatch: ", "") }
+
+// oneLine joins the lines errors.Join makes.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // Unwrap returns the batch-wide error (if any) and every command's error.
 // The slice is built once: errors.Is on a batch of a million failed

@@ -557,7 +557,8 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 		}
 	}
 	if failed != nil || nodeErr != nil {
-		return res, &BatchError{Err: nodeErr, Commands: failed}
+		counts := res.Counts
+		return res, &BatchError{Err: nodeErr, Commands: failed, counts: &counts}
 	}
 	return res, nil
 }
@@ -662,12 +663,14 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	}
 	b.settleConditions(err)
 	res, _ := b.collect(nil, nil)
-	berr := &BatchError{Err: err}
+	counts := res.Counts
+	berr := &BatchError{Err: err, counts: &counts, refused: aborted == nil}
 	if aborted != nil {
 		berr.Err = errors.Join(err, aborted)
 	}
 	if bad != nil {
 		berr.Commands = []CommandError{*bad}
+		berr.errSaid = true // Err wraps bad's cause
 	}
 	return res, berr
 }

@@ -419,8 +419,8 @@ func TestBatchErrorMessage(t *testing.T) {
 	require.Error(t, err)
 	msg := err.Error()
 	assert.True(t, strings.HasPrefix(msg, "rbatch: "), msg)
-	assert.Contains(t, msg, "5 command(s) failed")
-	assert.Contains(t, msg, "command 1 (RPUSH)")
+	assert.Contains(t, msg, "5 of 6 commands did not succeed (5 failed)")
+	assert.Contains(t, msg, "commands 1 to 5")
 	var berr *rbatch.BatchError
 	require.ErrorAs(t, err, &berr)
 	assert.Len(t, berr.Commands, 5)

@@ -42,7 +42,7 @@ func checkTTL(ttl time.Duration) error {
 	case ttl <= 0:
 		return fmt.Errorf("TTL %v is not positive", ttl)
 	case ttl < time.Millisecond:
-		return fmt.Errorf("TTL %v is under 1ms, the least Redis counts in (it needs at least 1ms)", ttl)
+		return fmt.Errorf("TTL %v is under a millisecond, the unit Redis counts TTLs in", ttl)
 	}
 	return nil
 }

@@ -284,7 +284,8 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	}
 	var err error
 	if len(s.failed) > 0 || len(s.nodeErrs) > 0 {
-		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed}
+		counts := s.counts
+		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, counts: &counts}
 	}
 	if s.progress != nil {
 		s.progress.finish(res.Counts)

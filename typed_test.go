@@ -1,0 +1,78 @@
+package rbatch_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+)
+
+type profile struct {
+	Name    string  `redis:"name"`
+	Age     int     `redis:"age"`
+	Score   float64 `redis:"score"`
+	Admin   bool    `redis:"admin"`
+	Secret  string  `redis:"-"`
+	Country string  // no tag: its Go name
+}
+
+type address struct {
+	City string `json:"city"`
+	Zip  string `json:"zip"`
+}
+
+// Values come back typed: through the codec for structs, directly for the
+// basic types; hashes map onto structs by their tags.
+func TestTypedValues(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithCodec(rbatch.JSONCodec))
+	rbatch.BucketOf[address](b, "ty:addr").SetAsync(address{"Paris", "75001"})
+	rbatch.BucketOf[int64](b, "ty:n").SetAsync(42)
+	rbatch.HashOf[profile](b, "ty:p").PutAsync(profile{Name: "ada", Age: 36, Score: 9.5, Admin: true, Secret: "x", Country: "UK"})
+	addr := rbatch.BucketOf[address](b, "ty:addr").GetAsync()
+	n := rbatch.BucketOf[int64](b, "ty:n").GetAsync()
+	missing := rbatch.BucketOf[address](b, "ty:none").GetAsync()
+	notInt := rbatch.BucketOf[int](b, "ty:addr").GetAsync()
+	p := rbatch.HashOf[profile](b, "ty:p").GetAsync()
+	noHash := rbatch.HashOf[profile](b, "ty:nohash").GetAsync()
+	_, err := b.Execute(context.Background())
+	require.Error(t, err, "one value does not decode")
+
+	a, err := addr.Get()
+	require.NoError(t, err)
+	assert.Equal(t, address{"Paris", "75001"}, a)
+	v, err := n.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(42), v)
+	_, err = missing.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNil)
+	_, err = notInt.Get()
+	assert.ErrorContains(t, err, "is not a int")
+	got, err := p.Get()
+	require.NoError(t, err)
+	assert.Equal(t, profile{Name: "ada", Age: 36, Score: 9.5, Admin: true, Country: "UK"}, got)
+	_, err = noHash.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNil)
+	assert.Equal(t, map[string]string{"name": "ada", "age": "36", "score": "9.5", "admin": "1", "Country": "UK"},
+		hgetall(t, "ty:p"))
+
+	// Without a codec a struct cannot be read back.
+	b = c.NewBatch()
+	noCodec := rbatch.BucketOf[address](b, "ty:addr").GetAsync()
+	b.Execute(context.Background())
+	_, err = noCodec.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNoCodec)
+}
+
+func hgetall(t *testing.T, key string) map[string]string {
+	arr := srv.MustDo(t, "HGETALL", key).([]any)
+	m := map[string]string{}
+	for i := 0; i+1 < len(arr); i += 2 {
+		m[string(arr[i].([]byte))] = string(arr[i+1].([]byte))
+	}
+	return m
+}
