@@ -20,26 +20,7 @@ func (o *Buckets) GetAsync(keys ...string) *Future[map[string]string] {
 	if len(keys) == 0 {
 		err = fmt.Errorf("Buckets.GetAsync needs at least one key")
 	}
-	names := slices.Clone(keys)
-	dec := func(reply any) (map[string]string, error) {
-		arr, ok := reply.([]any)
-		if !ok {
-			return nil, unexpected("an array", reply)
-		}
-		m := make(map[string]string, len(arr))
-		for i, v := range arr {
-			if v == nil || i >= len(names) {
-				continue
-			}
-			s, err := decodeString(v)
-			if err != nil {
-				return nil, err
-			}
-			m[names[i]] = s
-		}
-		return m, nil
-	}
-	return enqueue(o.b, dec, "MGET", 1, err, stringArgs(keys)...)
+	return enqueue(o.b, byName(keys), "MGET", 1, err, stringArgs(keys)...)
 }
 
 // SetAsync sets every key of kv to its value (MSET). In a cluster the keys
@@ -87,6 +68,33 @@ func oneSlotPairs(args []any) bool {
 		}
 	}
 	return true
+}
+
+// byName decodes an array of values (MGET, HMGET) into a map from names,
+// in order, to the values that are not nil.
+func byName(names []string) func(any) (map[string]string, error) {
+	names = slices.Clone(names)
+	return func(reply any) (map[string]string, error) {
+		arr, ok := reply.([]any)
+		if !ok {
+			return nil, unexpected("an array", reply)
+		}
+		m := make(map[string]string, len(arr))
+		for i, v := range arr {
+			if v == nil || i >= len(names) {
+				continue
+			}
+			if re := redisErrorOf(v); re != nil {
+				return nil, re
+			}
+			s, err := decodeString(v)
+			if err != nil {
+				return nil, err
+			}
+			m[names[i]] = s
+		}
+		return m, nil
+	}
 }
 
 func stringArgs(ss []string) []any {

@@ -35,22 +35,7 @@ func (o *Map) GetAllAsync(fields ...string) *Future[map[string]string] {
 	if len(fields) == 0 {
 		err = errors.New("Map.GetAllAsync needs at least one field")
 	}
-	names := slices.Clone(fields)
-	dec := func(reply any) (map[string]string, error) {
-		vals, err := decodeStrings(reply)
-		if err != nil {
-			return nil, err
-		}
-		arr, _ := reply.([]any)
-		m := make(map[string]string, len(vals))
-		for i, v := range vals {
-			if i < len(names) && arr[i] != nil {
-				m[names[i]] = v
-			}
-		}
-		return m, nil
-	}
-	return keyed(o.b, dec, "HMGET", o.key, err, stringArgs(fields)...)
+	return keyed(o.b, byName(fields), "HMGET", o.key, err, stringArgs(fields)...)
 }
 
 // PutAllAsync sets every field of kv (HSET with many fields).
