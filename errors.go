@@ -160,6 +160,9 @@ func (e *BatchError) Error() string {
 		}
 		return oneLine(sb.String())
 	case n == 0 && e.Err != nil:
+		if c := e.counts; c != nil && c.Total() > c.Applied+c.Skipped {
+			fmt.Fprintf(&sb, "%d of %s did not succeed (%s): ", c.Total()-c.Applied-c.Skipped, commands(c.Total()), c.failures())
+		}
 		sb.WriteString(bare(e.Err))
 		return oneLine(sb.String())
 	}

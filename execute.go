@@ -28,6 +28,18 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	if b.stream != nil {
 		return b.stream.finish(ctx)
 	}
+	if bg := b.opts.Context; bg != nil {
+		// WithContext's context bounds Execute too: ended already, the
+		// batch is refused (a Redis-side MULTI discarded) before EXEC.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stop := context.AfterFunc(bg, func() { cancel(context.Cause(bg)) })
+		defer stop()
+		if bg.Err() != nil {
+			cancel(context.Cause(bg))
+		}
+	}
 	hs := b.c.hooks.installed()
 	if hs == nil && b.opts.Progress == nil {
 		return b.executeAll(ctx)
@@ -665,7 +677,10 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	res, _ := b.collect(nil, nil)
 	counts := res.Counts
 	berr := &BatchError{Err: err, counts: &counts, refused: aborted == nil}
-	if aborted != nil {
+	switch {
+	case aborted != nil && counts.NotSent == 0: // every command was in the discarded MULTI
+		berr.Err = aborted
+	case aborted != nil:
 		berr.Err = errors.Join(err, aborted)
 	}
 	if bad != nil {

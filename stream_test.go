@@ -390,3 +390,29 @@ func TestStreamClusterDuringMigration(t *testing.T) {
 	}
 	t.Logf("%d INCRs, %d migration rounds, %d commands redirected", queued, rounds, moves)
 }
+
+// WithContext also bounds a Redis-side batch's work before Execute: when it
+// ends, the held connection is dropped, which discards the open MULTI, and
+// Execute reports nothing applied.
+func TestWithContextEndsRedisSideQueue(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithContext(ctx))
+	set := b.Bucket("wc:a").SetAsync("1")
+	waitUntil(t, "MULTI is open", func() bool { return calls(t, "multi") == 1 })
+	cancel()
+	_, err := b.Execute(context.Background())
+	t.Logf("Execute: %v; the SET: %v", err, errOf(set))
+	require.Error(t, err)
+	assert.True(t, errors.Is(errOf(set), rbatch.ErrTxAborted) || errors.Is(errOf(set), rbatch.ErrNotSent), "%v", errOf(set))
+	assert.Zero(t, calls(t, "exec"))
+	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", "wc:a"))
+
+	// The one pooled connection is free again.
+	b = c.NewBatch()
+	ok := b.Bucket("wc:b").SetAsync("2")
+	_, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.NoError(t, errOf(ok))
+}
