@@ -416,3 +416,21 @@ func TestWithContextEndsRedisSideQueue(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, errOf(ok))
 }
+
+// WithSync on a stream waits after each part, on each node it used; the
+// result's SyncedReplicas is the fewest acknowledgements.
+func TestStreamWithSync(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 64 << 10 })
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithSync(0, 10*time.Millisecond),
+		rbatch.WithRetry(2, time.Millisecond), rbatch.WithResponseTimeout(time.Second))
+	for i := range 20000 {
+		b.Bucket("sy:" + strconv.Itoa(i)).SetAsync(i)
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: 20000}, res.Counts)
+	assert.Zero(t, res.SyncedReplicas, "the test server has no replica")
+	assert.Positive(t, calls(t, "wait"))
+	assert.LessOrEqual(t, calls(t, "wait"), int64(res.Nodes[0].Attempts), "one WAIT per part")
+}
