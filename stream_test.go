@@ -434,3 +434,41 @@ func TestStreamWithSync(t *testing.T) {
 	assert.Positive(t, calls(t, "wait"))
 	assert.LessOrEqual(t, calls(t, "wait"), int64(res.Nodes[0].Attempts), "one WAIT per part")
 }
+
+// Execute's context ending stops a stream that is still sending: every
+// command ends applied, unknown or not sent, and the counts add up.
+func TestStreamExecuteContextEnds(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 4 << 20 })
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	n := streamSize() / 4
+	fs := make([]*rbatch.Future[int64], 0, n)
+	for range n {
+		fs = append(fs, b.AtomicLong("se:c").IncrementAndGetAsync())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // ended before Execute waits: what is still in flight stops
+	res, err := b.Execute(ctx)
+	require.Equal(t, n, res.Counts.Total())
+	applied, unknown := int64(0), int64(0)
+	for _, f := range fs {
+		_, ferr := f.Get()
+		switch {
+		case ferr == nil:
+			applied++
+		case errors.Is(ferr, rbatch.ErrUnknownOutcome):
+			unknown++
+		case errors.Is(ferr, rbatch.ErrNotSent):
+		default:
+			t.Fatalf("unexpected outcome: %v", ferr)
+		}
+	}
+	assert.Equal(t, int(applied), res.Counts.Applied)
+	got, _ := strconv.ParseInt(string(srv.MustDo(t, "GET", "se:c").([]byte)), 10, 64)
+	assert.GreaterOrEqual(t, got, applied)
+	assert.LessOrEqual(t, got, applied+unknown)
+	if res.Counts.Applied < n {
+		assert.Error(t, err)
+	}
+	t.Logf("counts %+v", res.Counts)
+}
