@@ -32,6 +32,9 @@ type Batch struct {
 	// (they stay in q as stand-ins, and are not sent).
 	segment bool
 	base    int
+	// ownConn is set once a command that blocks its connection or changes
+	// its state is queued: the batch does not share connections.
+	ownConn bool
 	bytes   int
 	bad     []int
 
@@ -209,11 +212,28 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	if err != nil {
 		err = fmt.Errorf("Do(%q): %w", cmd, err)
 	}
+	if flags&queue.OwnConn != 0 || blocks(name, args) {
+		b.mu.Lock()
+		b.ownConn = true
+		b.mu.Unlock()
+	}
 	keyArg := 0 // the first argument, whatever its type or bytes ("" and 42 are keys too)
 	if flags&queue.NoKey == 0 && len(args) > 0 {
 		keyArg = 1
 	}
 	return enqueue(b, decodeAny, name, keyArg, err, args...)
+}
+
+// blocks reports whether XREAD or XREADGROUP with args blocks.
+func blocks(name string, args []any) bool {
+	if name != "XREAD" && name != "XREADGROUP" {
+		return false
+	}
+	strs := make([]string, len(args))
+	for i, a := range args {
+		strs[i] = argString(a)
+	}
+	return queue.Blocks(name, strs)
 }
 
 // Execute sends the batch and waits for every reply. The result holds one

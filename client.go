@@ -30,6 +30,12 @@ type Config struct {
 	// StreamBuffer bounds the bytes of encoded commands a Streaming batch
 	// holds (queued and not yet answered) before queueing blocks; 0: 8 MiB.
 	StreamBuffer int
+	// SharedConns is how many connections per node carry the small
+	// batches of every caller together (0: 2; at most half of PoolSize).
+	// They are taken from the pool and count in its figures as in use.
+	SharedConns int
+	// DisableSharing gives every batch a pooled connection of its own.
+	DisableSharing bool
 }
 
 const (
@@ -50,6 +56,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("rbatch: invalid config: PoolSize %d is negative", cfg.PoolSize)
 	case cfg.StreamBuffer < 0:
 		return cfg, fmt.Errorf("rbatch: invalid config: StreamBuffer %d is negative", cfg.StreamBuffer)
+	case cfg.SharedConns < 0:
+		return cfg, fmt.Errorf("rbatch: invalid config: SharedConns %d is negative", cfg.SharedConns)
 	case cfg.DialTimeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0:
 		return cfg, errors.New("rbatch: invalid config: negative timeout")
 	case cfg.ReadFrom < Primary || cfg.ReadFrom > PreferReplica:
@@ -94,6 +102,8 @@ type Client struct {
 	hooks       hooks
 	// streamBuffer is Config.StreamBuffer.
 	streamBuffer int
+	// sharedLines is how many shared connections each node gets (0: none).
+	sharedLines int
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that
@@ -201,7 +211,8 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
-		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer}, nil
+		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer,
+			sharedLines: sharedLines(cfg)}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
 }

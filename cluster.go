@@ -25,7 +25,8 @@ func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info p
 	if err != nil {
 		return nil, fmt.Errorf("rbatch: %w", err)
 	}
-	return &Client{router: r, cluster: true, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer}, nil
+	return &Client{router: r, cluster: true, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer,
+		sharedLines: sharedLines(cfg)}, nil
 }
 
 // fetchShards asks one node for the cluster's shards.

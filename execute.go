@@ -310,18 +310,30 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 // node (or its fallback when the node cannot be reached), and says which
 // node's connection ran it.
 func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr string, connErr error) {
+	if b.shares() {
+		if sh := b.c.sharedOf(e.node); sh != nil {
+			addr = e.node.Addr()
+			g, shas := b.buildGroup(e, addr)
+			if batch.Shareable(g) {
+				var t batch.Traffic
+				r, t, connErr = sh.Run(ctx, g)
+				if connErr == nil {
+					e.written, e.read = t.Written, t.Read
+					b.afterGroup(e, addr, shas, r)
+					return r, addr, nil
+				}
+				if e.fallback == nil || ctx.Err() != nil {
+					return batch.Result{}, addr, connErr
+				}
+			}
+		}
+	}
 	conn, err := e.acquire(ctx, b.run.hooks)
 	if err != nil {
 		return batch.Result{}, "", err
 	}
 	addr = conn.Addr()
-	e.q, e.errs, e.again = &b.q, e.errs[:0], nil
-	loads, shas := b.scriptLoads(e.indices, addr)
-	g := &e.group // in the entry, which is allocated anyway
-	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: (*groupReplies)(e), Plan: b.plan, Guard: b.guard}
-	if e.asking {
-		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
-	}
+	g, shas := b.buildGroup(e, addr)
 	wc, counted := conn.(byteCounter)
 	var before, beforeRead int64
 	if counted {
@@ -337,13 +349,31 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 		// had closed it): no command reached Redis, so none is unknown.
 		return batch.Result{}, addr, fmt.Errorf("connection failed before anything was written: %w", r.Err)
 	}
+	b.afterGroup(e, addr, shas, r)
+	return r, addr, nil
+}
+
+// buildGroup lays out the entry's commands as the group sent to addr, in
+// the entry (which is allocated anyway); shas are its scripts' SHA1s.
+func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
+	e.q, e.errs, e.again = &b.q, e.errs[:0], nil
+	loads, shas := b.scriptLoads(e.indices, addr)
+	g := &e.group
+	*g = batch.Group{Queue: &b.q, Indices: e.indices, Prefix: loads, Resolve: (*groupReplies)(e), Plan: b.plan, Guard: b.guard}
+	if e.asking {
+		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
+	}
+	return g, shas
+}
+
+// afterGroup notes which scripts addr now has, and which EVALSHAs go again.
+func (b *Batch) afterGroup(e *entry, addr string, shas []string, r batch.Result) {
 	if len(b.scripts) > 0 {
 		failed := b.scriptsLoaded(addr, e.indices, shas, r.PrefixReplies)
 		if !b.plan.Atomic && !b.plan.SkipResult {
 			e.again = b.noScript(e, addr, e.errs, failed)
 		}
 	}
-	return r, addr, nil
 }
 
 // byteCounter is a connection that counts the bytes its socket took and gave.

@@ -9,12 +9,16 @@ import (
 )
 
 // PoolStats are one node's connection figures (database/sql's DBStats,
-// go-redis's PoolStats). Total = Idle + InUse, taken at one moment.
+// go-redis's PoolStats). Total = Idle + InUse + Shared, taken at one
+// moment.
 type PoolStats struct {
 	Addr  string
 	Total int // connections open
 	Idle  int // open and in the pool
 	InUse int // open and held by a batch
+	// Shared counts the connections that carry the small batches of every
+	// caller together (Config.SharedConns): they stay open while they work.
+	Shared int
 	// Waits counts the times a batch found every connection in use and
 	// waited for one; WaitDuration is their total wait; WaitTimeouts are the
 	// waits whose context ended first.
@@ -45,7 +49,7 @@ func (c *Client) Stats() []PoolStats {
 		}
 		st := s.Stats()
 		out = append(out, PoolStats{
-			Addr: n.Addr(), Total: st.Total, Idle: st.Idle, InUse: st.InUse,
+			Addr: n.Addr(), Total: st.Total, Idle: st.Idle, InUse: st.InUse, Shared: st.Shared,
 			Waits: st.Waits, WaitDuration: st.WaitTime, WaitTimeouts: st.WaitTimeouts,
 			Timeouts: st.Timeouts, DiscardedDead: st.Dead, DiscardedDirty: st.Dirty,
 		})

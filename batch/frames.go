@@ -104,3 +104,17 @@ func (l *layout) writeFrames(conn Conn, frames []frame) error {
 	}
 	return nil
 }
+
+// appendFrames appends the bytes of frames of l to dst.
+func (l *layout) appendFrames(dst []byte, frames []frame) []byte {
+	for _, f := range frames {
+		if f.kind == framePrefix {
+			for _, b := range l.prefix {
+				dst = append(dst, b...)
+			}
+			continue
+		}
+		dst = append(dst, f.bytes...)
+	}
+	return dst
+}

@@ -52,23 +52,29 @@ type smallRow struct {
 func newSmallClients(ctx context.Context, addr string) ([]*smallClient, []string, error) {
 	var out []*smallClient
 	var notes []string
-	rc, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{addr}})
-	if err != nil {
-		return nil, nil, err
+	for _, own := range []bool{false, true} {
+		rc, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{addr}, DisableSharing: own})
+		if err != nil {
+			return nil, nil, err
+		}
+		sc := &smallClient{name: "rbatch", batch: func(ctx context.Context, key string) error {
+			b := rc.NewBatch()
+			b.Bucket(key).SetAsync("v")
+			get := b.Bucket(key).GetAsync()
+			b.AtomicLong("small:c").IncrementAndGetAsync()
+			if _, err := b.Execute(ctx); err != nil {
+				return err
+			}
+			if v, err := get.Get(); err != nil || v != "v" {
+				return fmt.Errorf("GET %s = %q, %v", key, v, err)
+			}
+			return nil
+		}, close: func() { rc.Close() }}
+		if own {
+			sc.name, sc.note = "rbatch sharing off", "DisableSharing: a pooled connection per batch"
+		}
+		out = append(out, sc)
 	}
-	out = append(out, &smallClient{name: "rbatch", batch: func(ctx context.Context, key string) error {
-		b := rc.NewBatch()
-		b.Bucket(key).SetAsync("v")
-		get := b.Bucket(key).GetAsync()
-		b.AtomicLong("small:c").IncrementAndGetAsync()
-		if _, err := b.Execute(ctx); err != nil {
-			return err
-		}
-		if v, err := get.Get(); err != nil || v != "v" {
-			return fmt.Errorf("GET %s = %q, %v", key, v, err)
-		}
-		return nil
-	}, close: func() { rc.Close() }})
 
 	rp := &redigo.Pool{Dial: func() (redigo.Conn, error) { return redigo.Dial("tcp", addr) }, MaxIdle: 512, Wait: true}
 	out = append(out, &smallClient{name: "redigo pool loop", note: "MaxIdle 512 (redigo keeps 0 idle by default, which redials every batch)",

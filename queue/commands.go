@@ -20,6 +20,10 @@ const (
 	// KeyValue commands take key/value pairs (MSET): in a cluster they are
 	// split per slot, a pair at a time.
 	KeyValue
+	// OwnConn commands need a connection of their own: they block it
+	// (BLPOP, …) or change its state (CLIENT SETNAME, READONLY, …), so a
+	// batch holding one never shares its connection with other batches.
+	OwnConn
 )
 
 // ErrForbidden is the cause when a command may not be queued in a batch.
@@ -111,10 +115,29 @@ var writes = set("SET", "GETSET", "INCR", "INCRBY", "DECR", "PEXPIRE", "SADD", "
 	"HINCRBY", "LPUSH", "RPUSH", "LPOP", "RPOP", "LREM", "LTRIM", "ZADD", "ZINCRBY", "ZREM", "PFADD",
 	"XADD", "EVAL", "EVALSHA", "SCRIPT", "MSETNX", "HSETNX")
 
+// ownConn lists the commands that need a connection of their own. XREAD
+// and XREADGROUP do when they carry BLOCK (see Blocks).
+var ownConn = set("BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
+	"CLIENT", "READONLY", "READWRITE", "ASKING")
+
+// Blocks reports whether an XREAD or XREADGROUP with arguments args
+// blocks (carries BLOCK).
+func Blocks(name string, args []string) bool {
+	if name != "XREAD" && name != "XREADGROUP" {
+		return false
+	}
+	for _, a := range args {
+		if strings.EqualFold(a, "BLOCK") {
+			return true
+		}
+	}
+	return false
+}
+
 // flags is the command table: every command named above, with its flags.
 var flags = func() map[string]Flags {
 	m := map[string]Flags{}
-	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey, &keyValue: KeyValue, &writes: 0} {
+	for set, f := range map[*map[string]bool]Flags{&readOnly: ReadOnly, &noKey: NoKey, &multiKey: MultiKey, &keyValue: KeyValue, &writes: 0, &ownConn: OwnConn} {
 		for name := range *set {
 			m[name] |= f
 		}

@@ -201,8 +201,10 @@ func TestLookup(t *testing.T) {
 		{"EVALSHA_RO", "sha", "EVALSHA_RO", ReadOnly, false},
 		{"PING", "", "PING", ReadOnly | NoKey, false},
 		{"FLUSHALL", "", "FLUSHALL", NoKey, false},
-		{"CLIENT", "LIST", "CLIENT", NoKey, false},
-		{"client", "list", "CLIENT", NoKey, false},
+		{"CLIENT", "LIST", "CLIENT", NoKey | OwnConn, false},
+		{"client", "list", "CLIENT", NoKey | OwnConn, false},
+		{"BLPOP", "list", "BLPOP", OwnConn, false},
+		{"bzpopmin", "z", "BZPOPMIN", OwnConn, false},
 		{"SOMETHINGNEW", "x", "SOMETHINGNEW", 0, false}, // unknown: a keyed write
 		{"CLIENT", "REPLY", "CLIENT", 0, true},
 		{"client", "reply", "CLIENT", 0, true},

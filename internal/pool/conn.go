@@ -50,6 +50,7 @@ type Conn struct {
 	read    atomic.Int64 // bytes taken from the socket
 	idle    *idleCheck   // looks at the socket while the connection is idle
 	home    *Pool        // the pool it was taken from (nil: dialed outside one)
+	shared  bool         // taken by GetShared: counted as Shared while out
 	addr    string       // as dialed
 
 	abortOnce sync.Once
@@ -207,6 +208,10 @@ func (c *Conn) check() error {
 	}
 	return c.idle.check()
 }
+
+// Check is check for a connection held outside the pool (a shared one)
+// while nobody reads or writes it.
+func (c *Conn) Check() error { return c.check() }
 
 var (
 	errAborted = errors.New("connection aborted")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,11 +28,17 @@ type Pool struct {
 	discarded int
 
 	timeouts atomic.Int64 // replies not received in time, counted by the connections
+
+	// extra is what the layers above keep per node (the shared
+	// connections), closed with the pool.
+	extraOnce sync.Once
+	extra     io.Closer
 }
 
-// Stats are a pool's figures. Total = Idle + InUse.
+// Stats are a pool's figures. Total = Idle + InUse + Shared.
 type Stats struct {
 	Total, Idle, InUse int
+	Shared             int // connections carrying the groups of many callers
 	// Waits counts the Gets that found every connection in use and waited;
 	// WaitTime is their total wait, WaitTimeouts those whose context ended
 	// first.
@@ -118,6 +125,21 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 	return c, waited, nil
 }
 
+// GetShared is Get for a connection that carries the groups of many
+// callers for as long as it works: it counts as Shared, not InUse.
+func (p *Pool) GetShared(ctx context.Context) (Lease, error) {
+	l, _, err := p.GetTimed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.st.InUse--
+	p.st.Shared++
+	p.mu.Unlock()
+	l.(*Conn).shared = true
+	return l, nil
+}
+
 func (p *Pool) countWait(d time.Duration, timedOut bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -132,7 +154,12 @@ func (p *Pool) countWait(d time.Duration, timedOut bool) {
 // transaction, replies on) may be reused; any other is closed.
 func (p *Pool) put(c *Conn, clean bool) {
 	p.mu.Lock()
-	p.st.InUse--
+	if c.shared {
+		c.shared = false
+		p.st.Shared--
+	} else {
+		p.st.InUse--
+	}
 	switch {
 	case c.Aborted():
 		p.st.Dead++
@@ -161,8 +188,20 @@ func (p *Pool) AddIdle(c *Conn) {
 	p.st.Total++
 }
 
-// Close closes the idle connections; connections in use are closed when put back.
+// Extra returns what the layers above keep for this node, made by make on
+// the first call; Close closes it.
+func (p *Pool) Extra(make func() io.Closer) io.Closer {
+	p.extraOnce.Do(func() { p.extra = make() })
+	return p.extra
+}
+
+// Close closes the idle connections and the node's extra; connections in
+// use are closed when put back.
 func (p *Pool) Close() error {
+	p.extraOnce.Do(func() {}) // none is made after Close
+	if p.extra != nil {
+		p.extra.Close()
+	}
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true

@@ -1,0 +1,124 @@
+package batch
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// call is one group on a shared line: a copy of what the reader needs (the
+// caller may return before the reader is done with it) and what the reader
+// found. The replies are kept here and handed to the group's Resolver by
+// the caller, in its own goroutine, so that a caller who stopped waiting
+// never has a future resolved behind its back.
+type call struct {
+	g       *Group // the caller's, used only while the caller waits
+	plan    Plan
+	layout  layout
+	n       int // the group's commands
+	res     Result
+	replies []any
+	traffic Traffic
+
+	line       *line
+	start, end int  // where its frames are in line.buf while queued
+	queued     bool // in line.buf, not yet taken by a flusher (guarded by line.mu)
+
+	// state settles who owns the call once it is written: the reader
+	// (done → the caller takes it) or the caller who stopped waiting
+	// (abandoned → the reader recycles it).
+	state atomic.Int32
+	done  chan struct{}
+}
+
+const (
+	callWaiting int32 = iota
+	callDone
+	callAbandoned
+)
+
+var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func newCall(g *Group) *call {
+	c := calls.Get().(*call)
+	c.g, c.plan, c.layout, c.n = g, g.Plan, g.layout, len(g.Indices)
+	if cap(c.replies) < c.n {
+		c.replies = make([]any, c.n)
+	}
+	c.replies = c.replies[:c.n]
+	return c
+}
+
+func putCall(c *call) {
+	clear(c.replies)
+	c.g, c.line, c.res, c.traffic, c.layout = nil, nil, Result{}, Traffic{}, layout{}
+	c.state.Store(callWaiting)
+	calls.Put(c)
+}
+
+// appendTo appends the group's frames to buf.
+func (c *call) appendTo(buf []byte) []byte {
+	l, g := &c.layout, c.g
+	buf = l.appendFrames(buf, l.before())
+	for idx := g.Indices; len(idx) > 0; {
+		if l.askEach {
+			buf = append(buf, Asking...)
+			buf = append(buf, g.Queue.Bytes(idx[0])...)
+			idx = idx[1:]
+			continue
+		}
+		b, n := g.Queue.Span(idx)
+		buf = append(buf, b...)
+		idx = idx[n:]
+	}
+	buf = l.appendFrames(buf, l.after())
+	c.traffic.Written = int64(len(buf) - c.start)
+	return buf
+}
+
+// settle ends a call the reader did not read: r says how far it got.
+func (c *call) settle(r Result) {
+	c.res = r
+	c.finish()
+}
+
+// finish hands the call to its caller, or recycles it when the caller
+// stopped waiting.
+func (c *call) finish() {
+	c.line.settled()
+	if c.state.CompareAndSwap(callWaiting, callDone) {
+		c.done <- struct{}{}
+		return
+	}
+	putCall(c)
+}
+
+// wait returns the call's result once it is settled, or when ctx ends:
+// then a group still in the line's buffer is taken back (not sent), and one
+// already written is left to the reader (unknown). own reports that the
+// caller holds the call (its replies are valid; it recycles it).
+func (c *call) wait(ctx context.Context) (res Result, t Traffic, own bool) {
+	select {
+	case <-c.done:
+		return c.res, c.traffic, true
+	case <-ctx.Done():
+	}
+	if c.line.withdraw(c) {
+		return Result{Err: ctx.Err()}, Traffic{}, true
+	}
+	// Once abandoned the call is the reader's, to recycle: read it first.
+	t = Traffic{Written: c.traffic.Written} // Read is the reader's
+	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: ctx.Err()}
+	if c.state.CompareAndSwap(callWaiting, callAbandoned) {
+		return gone, t, false
+	}
+	<-c.done // the reader settled it meanwhile
+	return c.res, c.traffic, true
+}
+
+// callSource is a call as the reader walks it.
+type callSource struct{ c *call }
+
+func (s callSource) has(k int) bool       { return k < s.c.n }
+func (s callSource) resolve(k int, r any) { s.c.replies[k] = r }
+func (s callSource) after() []frame       { return s.c.layout.after() }

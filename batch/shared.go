@@ -1,0 +1,429 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// Shared carries the small groups of many callers on a few connections to
+// one node, back to back: each group's frames are appended whole to a
+// line's buffer (so a MULTI … EXEC or CLIENT REPLY OFF … ON block is never
+// split by another group's frames), handed to the socket together with
+// whatever else was appended meanwhile, and read by the line's reader
+// goroutine in the same order, each group walking its own layout. Replies
+// go back by position.
+//
+// When a line fails, every group on it is settled by what reached the
+// socket: groups whose bytes were written and not answered are unknown,
+// those still in its buffer are not sent. A caller whose context ends
+// takes its group back when it is still in the buffer (not sent), or
+// leaves it to be read and dropped (unknown); the other groups go on.
+type Shared struct {
+	get   func(ctx context.Context) (Lease, error)
+	lines []atomic.Pointer[line] // nil where no line was up yet
+	next  atomic.Uint32
+	mu    sync.Mutex // held while a line is dialed, and by Close
+	// closed is set by Close: later groups fail with ErrSharedClosed.
+	closed bool
+}
+
+// ErrSharedClosed fails a group given to a Shared after Close.
+var ErrSharedClosed = errors.New("shared connections closed")
+
+// NewShared returns n lines to a node whose connections come from get.
+func NewShared(n int, get func(ctx context.Context) (Lease, error)) *Shared {
+	return &Shared{get: get, lines: make([]atomic.Pointer[line], max(n, 1))}
+}
+
+// Close fails every line: groups on them settle as a lost connection
+// settles them, and later groups fail with ErrSharedClosed.
+func (s *Shared) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	for i := range s.lines {
+		if ln := s.lines[i].Swap(nil); ln != nil {
+			ln.fail(ErrSharedClosed)
+		}
+	}
+	return nil
+}
+
+// Shareable reports whether g may go on a shared line: it fits one write
+// (see smallGroup) and has no Guard (which needs round trips of its own).
+func Shareable(g *Group) bool { return g.Guard == nil && g.small() }
+
+// Traffic is what a group's frames weighed on the wire.
+type Traffic struct{ Written, Read int64 }
+
+// Run sends g on one of the lines, dialing it when it is down, and waits
+// for its replies. Errors getting a connection come back as connErr
+// (nothing was written); everything else is in the Result, as Run would
+// give it.
+func (s *Shared) Run(ctx context.Context, g *Group) (res Result, t Traffic, connErr error) {
+	g.layout.build(g.Plan, g.Prefix, false)
+	c := newCall(g)
+	for attempt := 0; ; attempt++ {
+		ln, err := s.line(ctx)
+		if err != nil {
+			putCall(c)
+			return Result{}, Traffic{}, err
+		}
+		leader, err := ln.add(c)
+		if err == nil {
+			if leader {
+				ln.flushOnce()
+			}
+			break
+		}
+		if attempt == 2 { // the lines keep failing as they come up
+			putCall(c)
+			return Result{}, Traffic{}, err
+		}
+	}
+	res, t, own := c.wait(ctx)
+	if !own { // left to the reader, which drops its replies
+		return res, t, nil
+	}
+	for k := range res.Answered {
+		g.Resolve.Resolve(g.Indices[k], c.replies[k])
+	}
+	putCall(c)
+	return res, t, nil
+}
+
+// line returns the line to use: one with nothing on it, or else a new one
+// while a slot is free, or else the least busy. So one caller at a time
+// uses one connection, and more come up as callers overlap.
+func (s *Shared) line(ctx context.Context) (*line, error) {
+	best, free := s.pick()
+	if best != nil && (free < 0 || best.busy.Load() == 0) {
+		return best, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrSharedClosed
+	}
+	if best, free = s.pick(); free < 0 || (best != nil && best.busy.Load() == 0) {
+		return best, nil // another caller brought one up meanwhile
+	}
+	conn, err := s.get(ctx)
+	if err != nil {
+		if best != nil {
+			return best, nil
+		}
+		return nil, err
+	}
+	ln := newLine(conn)
+	s.lines[free].Store(ln)
+	return ln, nil
+}
+
+// pick returns the least busy line that is up (nil: none) and a slot with
+// no line up (-1: none).
+func (s *Shared) pick() (best *line, free int) {
+	free = -1
+	least := int32(0)
+	for i := range s.lines {
+		ln := s.lines[i].Load()
+		if ln == nil || ln.down.Load() {
+			if free < 0 {
+				free = i
+			}
+			continue
+		}
+		n := ln.busy.Load()
+		if n == 0 {
+			return ln, free
+		}
+		if best == nil || n < least {
+			best, least = ln, n
+		}
+	}
+	return best, free
+}
+
+// byteCounter is a connection that counts the bytes its socket took and gave.
+type byteCounter interface {
+	Written() int64
+	BytesRead() int64
+}
+
+// checker is a connection that can tell, while nobody uses it, whether its
+// socket is still up (the server may close an idle connection).
+type checker interface{ Check() error }
+
+// line is one shared connection, for as long as it works.
+type line struct {
+	conn Lease
+	down atomic.Bool // set once it failed
+
+	mu       sync.Mutex
+	ready    sync.Cond // signalled when fifo gains calls or the line fails
+	buf      []byte    // frames appended and not yet handed to the socket
+	pending  []*call   // their calls, in order
+	spareBuf []byte
+	spare    []*call
+	fifo     []*call      // written, for the reader, in order
+	flushing bool         // a flusher holds buf's next take
+	busy     atomic.Int32 // calls added and not settled
+	err      error        // why the line failed (nil: up)
+	kick     chan struct{}
+}
+
+func newLine(conn Lease) *line {
+	ln := &line{conn: conn, kick: make(chan struct{}, 1)}
+	ln.ready.L = &ln.mu
+	go ln.readLoop()
+	go ln.writeLoop()
+	return ln
+}
+
+// add appends c's frames to the line; leader reports that the caller is
+// to hand them to the socket (no flush was under way).
+func (ln *line) add(c *call) (leader bool, err error) {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if ln.err != nil {
+		return false, ln.err
+	}
+	if ln.busy.Load() == 0 {
+		// Nothing is on the line, so nobody reads or writes its socket:
+		// look at it, as a pool looks at an idle connection before use.
+		if k, ok := ln.conn.(checker); ok {
+			if err := k.Check(); err != nil {
+				ln.failLocked(err)
+				return false, err
+			}
+		}
+	}
+	c.start = len(ln.buf)
+	ln.buf = c.appendTo(ln.buf)
+	c.end = len(ln.buf)
+	c.line, c.queued = ln, true
+	ln.pending = append(ln.pending, c)
+	ln.busy.Add(1)
+	if ln.flushing {
+		return false, nil
+	}
+	ln.flushing = true
+	return true, nil
+}
+
+// take hands the flusher what was appended; false when there is nothing
+// (the flush is over).
+func (ln *line) take() (buf []byte, calls []*call, ok bool) {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if len(ln.pending) == 0 || ln.err != nil {
+		ln.flushing = false
+		return nil, nil, false
+	}
+	buf, calls = ln.buf, ln.pending
+	ln.buf, ln.pending = ln.spareBuf[:0], ln.spare[:0]
+	ln.spareBuf, ln.spare = nil, nil
+	for _, c := range calls {
+		c.queued = false
+	}
+	return buf, calls, true
+}
+
+// flushOnce writes one take (the leader's own group among it) and leaves
+// what was appended since to the line's writer goroutine.
+func (ln *line) flushOnce() {
+	if buf, calls, ok := ln.take(); ok {
+		ln.write(buf, calls)
+	}
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	switch {
+	case ln.err != nil: // kick is closed
+	case len(ln.pending) == 0:
+		ln.flushing = false
+	default:
+		select {
+		case ln.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// writeLoop flushes for callers that appended while another flushed, until
+// the line fails.
+func (ln *line) writeLoop() {
+	for range ln.kick {
+		for {
+			buf, calls, ok := ln.take()
+			if !ok {
+				break
+			}
+			ln.write(buf, calls)
+		}
+	}
+}
+
+// write hands buf (the frames of calls) to the socket, then gives the calls
+// to the reader, or settles them when the line failed.
+func (ln *line) write(buf []byte, calls []*call) {
+	wc, counted := ln.conn.(byteCounter)
+	var before int64
+	if counted {
+		before = wc.Written()
+	}
+	_, err := ln.conn.Write(buf)
+	if err == nil {
+		err = ln.conn.Flush()
+	}
+	ln.mu.Lock()
+	failed := ln.err
+	if err == nil && failed == nil {
+		ln.fifo = append(ln.fifo, calls...)
+		ln.ready.Signal()
+	}
+	ln.spareBuf = buf[:0]
+	ln.mu.Unlock()
+	if err == nil && failed == nil {
+		clear(calls)
+		ln.mu.Lock()
+		ln.spare = calls[:0]
+		ln.mu.Unlock()
+		return
+	}
+	if err != nil {
+		ln.fail(err)
+		failed = err
+	}
+	// Bytes the socket took may have reached the server; the rest did not.
+	out := int64(len(buf))
+	if err != nil && counted {
+		out = wc.Written() - before
+	}
+	for _, c := range calls {
+		if int64(c.start) < out {
+			c.settle(Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: failed})
+		} else {
+			c.settle(Result{Err: failed})
+		}
+	}
+}
+
+// readLoop reads the replies of the written calls, in order, until the line
+// fails; then it releases the connection.
+func (ln *line) readLoop() {
+	var calls []*call
+	wc, counted := ln.conn.(byteCounter)
+	for {
+		ln.mu.Lock()
+		for len(ln.fifo) == 0 && ln.err == nil {
+			ln.ready.Wait()
+		}
+		if ln.err != nil {
+			ln.mu.Unlock()
+			break
+		}
+		calls, ln.fifo = ln.fifo, calls[:0]
+		ln.mu.Unlock()
+		for i, c := range calls {
+			var before int64
+			if counted {
+				before = wc.BytesRead()
+			}
+			read(ln.conn, c.plan, &c.layout, callSource{c}, &c.res, nil)
+			if counted {
+				c.traffic.Read = wc.BytesRead() - before
+			}
+			c.res.Sent, c.res.ExecSent = c.n, c.plan.Atomic
+			err := c.res.Err
+			c.finish()
+			if err != nil {
+				ln.fail(err)
+				for _, d := range calls[i+1:] {
+					d.settle(Result{Sent: d.n, ExecSent: d.plan.Atomic, Err: err})
+				}
+				clear(calls)
+				ln.settleFifo()
+				ln.conn.Release(false)
+				return
+			}
+		}
+		clear(calls)
+	}
+	ln.settleFifo()
+	ln.conn.Release(false)
+}
+
+// settleFifo settles the written calls nobody will read (the line failed).
+func (ln *line) settleFifo() {
+	ln.mu.Lock()
+	fifo := ln.fifo
+	ln.fifo = nil
+	err := ln.err
+	ln.mu.Unlock()
+	for _, c := range fifo {
+		c.settle(Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: err})
+	}
+}
+
+// fail marks the line failed for err (the first cause stays), breaks its
+// connection, and settles the calls still in its buffer as not sent.
+func (ln *line) fail(err error) {
+	ln.mu.Lock()
+	pending := ln.failLocked(err)
+	ln.mu.Unlock()
+	for _, c := range pending {
+		c.settle(Result{Err: ln.err})
+	}
+}
+
+// failLocked is fail under ln.mu; it returns the calls to settle.
+func (ln *line) failLocked(err error) []*call {
+	if ln.err != nil {
+		return nil
+	}
+	ln.err = err
+	ln.down.Store(true)
+	ln.conn.Abort()
+	pending := ln.pending
+	ln.pending, ln.buf = nil, nil
+	for _, c := range pending {
+		c.queued = false
+	}
+	ln.ready.Broadcast()
+	close(ln.kick)
+	return pending
+}
+
+// withdraw takes c back when it is still in the buffer: true means it
+// was never handed to the socket.
+func (ln *line) withdraw(c *call) bool {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if !c.queued {
+		return false
+	}
+	cut := c.end - c.start
+	ln.buf = append(ln.buf[:c.start], ln.buf[c.end:]...)
+	k := 0
+	for _, d := range ln.pending {
+		if d == c {
+			continue
+		}
+		if d.start > c.start {
+			d.start -= cut
+			d.end -= cut
+		}
+		ln.pending[k] = d
+		k++
+	}
+	clear(ln.pending[k:])
+	ln.pending = ln.pending[:k]
+	c.queued = false
+	ln.busy.Add(-1)
+	return true
+}
+
+// settled counts a call off the line.
+func (ln *line) settled() { ln.busy.Add(-1) }

@@ -1,0 +1,57 @@
+package rbatch
+
+import (
+	"context"
+	"io"
+
+	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
+)
+
+// Small batches share connections. A node's group that fits one write (at
+// most 32 KiB of encoded commands and 64 runs of them) in the InMemory and
+// InMemoryAtomic modes, with or without WithSkipResult and WithSync, goes
+// on one of a few connections per node that carry the groups of every
+// caller back to back; each group's frames stay contiguous and its replies
+// come back by position. What keeps a connection of its own: larger
+// groups, the Redis-side modes and Streaming, conditions (WATCH), blocking
+// commands and WAIT with no timeout.
+
+// defaultSharedConns is Config.SharedConns when it is 0.
+const defaultSharedConns = 2
+
+// sharedLines returns how many shared connections a node gets under cfg: at
+// most half its pool, so that batches with a connection of their own
+// always find one (0: sharing off).
+func sharedLines(cfg Config) int {
+	if cfg.DisableSharing {
+		return 0
+	}
+	n := cfg.SharedConns
+	if n == 0 {
+		n = defaultSharedConns
+	}
+	return min(n, cfg.PoolSize/2)
+}
+
+// sharedOf returns node's shared connections, or nil when its batches do
+// not share (sharing off, a redigo pool's node, a closed node).
+func (c *Client) sharedOf(node pool.Node) *batch.Shared {
+	p, ok := node.(*pool.Pool)
+	if !ok || c.sharedLines == 0 {
+		return nil
+	}
+	sh, _ := p.Extra(func() io.Closer {
+		return batch.NewShared(c.sharedLines, func(ctx context.Context) (batch.Lease, error) {
+			return p.GetShared(ctx)
+		})
+	}).(*batch.Shared)
+	return sh
+}
+
+// shares reports whether the batch's groups may go on shared connections
+// (each one still only when small: see batch.Shareable).
+func (b *Batch) shares() bool {
+	return b.c.sharedLines > 0 && !b.opts.Mode.redisSide() && !b.segment && b.guard == nil &&
+		!b.ownConn && b.plan.TailTimeout >= 0
+}
