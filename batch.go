@@ -75,9 +75,18 @@ type Batch struct {
 	// Execute starts (split commands' parts are queued after them).
 	submitted int
 
-	// run is the state of the batch's one Execute; kept inside the batch
-	// (which runs once) so that a small batch allocates it with the rest.
-	run execution
+	// run is the state of the batch's one Execute, taken from a pool when
+	// it starts (see exec) and given back when it ends; a stream and its
+	// segments keep their own.
+	run    *execution
+	ownRun bool // run came from the pool
+	// out holds a small batch's result, responses (up to four commands)
+	// and its one node's figures: a batch runs once, and they outlive it.
+	out struct {
+		result    BatchResult
+		responses [4]any
+		nodes     [1]NodeResult
+	}
 }
 
 // execution is what one Execute works with besides the queue.
@@ -87,12 +96,8 @@ type execution struct {
 	// node, and the list holding it.
 	single  entry
 	singles [1]*entry
-	// A small batch's indices, result and responses (up to four commands), and its one node's
-	// figures, live here too: a batch runs once.
-	indices   [4]int
-	result    BatchResult
-	responses [4]any
-	nodes     [1]NodeResult
+	// A small batch's indices (up to four commands).
+	indices [4]int
 	// unmet is the first condition that did not hold in the last check.
 	unmet *conditionError
 	// noReplica is set when read-only work for a replica went to its
@@ -100,6 +105,27 @@ type execution struct {
 	noReplica bool
 	// hooks are the client's hooks as Execute found them (nil: none).
 	hooks []Hook
+}
+
+var executions = sync.Pool{New: func() any { return new(execution) }}
+
+// exec returns the batch's execution state, taking one from the pool
+// the first time.
+func (b *Batch) exec() *execution {
+	if b.run == nil {
+		b.run, b.ownRun = executions.Get().(*execution), true
+	}
+	return b.run
+}
+
+// endExec gives a pooled execution state back once Execute is done with it.
+func (b *Batch) endExec() {
+	if b.ownRun {
+		x := b.run
+		b.run, b.ownRun = nil, false
+		*x = execution{}
+		executions.Put(x)
+	}
 }
 
 type batchState int
@@ -328,6 +354,6 @@ func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, er
 	if r := b.c.router.Replica(node); r != nil {
 		return r, node, nil
 	}
-	b.run.noReplica = true // the map may predate the replicas: see runRounds
+	b.exec().noReplica = true // the map may predate the replicas: see runRounds
 	return node, nil, nil
 }

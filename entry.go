@@ -47,7 +47,7 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 	if !b.c.cluster && b.c.readFrom == Primary {
 		// One node, whatever the keys: the group is idx itself.
 		node, _ := b.c.router.Route("")
-		x := &b.run
+		x := b.run
 		if x.singles[0] != nil { // a retry round: the first one's entry is done with
 			return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
 		}

@@ -52,7 +52,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	}
 	end := func(*BatchResult, error) {}
 	if hs != nil {
-		b.run.hooks = hs
+		b.exec().hooks = hs
 		ctx, end = batchHooks(ctx, hs, b.batchInfo(start))
 	}
 	res, err := b.executeAll(ctx)
@@ -65,6 +65,8 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 
 // executeAll runs the batch: every command is resolved when it returns.
 func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
+	b.exec()
+	defer b.endExec()
 	b.submitted = b.q.Len() // parts of split commands are queued after
 	if err := b.refusal(ctx); err != nil {
 		b.discardRemote(ctx) // a Redis-side queue is dropped: nothing applied
@@ -93,12 +95,16 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 		}
 	}
 	stats := &b.run.stats
-	stats.list = b.run.nodes[:0]
+	stats.list = b.out.nodes[:0]
 	nodeErr := b.runRounds(ctx, entries, unserved, stats)
 	b.joinSplits(splits)
-	b.settleConditions(&notSentError{cause: errors.New("the batch ended before its conditions were read")})
+	if len(b.conds) > 0 {
+		b.settleConditions(&notSentError{cause: errCondsUnread})
+	}
 	return b.collect(stats.list, nodeErr)
 }
+
+var errCondsUnread = errors.New("the batch ended before its conditions were read")
 
 // runRounds runs the entries, all at once, then again what came back to be
 // sent elsewhere (MOVED, ASK) or later (retries), until nothing is left.
@@ -555,7 +561,7 @@ func (b *Batch) resolve(idx []int, err error) {
 // collect builds the result from the resolved futures.
 func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error) {
 	n := b.submitted
-	x := &b.run
+	x := &b.out
 	res := &x.result // a batch runs once: its result lives in it
 	*res = BatchResult{Nodes: nodes}
 	if !b.opts.SkipResult && !b.segment { // a stream keeps no responses

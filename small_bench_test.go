@@ -59,11 +59,14 @@ func BenchmarkSmallBatch(b *testing.B) {
 
 // smallBatches runs batches of n commands (SET k v, GET k, INCR c, …) on c
 // from GOMAXPROCS×4 goroutines.
-func smallBatches(b *testing.B, c *rbatch.Client, n int) {
+func smallBatches(b *testing.B, c *rbatch.Client, n int) { smallBatchesPar(b, c, n, 4) }
+
+// smallBatchesPar is smallBatches from GOMAXPROCS×par goroutines.
+func smallBatchesPar(b *testing.B, c *rbatch.Client, n, par int) {
 	ctx := context.Background()
 	var seq atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(4)
+	b.SetParallelism(par)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		key := fmt.Sprintf("small:%d", seq.Add(1))

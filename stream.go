@@ -60,7 +60,7 @@ func newStream(b *Batch) *stream {
 	s.segBytes = max(s.limit/4, 1)
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
-		b.run.hooks = hs
+		b.run = &execution{hooks: hs}
 		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: b.opts, Start: s.start})
 	}
 	if b.opts.Progress != nil {
@@ -76,7 +76,10 @@ func (s *stream) newSegment(base int) *Batch {
 	seg.opts.Mode, seg.opts.Progress, seg.opts.Context = InMemory, nil, nil
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
-	seg.run.hooks = b.run.hooks
+	seg.run = &execution{}
+	if b.run != nil {
+		seg.run.hooks = b.run.hooks
+	}
 	return seg
 }
 

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -152,9 +153,16 @@ type byteCounter interface {
 	BytesRead() int64
 }
 
-// checker is a connection that can tell, while nobody uses it, whether its
-// socket is still up (the server may close an idle connection).
-type checker interface{ Check() error }
+// awaiter is a connection whose reader can idle at the socket until a
+// reply's first byte comes, with the wait bounded by the writer once it
+// wrote what the reply answers.
+type awaiter interface {
+	readDeadliner
+	AwaitReply() error
+}
+
+// errUnasked fails a line whose server sent bytes while nothing was asked.
+var errUnasked = errors.New("shared connection: the server sent a reply nothing asked for")
 
 // line is one shared connection, for as long as it works.
 type line struct {
@@ -169,6 +177,8 @@ type line struct {
 	spare    []*call
 	fifo     []*call      // written, for the reader, in order
 	flushing bool         // a flusher holds buf's next take
+	writing  bool         // a take is being written: replies may come before its calls reach fifo
+	idle     bool         // the reader waits at the socket with no deadline
 	busy     atomic.Int32 // calls added and not settled
 	err      error        // why the line failed (nil: up)
 	kick     chan struct{}
@@ -189,16 +199,6 @@ func (ln *line) add(c *call) (leader bool, err error) {
 	defer ln.mu.Unlock()
 	if ln.err != nil {
 		return false, ln.err
-	}
-	if ln.busy.Load() == 0 {
-		// Nothing is on the line, so nobody reads or writes its socket:
-		// look at it, as a pool looks at an idle connection before use.
-		if k, ok := ln.conn.(checker); ok {
-			if err := k.Check(); err != nil {
-				ln.failLocked(err)
-				return false, err
-			}
-		}
 	}
 	c.start = len(ln.buf)
 	ln.buf = c.appendTo(ln.buf)
@@ -228,12 +228,17 @@ func (ln *line) take() (buf []byte, calls []*call, ok bool) {
 	for _, c := range calls {
 		c.queued = false
 	}
+	ln.writing = true
 	return buf, calls, true
 }
 
 // flushOnce writes one take (the leader's own group among it) and leaves
 // what was appended since to the line's writer goroutine.
 func (ln *line) flushOnce() {
+	// Let the callers that are ready to run append theirs first: one
+	// write of many groups costs the client and the server far less than
+	// many writes of one.
+	runtime.Gosched()
 	if buf, calls, ok := ln.take(); ok {
 		ln.write(buf, calls)
 	}
@@ -278,9 +283,15 @@ func (ln *line) write(buf []byte, calls []*call) {
 		err = ln.conn.Flush()
 	}
 	ln.mu.Lock()
+	ln.writing = false
 	failed := ln.err
 	if err == nil && failed == nil {
 		ln.fifo = append(ln.fifo, calls...)
+		if aw, ok := ln.conn.(awaiter); ok && ln.idle {
+			// The reader idles at the socket: bound its wait now that
+			// what it waits for was written.
+			aw.ArmReadDeadline(calls[0].plan.ResponseTimeout)
+		}
 		ln.ready.Signal()
 	}
 	ln.spareBuf = buf[:0]
@@ -314,11 +325,35 @@ func (ln *line) write(buf []byte, calls []*call) {
 // fails; then it releases the connection.
 func (ln *line) readLoop() {
 	var calls []*call
-	wc, counted := ln.conn.(byteCounter)
+	wc, counted := ln.conn.(interface{ Consumed() int64 })
+	aw, awaits := ln.conn.(awaiter)
 	for {
 		ln.mu.Lock()
 		for len(ln.fifo) == 0 && ln.err == nil {
-			ln.ready.Wait()
+			if !awaits || ln.writing {
+				ln.ready.Wait()
+				continue
+			}
+			// Nothing is on its way: idle at the socket, so that a server
+			// closing the connection is seen at once and a reply wakes the
+			// reader once.
+			aw.HoldReadDeadline()
+			ln.idle = true
+			ln.mu.Unlock()
+			err := aw.AwaitReply()
+			ln.mu.Lock()
+			ln.idle = false
+			if err == nil && len(ln.fifo) == 0 && !ln.writing {
+				err = errUnasked
+			}
+			if err != nil {
+				pending := ln.failLocked(err)
+				ln.mu.Unlock()
+				for _, c := range pending {
+					c.settle(Result{Err: err})
+				}
+				ln.mu.Lock()
+			}
 		}
 		if ln.err != nil {
 			ln.mu.Unlock()
@@ -329,11 +364,11 @@ func (ln *line) readLoop() {
 		for i, c := range calls {
 			var before int64
 			if counted {
-				before = wc.BytesRead()
+				before = wc.Consumed()
 			}
 			read(ln.conn, c.plan, &c.layout, callSource{c}, &c.res, nil)
 			if counted {
-				c.traffic.Read = wc.BytesRead() - before
+				c.traffic.Read = wc.Consumed() - before
 			}
 			c.res.Sent, c.res.ExecSent = c.n, c.plan.Atomic
 			err := c.res.Err

@@ -72,6 +72,14 @@ type Queue struct {
 	n      int
 	chunks [][]byte
 	aside  map[int]aside
+	// The pool's boxes of chunks and blocks, handed back by Release; a
+	// small queue's one chunk and block are listed inline.
+	chunkBoxes []*[]byte
+	blockBoxes []*[]Queued
+	inline     [1][]byte
+	inlineB    [1][]Queued
+	inlineBox  [1]*[]byte
+	inlineBoxB [1]*[]Queued
 }
 
 // Buffers of finished queues are kept for the next ones (until the garbage
@@ -87,18 +95,40 @@ var (
 // its commands after (Len still answers): the batch calls it when every
 // command is resolved and nothing writes them any more.
 func (q *Queue) Release() {
-	for _, c := range q.chunks {
-		if cap(c) == chunkSize { // not one grown for a large command
-			c = c[:0]
-			chunkPool.Put(&c)
+	for i, c := range q.chunks {
+		if box := q.chunkBoxes[i]; cap(c) == chunkSize { // not one grown for a large command
+			*box = c[:0]
+			chunkPool.Put(box)
 		}
 	}
-	for _, b := range q.blocks {
+	for i, b := range q.blocks {
 		clear(b) // drop the futures; past len a pooled block is still zero
-		b = b[:0]
-		blockPool.Put(&b)
+		box := q.blockBoxes[i]
+		*box = b[:0]
+		blockPool.Put(box)
 	}
-	q.chunks, q.blocks, q.aside = nil, nil, nil
+	q.chunks, q.blocks, q.aside, q.chunkBoxes, q.blockBoxes = nil, nil, nil, nil, nil
+	q.inline, q.inlineB, q.inlineBox, q.inlineBoxB = [1][]byte{}, [1][]Queued{}, [1]*[]byte{}, [1]*[]Queued{}
+}
+
+// newChunk appends a pooled chunk.
+func (q *Queue) newChunk() {
+	if q.chunks == nil {
+		q.chunks, q.chunkBoxes = q.inline[:0], q.inlineBox[:0]
+	}
+	box := chunkPool.Get().(*[]byte)
+	q.chunks = append(q.chunks, *box)
+	q.chunkBoxes = append(q.chunkBoxes, box)
+}
+
+// newBlock appends a pooled block.
+func (q *Queue) newBlock() {
+	if q.blocks == nil {
+		q.blocks, q.blockBoxes = q.inlineB[:0], q.inlineBoxB[:0]
+	}
+	box := blockPool.Get().(*[]Queued)
+	q.blocks = append(q.blocks, *box)
+	q.blockBoxes = append(q.blockBoxes, box)
 }
 
 // Len returns the number of queued commands.
@@ -127,7 +157,7 @@ func (q *Queue) add(c Command, enc resp.Encoder, keyed bool, args []any) int {
 	if c.Err == nil {
 		n := len(q.chunks) - 1
 		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
-			q.chunks = append(q.chunks, *chunkPool.Get().(*[]byte))
+			q.newChunk()
 			n++
 		}
 		buf := q.chunks[n]
@@ -157,7 +187,7 @@ func (q *Queue) add(c Command, enc resp.Encoder, keyed bool, args []any) int {
 		}
 	}
 	if q.n%blockSize == 0 {
-		q.blocks = append(q.blocks, *blockPool.Get().(*[]Queued))
+		q.newBlock()
 	}
 	last := len(q.blocks) - 1
 	q.blocks[last] = append(q.blocks[last], qc)

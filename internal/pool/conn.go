@@ -122,6 +122,23 @@ func (c *Conn) HoldReadDeadline() {
 	c.armedFor = 0
 }
 
+// AwaitReply waits, with no deadline, until the socket brings a byte (or
+// fails), taking nothing: a shared connection's reader idles there, so it
+// sees at once a server that closes the connection, and wakes only once
+// for a reply. A writer bounds the wait with ArmReadDeadline once it wrote
+// what the reply answers. Reader side.
+func (c *Conn) AwaitReply() error {
+	c.arm = false
+	err := c.rr.Await()
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && c.home != nil && !c.Aborted() {
+			c.home.timeouts.Add(1)
+		}
+		c.Abort()
+	}
+	return err
+}
+
 // ArmReadDeadline bounds the read under way (or the next) by timeout from
 // now (0: the read timeout). The writer calls it once it wrote everything
 // a held reader waits on; it touches only the socket, so it is safe while
@@ -192,6 +209,10 @@ func (s socketWriter) Write(p []byte) (int, error) {
 // Written returns how many bytes the socket has taken so far. When a batch
 // fails with this unchanged since it started, none of it reached Redis.
 func (c *Conn) Written() int64 { return c.written.Load() }
+
+// Consumed returns how many bytes of replies were read so far (those taken
+// from the socket less those still buffered). Reader side.
+func (c *Conn) Consumed() int64 { return c.read.Load() - int64(c.rr.Buffered()) }
 
 // BytesRead returns how many bytes were read from the socket so far.
 func (c *Conn) BytesRead() int64 { return c.read.Load() }

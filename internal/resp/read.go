@@ -33,6 +33,12 @@ func NewReader(r io.Reader, size int) *Reader {
 // Read reads the next reply.
 func (r *Reader) Read() (any, error) { return r.read() }
 
+// Await waits until a reply's first byte is there to read, taking nothing.
+func (r *Reader) Await() error {
+	_, err := r.br.Peek(1)
+	return err
+}
+
 // Buffered returns how many bytes were read from the source and not yet
 // consumed as replies.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
