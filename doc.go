@@ -104,6 +104,26 @@
 // their scripts in every batch, since a NOSCRIPT there cannot be answered by
 // re-sending one command.
 //
+// # Shared connections
+//
+// Small InMemory and InMemoryAtomic batches (a node's share of at most 32
+// KiB and 64 runs of encoded commands), with or without WithSkipResult and
+// WithSync, go on a few connections per node (Config.SharedConns, default
+// 2) that carry the batches of every caller back to back: each batch's
+// frames are written whole, so a MULTI … EXEC or CLIENT REPLY OFF … ON block
+// is never split by another batch, and replies come back by position. One
+// write then carries many callers' batches, which is what makes hundreds of
+// goroutines fast. A lost shared connection settles each command of each
+// batch on it as a lost connection settles any batch: answered ones keep
+// their replies, written ones are unknown, unwritten ones not sent. A
+// batch whose context ends gives up alone: unwritten, it is taken back;
+// written, its replies are read and dropped. A WAIT on a shared connection
+// counts every write made on it before, never fewer than the batch's own.
+// Larger batches, the Redis-side modes, Streaming, conditions, blocking
+// commands (BLPOP, XREAD BLOCK, …), commands that change the connection
+// (CLIENT …, READONLY) and WAIT with no timeout take a pooled connection of
+// their own; Config.DisableSharing gives every batch one.
+//
 // # Observability
 //
 // Client.AddHook installs a Hook that sees each batch and node group start
@@ -144,8 +164,9 @@
 // waits while its batch runs (after ExecuteAsync too) and fails with
 // ErrNotExecuted only for a batch never executed. A connection goes back to
 // its pool only when clean: no pending replies, no open MULTI, replies on;
-// the pool checks an idle connection's socket before handing it out, so one
-// the server closed meanwhile is never used. A cancelled context stops a
+// the pool checks an idle connection's socket before handing it out, and a
+// shared connection's reader waits at its socket, so one the server closed
+// meanwhile is never used. A cancelled context stops a
 // batch promptly: commands not yet written end not sent, written ones
 // unknown. Close discards the Redis-side batches still open.
 package rbatch
