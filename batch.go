@@ -32,6 +32,8 @@ type Batch struct {
 	// (they stay in q as stand-ins, and are not sent).
 	segment bool
 	base    int
+	// pipe runs a segment on its stream's lines, beside the one before it.
+	pipe *segmentPipe
 	// ownConn is set once a command that blocks its connection or changes
 	// its state is queued: the batch does not share connections.
 	ownConn bool

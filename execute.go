@@ -116,6 +116,17 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 	var redirects map[int]int // per command, how often it was redirected
 	retryRounds := 0
 	for round := 1; len(entries) > 0 || len(unserved) > 0; round++ {
+		if p := b.pipe; p != nil {
+			if round == 1 {
+				p.left.Store(int32(len(entries)))
+				if len(entries) == 0 {
+					p.markAppended()
+				}
+			} else {
+				p.markAppended() // a first-round group failed to get a line
+				p.waitPrev(ctx)
+			}
+		}
 		gen := b.c.router.Generation()
 		next := nextRound{retry: unserved, refresh: len(unserved) > 0, redirects: redirects}
 		switch len(entries) {
@@ -294,7 +305,11 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	if round == 1 && e.session != nil {
 		r, addr, connErr = b.closeSession(ctx, e, false)
 	} else {
-		r, addr, connErr = b.runGroup(ctx, e)
+		if b.pipe != nil {
+			r, addr, connErr = b.runPiped(ctx, e, round)
+		} else {
+			r, addr, connErr = b.runGroup(ctx, e)
+		}
 	}
 	if addr == "" { // no connection was had
 		addr = e.node.Addr()

@@ -18,12 +18,14 @@ const maxFailuresKept = 1000
 const segmentCommands = 1 << 16
 
 // stream runs a Streaming batch. Its commands are queued into segments,
-// each an InMemory batch of its own that a background runner executes as
-// soon as the previous one is answered: whatever was queued meanwhile goes
-// next, so the wire never waits for the batch to be filled, and a segment
-// is dropped once answered, so memory holds only what is queued and in
-// flight. Segments run one at a time, in order, so commands on one key
-// keep their order even across redirects.
+// each an InMemory batch of its own that a background runner starts as
+// soon as the previous one is written: whatever was queued meanwhile goes
+// next, on the same connection per node (streamLines), so the wire never
+// waits for the batch to be filled nor drains between segments, and a
+// segment is dropped once answered, so memory holds only what is queued
+// and in flight. At most two segments are in flight, written and read in
+// order, and a segment's redirects and retries wait for the one before it
+// to end, so commands on one key keep their order.
 type stream struct {
 	b        *Batch
 	ctx      context.Context // the background work's: WithContext's, ended by Discard or Execute's ctx
@@ -44,6 +46,8 @@ type stream struct {
 	closed    bool       // Execute or Discard was called: no more commands
 	discarded bool
 	scripts   map[string]string // SHA1 → body of the scripts queued so far
+
+	lines streamLines // one connection per node for the segments
 
 	// What the segments did, gathered by the runner.
 	counts   Counts
@@ -168,14 +172,23 @@ func (s *stream) wakeLocked() {
 
 // run executes segments while there are any: when none is sealed it seals
 // the one being filled, so what is queued goes as soon as the wire is free.
-// It returns when there is nothing left to send.
+// A segment starts once the one before it has its frames on the lines, and
+// at most two are in flight (see streamLines). It returns when there is
+// nothing left to send and every segment ended.
 func (s *stream) run() {
+	var prev chan struct{} // the previous segment's end (nil: none in flight)
 	for {
 		s.mu.Lock()
 		if len(s.sealed) == 0 {
 			s.sealLocked()
 		}
 		if len(s.sealed) == 0 {
+			if prev != nil { // wait for it: more may be queued meanwhile
+				s.mu.Unlock()
+				<-prev
+				prev = nil
+				continue
+			}
 			s.running = false
 			s.cond.Broadcast()
 			s.mu.Unlock()
@@ -186,12 +199,24 @@ func (s *stream) run() {
 		discarded := s.discarded
 		s.mu.Unlock()
 
-		s.runSegment(seg, discarded)
-
-		s.mu.Lock()
-		s.held -= seg.bytes
-		s.cond.Broadcast()
-		s.mu.Unlock()
+		done := make(chan struct{})
+		seg.pipe = &segmentPipe{lines: &s.lines, prev: prev, appended: make(chan struct{})}
+		go func() {
+			defer close(done)
+			s.runSegment(seg, discarded)
+			s.mu.Lock()
+			s.held -= seg.bytes
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		}()
+		select {
+		case <-seg.pipe.appended:
+		case <-done:
+		}
+		if prev != nil {
+			<-prev
+		}
+		prev = done
 	}
 }
 
@@ -279,6 +304,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 		s.cond.Wait()
 	}
 	s.mu.Unlock()
+	s.lines.end()
 	s.cancel()
 
 	res := &BatchResult{Responses: []any{}, Nodes: s.nodes, Counts: s.counts}

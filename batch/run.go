@@ -69,6 +69,10 @@ type Group struct {
 	// (a conditional transaction; Plan.Atomic).
 	Guard *Guard
 
+	// Added, when set, is called once the group has its place on a
+	// Shared line (or cannot have one): what is added later goes after it.
+	Added func()
+
 	Plan
 	layout layout // built by Run from Plan and Prefix
 	result Result // filled by Run

@@ -1,0 +1,114 @@
+package batch
+
+import (
+	"context"
+	"sync"
+)
+
+// Pipe runs groups one after another on one connection, each written while
+// the replies of the one before it are still being read: a stream's
+// segments go out back to back and the wire never drains between them.
+// Groups are written in the order their Runs take the writer's turn and
+// read in the same order.
+type Pipe struct {
+	conn  Lease
+	write sync.Mutex // held by the group being written
+	// readTurn is closed when the group written last is done reading:
+	// the next group reads after it (taken and replaced under write).
+	readTurn chan struct{}
+	mu       sync.Mutex // guards clean
+	clean      bool       // the last group read left the connection clean
+	everBroken bool
+}
+
+// NewPipe returns a pipe over conn, which it holds until Release.
+func NewPipe(conn Lease) *Pipe {
+	turn := make(chan struct{})
+	close(turn)
+	return &Pipe{conn: conn, clean: true, readTurn: turn}
+}
+
+// Addr is the connection's node address.
+func (p *Pipe) Addr() string {
+	if a, ok := p.conn.(interface{ Addr() string }); ok {
+		return a.Addr()
+	}
+	return ""
+}
+
+// Run sends g after the group before it and reads its replies after that
+// group's, as Run would on a connection of its own. g.Added is called once
+// g's frames are all written (or failed to be), so that the next group may
+// follow. A group of a pipe whose connection failed is not sent.
+func (p *Pipe) Run(ctx context.Context, g *Group) Result {
+	p.write.Lock()
+	p.mu.Lock()
+	broken := p.everBroken
+	p.mu.Unlock()
+	if broken {
+		p.write.Unlock()
+		once(&g.Added)()
+		return Result{Err: errBroken}
+	}
+	g.layout.build(g.Plan, g.Prefix, false)
+	myTurn, done := p.readTurn, make(chan struct{})
+	p.readTurn = done
+	defer close(done)
+	var w progress
+	if d, ok := p.conn.(readDeadliner); ok {
+		w.deferred = d
+	}
+	werr := make(chan error, 1)
+	go func() {
+		err := writeGroup(ctx, p.conn, g, &w)
+		if w.deferred != nil {
+			w.written.Store(true)
+			w.deferred.ArmReadDeadline(g.ResponseTimeout)
+		}
+		p.write.Unlock()
+		once(&g.Added)()
+		werr <- err
+	}()
+
+	<-myTurn
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, p.conn.Abort)
+	}
+	res := &g.result
+	*res = Result{}
+	read(p.conn, g.Plan, &g.layout, groupSource{g}, res, &w)
+	w.broken.Store(res.Err != nil)
+	if res.Err != nil {
+		p.conn.Abort() // the writer may be blocked on a socket nobody reads
+	}
+	settleExchange(ctx, res, &w, <-werr)
+	if !stop() && res.Clean {
+		res.Clean = false // ctx ended as the group did: the abort may be under way
+	}
+	p.mu.Lock()
+	p.clean = res.Clean
+	p.everBroken = p.everBroken || !res.Clean
+	p.mu.Unlock()
+	return *res
+}
+
+// Release gives the connection back to its pool, reusable only when every
+// group left it clean. No Run may be under way.
+func (p *Pipe) Release() {
+	p.mu.Lock()
+	clean := p.clean && !p.everBroken
+	p.mu.Unlock()
+	p.conn.Release(clean)
+}
+
+// once returns *f and clears it, so that it is called once (a no-op when
+// already taken).
+func once(f *func()) func() {
+	fn := *f
+	*f = nil
+	if fn == nil {
+		return func() {}
+	}
+	return fn
+}

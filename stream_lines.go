@@ -1,0 +1,108 @@
+package rbatch
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
+)
+
+// A stream keeps one connection per node for all its segments: a segment's
+// frames are written right after the previous one's, while the previous
+// one's replies are still being read, so the wire never drains between
+// segments. Two segments are in flight at most, and a segment's later
+// rounds (redirects, retries) wait for the previous segment to end, so
+// commands on one key keep their order.
+
+// streamLines are a stream's connections, one pipe per node.
+type streamLines struct {
+	mu    sync.Mutex
+	nodes map[pool.Node]*batch.Pipe
+}
+
+// of returns node's pipe, taking a connection on first use.
+func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.nodes[node]; p != nil {
+		return p, nil
+	}
+	conn, err := node.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.nodes == nil {
+		l.nodes = map[pool.Node]*batch.Pipe{}
+	}
+	p := batch.NewPipe(conn)
+	l.nodes[node] = p
+	return p, nil
+}
+
+// end gives the connections back (closed unless every group left them
+// clean). No segment runs any more.
+func (l *streamLines) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.nodes {
+		p.Release()
+	}
+	l.nodes = nil
+}
+
+// segmentPipe is how a segment runs beside the one before it.
+type segmentPipe struct {
+	lines *streamLines
+	// prev is closed when the previous segment ended (nil: none).
+	prev <-chan struct{}
+	// appended is closed once every group of the segment's first round has
+	// its place on a line; left counts those still to get one.
+	appended  chan struct{}
+	left      atomic.Int32
+	closeOnce sync.Once
+}
+
+func (p *segmentPipe) markAppended() { p.closeOnce.Do(func() { close(p.appended) }) }
+
+// groupAdded counts one first-round group placed.
+func (p *segmentPipe) groupAdded() {
+	if p.left.Add(-1) == 0 {
+		p.markAppended()
+	}
+}
+
+// waitPrev waits for the previous segment to end before a later round.
+func (p *segmentPipe) waitPrev(ctx context.Context) {
+	if p.prev != nil {
+		select {
+		case <-p.prev:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// runPiped runs the entry's group on its stream's pipe to the node.
+func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Result, addr string, connErr error) {
+	addr = e.node.Addr()
+	p, err := b.pipe.lines.of(ctx, e.node)
+	if err != nil {
+		if round == 1 {
+			b.pipe.groupAdded()
+		}
+		return batch.Result{}, addr, err
+	}
+	g, shas := b.buildGroup(e, addr)
+	if round == 1 {
+		g.Added = b.pipe.groupAdded
+	}
+	for idx := e.indices; len(idx) > 0; {
+		span, n := b.q.Span(idx)
+		e.written += int64(len(span))
+		idx = idx[n:]
+	}
+	r = p.Run(ctx, g)
+	b.afterGroup(e, addr, shas, r)
+	return r, addr, nil
+}
