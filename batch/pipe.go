@@ -15,8 +15,8 @@ type Pipe struct {
 	write sync.Mutex // held by the group being written
 	// readTurn is closed when the group written last is done reading:
 	// the next group reads after it (taken and replaced under write).
-	readTurn chan struct{}
-	mu       sync.Mutex // guards clean
+	readTurn   chan struct{}
+	mu         sync.Mutex // guards clean
 	clean      bool       // the last group read left the connection clean
 	everBroken bool
 }
