@@ -427,49 +427,8 @@ func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error
 	case r.GuardErr != nil: // WATCH was refused (MOVED, TRYAGAIN, …): nothing else was sent
 		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("WATCH of the conditions' keys: %w", orRedisError(r.GuardErr)))})
 		redirect(&fu, nr, idx, r.GuardErr)
-	case p.Atomic && r.Sent == 0 && !r.ExecSent && r.Err != nil && !b.opts.Mode.redisSide():
-		// The connection failed before any command was written (while the
-		// conditions were read, or at MULTI): none reached Redis.
-		b.resolve(idx, &notSentError{cause: wrap(r.Err)})
-		fu.retry = idx
-	case r.Skipped:
-		b.resolve(idx, ErrResultSkipped)
-	case p.Atomic && r.MultiRefused == nil && r.Answered < len(idx):
-		if r.Aborted != nil {
-			b.resolve(idx, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
-			redirect(&fu, nr, idx, r.Aborted.Cause)
-			if b.guard != nil && r.Aborted.Cause == batch.ErrNilExec {
-				fu.retry = idx // a watched key changed: nothing applied, check again
-			}
-		} else if r.ExecSent || (p.SkipResult && r.Sent > 0) {
-			b.resolve(idx, &unknownError{cause: wrap(r.Err)})
-		} else {
-			// Before EXEC, a dropped connection discards the transaction.
-			b.resolve(idx, &txAbortedError{cause: wrap(r.Err)})
-		}
-	case p.SkipResult: // replies were off and never turned back on
-		b.resolve(idx[:r.Sent], &unknownError{cause: wrap(r.Err)})
-		b.resolve(idx[r.Sent:], &notSentError{cause: wrap(r.Err)})
-		fu.retry = idx[r.Sent:]
 	default:
-		for _, er := range errs {
-			redirect(&fu, nr, []int{er.index}, er.err)
-		}
-		if r.Answered < len(idx) {
-			unknown := &unknownError{cause: wrap(r.Err)}
-			for _, i := range idx[r.Answered:r.Sent] {
-				b.q.At(i).Future.(outcome).resolve(nil, unknown)
-				if b.q.At(i).Flags&queue.ReadOnly != 0 {
-					fu.retry = append(fu.retry, i) // reading twice is harmless
-				}
-			}
-			b.resolve(idx[r.Sent:], &notSentError{cause: wrap(r.Err)})
-			fu.retry = append(fu.retry, idx[r.Sent:]...)
-		}
-		if r.MultiRefused != nil {
-			fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
-				orRedisError(r.MultiRefused))))
-		}
+		b.settleSpans(idx, errs, r, &fu, nr, wrap)
 	}
 	if p.Tail != nil && !r.Synced && r.SyncErr == nil && r.Err != nil {
 		// WAIT/WAITAOF was asked for and never answered: how many replicas
@@ -480,6 +439,52 @@ func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error
 		fu.retry = idx // a transaction goes again whole
 	}
 	return fu
+}
+
+// settleSpans resolves each command by what its group's wire said
+// happened to it (batch.Result.Spans), taking the redirect and retry
+// decisions from the error replies as they were read.
+func (b *Batch) settleSpans(idx []int, errs []errReply, r batch.Result, fu *followUp, nr *NodeResult, wrap func(error) error) {
+	p := b.plan
+	// Read-only commands left unknown are retried when they ran on their
+	// own (not inside a transaction, replies on): reading twice is harmless.
+	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil)
+	for _, sp := range r.Spans(len(idx), p, b.opts.Mode.redisSide()) {
+		cmds := idx[sp.From:sp.To]
+		switch sp.State {
+		case batch.Answered:
+			for _, er := range errs {
+				redirect(fu, nr, []int{er.index}, er.err)
+			}
+		case batch.Unknown:
+			unknown := &unknownError{cause: wrap(r.Err)}
+			for _, i := range cmds {
+				b.q.At(i).Future.(outcome).resolve(nil, unknown)
+				if rereadable && b.q.At(i).Flags&queue.ReadOnly != 0 {
+					fu.retry = append(fu.retry, i)
+				}
+			}
+		case batch.NotSent:
+			b.resolve(cmds, &notSentError{cause: wrap(r.Err)})
+			fu.retry = append(fu.retry, cmds...)
+		case batch.Aborted:
+			if r.Aborted == nil { // the connection was lost before EXEC
+				b.resolve(cmds, &txAbortedError{cause: wrap(r.Err)})
+				continue
+			}
+			b.resolve(cmds, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
+			redirect(fu, nr, idx, r.Aborted.Cause)
+			if b.guard != nil && r.Aborted.Cause == batch.ErrNilExec {
+				fu.retry = idx // a watched key changed: nothing applied, check again
+			}
+		case batch.Skipped:
+			b.resolve(cmds, ErrResultSkipped)
+		}
+	}
+	if r.MultiRefused != nil {
+		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
+			orRedisError(r.MultiRefused))))
+	}
 }
 
 // redirect files cmds under what err asks for: a retry (LOADING, BUSY,
