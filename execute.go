@@ -315,7 +315,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 		addr = e.node.Addr()
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
-	errs := e.errReplies(b, r.Answered)
+	errs := e.errs // the error replies, noted as they were read
 	fu := b.settle(e.indices, errs, r, connErr, &nr)
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
@@ -554,22 +554,6 @@ func (g *groupReplies) Resolve(i int, reply any) {
 	if e, ok := reply.(redis.Error); ok {
 		g.errs = append(g.errs, errReply{index: i, err: e})
 	}
-}
-
-// errReplies returns the error replies among e's first answered commands:
-// those its group's resolver noted, or, for a Redis-side session (whose
-// replies reach the futures directly), those its futures hold.
-func (e *entry) errReplies(b *Batch, answered int) []errReply {
-	if e.q != nil {
-		return e.errs
-	}
-	var errs []errReply
-	for _, i := range e.indices[:min(answered, len(e.indices))] {
-		if err := b.q.At(i).Future.(outcome).failure(); err != nil {
-			errs = append(errs, errReply{index: i, err: err})
-		}
-	}
-	return errs
 }
 
 func (b *Batch) resolve(idx []int, err error) {

@@ -103,6 +103,9 @@ func (f *Future[T]) response() any {
 }
 
 // failure is the command's error when it failed (ErrNil is not a failure).
+// at returns the future's submission index.
+func (f *Future[T]) at() int { return int(f.index) }
+
 func (f *Future[T]) failure() error {
 	if f.err == ErrNil { // decoders return ErrNil itself, never wrapped
 		return nil
@@ -115,6 +118,7 @@ type outcome interface {
 	resolve(reply any, err error)
 	response() any
 	failure() error
+	at() int // its submission index
 }
 
 var _ outcome = (*Future[int64])(nil)

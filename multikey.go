@@ -39,6 +39,10 @@ func (p *part) resolve(reply any, err error) {
 func (p *part) response() any  { return p.reply }
 func (p *part) failure() error { return p.err }
 
+// at is -1: a part has no submission index of its own (the parts of a
+// split command go in buffered modes only, resolved through their group).
+func (p *part) at() int { return -1 }
+
 // splitMultiKey splits the multi-key commands of a cluster batch and
 // returns the queue positions to send: every command but the split ones,
 // then the parts.

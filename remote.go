@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gomodule/redigo/redis"
 	"slices"
 
 	"github.com/rbatch/rbatch/batch"
@@ -70,7 +71,7 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: slot}
-		e.session = batch.Open(b.backgroundContext(), b.plan, resolveSink, e.acquireLease)
+		e.session = batch.Open(b.backgroundContext(), b.plan, e.resolveSink, e.acquireLease)
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)
@@ -88,9 +89,16 @@ func (b *Batch) waitsForSlot(slot int) bool {
 }
 
 // resolveSink hands a Redis-side command its reply through the future it
-// was pushed with: replies can come while more commands are queued, and
-// the queue is not to be read then.
-func resolveSink(sink, reply any) { sink.(outcome).resolve(reply, nil) }
+// was pushed with (replies can come while more commands are queued, and
+// the queue is not to be read then), and notes an error reply as it is
+// read, for the redirect and retry decisions.
+func (e *entry) resolveSink(sink, reply any) {
+	o := sink.(outcome)
+	o.resolve(reply, nil)
+	if re, ok := reply.(redis.Error); ok {
+		e.errs = append(e.errs, errReply{index: o.at(), err: re})
+	}
+}
 
 // remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
 // (-1 standalone, or keyless), checking that a transaction keeps to one slot.
