@@ -617,6 +617,17 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 
 // tooLong reports an argument of command i longer than the server's
 // proto-max-bulk-len: Redis would drop the connection mid-batch.
+// admit returns why queued command i cannot be sent (it did not encode,
+// it is forbidden, an argument is over the server's limit), or nil. Every
+// mode asks it: a buffered batch at Execute, a Redis-side one and a stream
+// as each command is queued.
+func (b *Batch) admit(i int) error {
+	if err := b.q.Err(i); err != nil {
+		return err
+	}
+	return b.tooLong(i)
+}
+
 func (b *Batch) tooLong(i int) error {
 	max := b.c.info.MaxBulkLen
 	if max <= 0 || int64(len(b.q.Bytes(i))) <= max {
@@ -672,11 +683,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 		return b.optErr
 	}
 	for i := 0; i < b.q.Len() && !b.segment; i++ { // a stream's bad commands failed alone
-		err := b.q.Err(i)
-		if err == nil {
-			err = b.tooLong(i)
-		}
-		if err != nil {
+		if err := b.admit(i); err != nil {
 			return &CommandError{Index: i, Command: b.q.Name(i), Err: err}
 		}
 	}

@@ -21,14 +21,11 @@ import (
 // b.mu held, so commands are pushed in submission order.
 func (b *Batch) pushRemote(i int) {
 	c := b.q.At(i)
-	if err := b.q.Err(i); err != nil && b.remoteErr == nil {
-		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err} // the batch is doomed: stop pushing
-	}
 	if b.optErr != nil || b.remoteErr != nil || b.c.closed.Load() {
 		return // Execute refuses the batch and discards what was pushed
 	}
-	if err := b.tooLong(i); err != nil {
-		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
+	if err := b.admit(i); err != nil {
+		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err} // the batch is doomed: stop pushing
 		return
 	}
 	readOnly := b.opts.Mode == RedisReadAtomic

@@ -110,11 +110,7 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	f := push(seg, dec, c, keyFirst, args)
 	i := int(f.index)
 	f.index = int32(seg.base + i)
-	err := seg.q.Err(i)
-	if err == nil {
-		err = seg.tooLong(i)
-	}
-	if err != nil {
+	if err := seg.admit(i); err != nil {
 		// It goes nowhere: its future fails now, and a stand-in keeps its
 		// place in the segment, to be counted not sent.
 		nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: seg.q.Name(i), Err: err}}
