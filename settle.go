@@ -1,0 +1,145 @@
+package rbatch
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/queue"
+)
+
+// settle resolves the commands of idx that the group left unresolved, fills
+// nr's figures, and says what is left to do.
+//
+// errs are the error replies among the answers, as they were read: the
+// MOVED, ASK and retry decisions are taken from them.
+func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error, nr *NodeResult) (fu followUp) {
+	wrap := func(err error) error { return fmt.Errorf("%s: %w", nr.Addr, err) }
+	if connErr != nil { // nothing was written
+		b.resolve(idx, &notSentError{cause: wrap(connErr)})
+		return followUp{retry: idx, refresh: true}
+	}
+	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
+	if r.SyncErr != nil {
+		fu.err = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
+	}
+	fu.refresh = r.Err != nil
+	p := b.plan
+	switch {
+	case r.Unmet: // nothing was sent: the batch is not to be applied
+		b.resolve(idx, b.run.unmet)
+		fu.err = b.run.unmet
+	case r.GuardErr != nil: // WATCH was refused (MOVED, TRYAGAIN, …): nothing else was sent
+		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("WATCH of the conditions' keys: %w", orRedisError(r.GuardErr)))})
+		redirect(&fu, nr, idx, r.GuardErr)
+	default:
+		b.settleSpans(idx, errs, r, &fu, nr, wrap)
+	}
+	if p.Tail != nil && !r.Synced && r.SyncErr == nil && r.Err != nil {
+		// WAIT/WAITAOF was asked for and never answered: how many replicas
+		// hold the writes is unknown, which is not "none".
+		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("sync not answered: %w", &unknownError{cause: r.Err})))
+	}
+	if p.Atomic && len(fu.retry) > 0 {
+		fu.retry = idx // a transaction goes again whole
+	}
+	return fu
+}
+
+// settleSpans resolves each command by what its group's wire said
+// happened to it (batch.Result.Spans), taking the redirect and retry
+// decisions from the error replies as they were read.
+func (b *Batch) settleSpans(idx []int, errs []errReply, r batch.Result, fu *followUp, nr *NodeResult, wrap func(error) error) {
+	p := b.plan
+	// Read-only commands left unknown are retried when they ran on their
+	// own (not inside a transaction, replies on): reading twice is harmless.
+	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil)
+	for _, sp := range r.Spans(len(idx), p, b.opts.Mode.redisSide()) {
+		cmds := idx[sp.From:sp.To]
+		switch sp.State {
+		case batch.Answered:
+			for _, er := range errs {
+				redirect(fu, nr, []int{er.index}, er.err)
+			}
+		case batch.Unknown:
+			unknown := &unknownError{cause: wrap(r.Err)}
+			for _, i := range cmds {
+				b.q.At(i).Future.(outcome).resolve(nil, unknown)
+				if rereadable && b.q.At(i).Flags&queue.ReadOnly != 0 {
+					fu.retry = append(fu.retry, i)
+				}
+			}
+		case batch.NotSent:
+			b.resolve(cmds, &notSentError{cause: wrap(r.Err)})
+			fu.retry = append(fu.retry, cmds...)
+		case batch.Aborted:
+			if r.Aborted == nil { // the connection was lost before EXEC
+				b.resolve(cmds, &txAbortedError{cause: wrap(r.Err)})
+				continue
+			}
+			b.resolve(cmds, &txAbortedError{cause: b.abortCause(idx, r.Aborted)})
+			redirect(fu, nr, idx, r.Aborted.Cause)
+			if b.guard != nil && r.Aborted.Cause == batch.ErrNilExec {
+				fu.retry = idx // a watched key changed: nothing applied, check again
+			}
+		case batch.Skipped:
+			b.resolve(cmds, ErrResultSkipped)
+		}
+	}
+	if r.MultiRefused != nil {
+		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
+			orRedisError(r.MultiRefused))))
+	}
+}
+
+// redirect files cmds under what err asks for: a retry (LOADING, BUSY,
+// TRYAGAIN, …), a MOVED or an ASK. A MOVED back to the node that answered
+// it is not followed: the command keeps the error.
+func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
+	re := asRedisError(err)
+	if re == nil {
+		return
+	}
+	switch re.Prefix() {
+	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+		fu.retry = append(fu.retry, cmds...)
+	case "MOVED":
+		nr.Moved += len(cmds)
+		addTo(&fu.moved, redirectAddr(re.Msg), nr.Addr, cmds)
+	case "ASK":
+		nr.Asked += len(cmds)
+		addTo(&fu.asked, redirectAddr(re.Msg), nr.Addr, cmds)
+	}
+}
+
+// addTo files cmds under the redirect's target, unless it points back to the
+// node that answered (that would loop: the commands keep the error).
+func addTo(m *map[string][]int, addr, from string, cmds []int) {
+	if addr == "" || addr == from {
+		return
+	}
+	if *m == nil {
+		*m = map[string][]int{}
+	}
+	(*m)[addr] = append((*m)[addr], cmds...)
+}
+
+// redirectAddr returns the address of "MOVED 3999 127.0.0.1:6381".
+func redirectAddr(msg string) string {
+	f := strings.Fields(msg)
+	if len(f) != 3 {
+		return ""
+	}
+	return f[2]
+}
+
+// abortCause names the command whose queue-time error aborted a transaction.
+func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
+	cause := orRedisError(a.Cause)
+	if a.Index >= 0 && a.Index < len(idx) {
+		i := idx[a.Index]
+		return &CommandError{Index: i, Command: b.q.Name(i), Err: cause}
+	}
+	return cause
+}
