@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gomodule/redigo/redis"
 	"slices"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/route"

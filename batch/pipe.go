@@ -15,17 +15,16 @@ type Pipe struct {
 	write sync.Mutex // held by the group being written
 	// readTurn is closed when the group written last is done reading:
 	// the next group reads after it (taken and replaced under write).
-	readTurn   chan struct{}
-	mu         sync.Mutex // guards clean
-	clean      bool       // the last group read left the connection clean
-	everBroken bool
+	readTurn chan struct{}
+	mu       sync.Mutex // guards broken
+	broken   bool       // a group left the connection unclean: later groups are not sent
 }
 
 // NewPipe returns a pipe over conn, which it holds until Release.
 func NewPipe(conn Lease) *Pipe {
 	turn := make(chan struct{})
 	close(turn)
-	return &Pipe{conn: conn, clean: true, readTurn: turn}
+	return &Pipe{conn: conn, readTurn: turn}
 }
 
 // Addr is the connection's node address.
@@ -43,7 +42,7 @@ func (p *Pipe) Addr() string {
 func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	p.write.Lock()
 	p.mu.Lock()
-	broken := p.everBroken
+	broken := p.broken
 	p.mu.Unlock()
 	if broken {
 		p.write.Unlock()
@@ -87,8 +86,7 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 		res.Clean = false // ctx ended as the group did: the abort may be under way
 	}
 	p.mu.Lock()
-	p.clean = res.Clean
-	p.everBroken = p.everBroken || !res.Clean
+	p.broken = p.broken || !res.Clean
 	p.mu.Unlock()
 	return *res
 }
@@ -97,7 +95,7 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 // group left it clean. No Run may be under way.
 func (p *Pipe) Release() {
 	p.mu.Lock()
-	clean := p.clean && !p.everBroken
+	clean := !p.broken
 	p.mu.Unlock()
 	p.conn.Release(clean)
 }
