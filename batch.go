@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/rbatch/rbatch/batch"
-	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -17,15 +16,42 @@ import (
 // RedisWriteAtomic batch holds a connection from its first command on: it
 // must be executed or discarded.
 type Batch struct {
-	c      *Client
-	opts   BatchOptions
-	optErr error      // the first invalid or unsupported option, reported by Execute
-	plan   batch.Plan // how each group is laid out on the wire, from the options
-	sig    signal     // started and done, for the futures
+	c    *Client
+	opts BatchOptions
+	sig  signal // started and done, for the futures
 
 	// stream runs a Streaming batch (nil in the other modes): its commands
 	// go to segments, never to q.
 	stream *stream
+
+	mu    sync.Mutex // guards state, submitted and, while open, work
+	state batchState
+	// submitted is the number of commands the user queued, fixed when the
+	// batch starts (split commands' parts are queued after them). Like a
+	// future's index, it fits an int32.
+	submitted int32
+	// work is what the batch queues into and executes with. It comes from
+	// a pool and goes back to it when the batch finishes: a finished batch
+	// keeps only what its futures and result need.
+	*work
+
+	slabs slabs // futures are allocated from here, many at a time
+	// out holds a small batch's result, responses (up to three commands)
+	// and its one node's figures: they outlive the batch's work.
+	out struct {
+		result    BatchResult
+		responses [3]any
+		nodes     [1]NodeResult
+	}
+}
+
+// work is a batch's queue and everything Execute works with, kept apart
+// from Batch so that it can be used again once the batch finished.
+type work struct {
+	optErr error      // the first invalid or unsupported option, reported by Execute
+	plan   batch.Plan // how each group is laid out on the wire, from the options
+	pooled bool       // taken from works: given back when the batch ends
+
 	// A segment of a stream is a batch of its own: segment is set, base is
 	// the stream index of its first command, bytes the size of its
 	// commands, and bad the positions of those that failed at queueing
@@ -40,10 +66,8 @@ type Batch struct {
 	bytes   int
 	bad     []int
 
-	mu      sync.Mutex // guards the fields below
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
-	state   batchState
 	// remote holds the Redis-side queues of a RedisReadAtomic or
 	// RedisWriteAtomic batch, one entry per node, in order of first use.
 	remote []*entry
@@ -51,11 +75,9 @@ type Batch struct {
 	// a RedisReadAtomic batch, a key that cannot be routed): Execute discards
 	// the transaction and refuses the batch.
 	remoteErr error
-	// remoteKey is the first key of a Redis-side batch in a cluster: it picks
-	// the slot the transaction must keep to. remoteKeyed says it is set (""
-	// is a key too).
-	remoteKey   string
-	remoteKeyed bool
+	// remoteTx is the slot a Redis-side batch in a cluster keeps to, pinned
+	// by its first key.
+	remoteTx txSlot
 	// remoteWaiting are the commands of a Redis-side batch whose slot no
 	// primary served when they were queued (remoteWaitSlots, the first
 	// cause in remoteWaitErr): they are sent at Execute, as a buffered
@@ -63,7 +85,6 @@ type Batch struct {
 	remoteWaiting   []int
 	remoteWaitSlots []int
 	remoteWaitErr   error
-	slabs           slabs // futures are allocated from here, many at a time
 	// conds are the batch's conditions (AddCondition), in order; guard is
 	// their WATCH and reads, made when Execute starts.
 	conds []*condition
@@ -73,21 +94,17 @@ type Batch struct {
 	lastName  string
 	lastFlags queue.Flags
 
-	// submitted is the number of commands the user queued, fixed when
-	// Execute starts (split commands' parts are queued after them).
-	submitted int
+	run execution // the state of the batch's one Execute
+}
 
-	// run is the state of the batch's one Execute, taken from a pool when
-	// it starts (see exec) and given back when it ends; a stream and its
-	// segments keep their own.
-	run    *execution
-	ownRun bool // run came from the pool
-	// out holds a small batch's result, responses (up to four commands)
-	// and its one node's figures: a batch runs once, and they outlive it.
-	out struct {
-		result    BatchResult
-		responses [4]any
-		nodes     [1]NodeResult
+var works = sync.Pool{New: func() any { return new(work) }}
+
+// recycle gives w back to the pool when it came from there; a stream and
+// its segments keep theirs, which their goroutines may still read.
+func (w *work) recycle() {
+	if w.pooled {
+		*w = work{}
+		works.Put(w)
 	}
 }
 
@@ -109,28 +126,7 @@ type execution struct {
 	hooks []Hook
 }
 
-var executions = sync.Pool{New: func() any { return new(execution) }}
-
-// exec returns the batch's execution state, taking one from the pool
-// the first time.
-func (b *Batch) exec() *execution {
-	if b.run == nil {
-		b.run, b.ownRun = executions.Get().(*execution), true
-	}
-	return b.run
-}
-
-// endExec gives a pooled execution state back once Execute is done with it.
-func (b *Batch) endExec() {
-	if b.ownRun {
-		x := b.run
-		b.run, b.ownRun = nil, false
-		*x = execution{}
-		executions.Put(x)
-	}
-}
-
-type batchState int
+type batchState int32
 
 const (
 	open batchState = iota
@@ -139,7 +135,8 @@ const (
 )
 
 func newBatch(c *Client, opts []Option) *Batch {
-	b := &Batch{c: c, sig: newSignal()}
+	b := &Batch{c: c, work: works.Get().(*work)}
+	b.pooled = true
 	for _, o := range opts {
 		if o != nil {
 			o(&b.opts)
@@ -156,6 +153,7 @@ func newBatch(c *Client, opts []Option) *Batch {
 	b.plan = b.makePlan()
 	if b.optErr == nil && b.opts.Mode == Streaming {
 		b.stream = newStream(b)
+		b.pooled = false // the stream's goroutines may outlive its end
 	}
 	return b
 }
@@ -181,6 +179,9 @@ func (b *Batch) Len() int {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.state != open {
+		return int(b.submitted)
+	}
 	return b.q.Len()
 }
 
@@ -242,7 +243,9 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	}
 	if flags&queue.OwnConn != 0 || blocks(name, args) {
 		b.mu.Lock()
-		b.ownConn = true
+		if b.state == open {
+			b.ownConn = true
+		}
 		b.mu.Unlock()
 	}
 	keyArg := 0 // the first argument, whatever its type or bytes ("" and 42 are keys too)
@@ -287,6 +290,7 @@ func (b *Batch) start() bool {
 		return false
 	}
 	b.state = running
+	b.submitted = int32(b.q.Len()) // parts of split commands are queued after
 	b.sig.started.Store(true)
 	return true
 }
@@ -298,11 +302,16 @@ func (b *Batch) end() {
 	b.state = finished
 	b.q.Release()
 	held := len(b.remote) > 0
+	w := b.work
+	if w.pooled {
+		b.work = nil // a stream and its segments keep theirs: see recycle
+	}
 	b.mu.Unlock()
 	if held {
 		b.c.release(b)
 	}
-	close(b.sig.done)
+	b.sig.finish()
+	w.recycle()
 }
 
 // ExecuteAsync runs Execute in its own goroutine. The batch counts as
@@ -311,11 +320,11 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 	if !b.start() {
 		return failedFuture[*BatchResult](ErrAlreadyExecuted)
 	}
-	sig := newSignal()
+	sig := new(signal)
 	sig.started.Store(true)
-	f := &Future[*BatchResult]{sig: &sig, index: -1}
+	f := &Future[*BatchResult]{sig: sig, index: -1}
 	go func() {
-		defer close(sig.done)
+		defer sig.finish()
 		defer b.end()
 		f.val, f.err = b.execute(ctx)
 	}()
@@ -343,19 +352,4 @@ func (b *Batch) resolveAll(err error) {
 	for i := 0; i < b.q.Len(); i++ {
 		b.q.At(i).Future.(outcome).resolve(nil, err)
 	}
-}
-
-// routeSlot returns the node for a command whose key has slot (-1: no key):
-// the slot's owner, or for
-// read-only work under ReadFrom, a replica of it (with the owner as fallback).
-func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, err error) {
-	node, err = b.c.router.RouteSlot(slot)
-	if err != nil || !readOnly || b.c.readFrom == Primary {
-		return node, nil, err
-	}
-	if r := b.c.router.Replica(node); r != nil {
-		return r, node, nil
-	}
-	b.exec().noReplica = true // the map may predate the replicas: see runRounds
-	return node, nil, nil
 }

@@ -185,6 +185,38 @@ func TestClusterAtomicCrossSlotSendsNothing(t *testing.T) {
 	assert.Equal(t, int64(2), stats["discard"])
 }
 
+// Both mode families check every key of a multi-key command against the
+// transaction's slot, MSET's pairs included: a transaction whose MSET spans
+// slots is refused before it reaches Redis, in a Redis-side queue too.
+func TestClusterTransactionKeysOfEveryCommand(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		for _, name := range []string{"DEL", "MSET"} {
+			cl.ResetStats(t)
+			b := c.NewBatch(rbatch.WithMode(mode))
+			var f interface{ Get() (struct{}, error) }
+			var cmd *rbatch.Future[int64]
+			if name == "DEL" {
+				cmd = b.Keys().DeleteAsync("{a}1", "{b}2")
+			} else {
+				f = b.Buckets().SetAsync(map[string]any{"{a}1": "x", "{b}2": "y"})
+			}
+			_, err := b.Execute(context.Background())
+			require.ErrorIs(t, err, rbatch.ErrCrossSlot, "%s in %v", name, mode)
+			assert.ErrorContains(t, err, fmt.Sprintf("(slot %d)", route.Slot("b")))
+			if cmd != nil {
+				assert.ErrorIs(t, errOf(cmd), rbatch.ErrNotSent)
+			} else {
+				_, ferr := f.Get()
+				assert.ErrorIs(t, ferr, rbatch.ErrNotSent)
+			}
+			stats := cl.CommandStats(t)
+			assert.Zero(t, stats["del"]+stats["mset"]+stats["multi"]+stats["exec"], "nothing sent for %s in %v", name, mode)
+		}
+	}
+}
+
 func TestClusterTransactionPerSlot(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)

@@ -1,11 +1,8 @@
 package rbatch
 
 import (
-	"fmt"
-
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
-	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -47,7 +44,7 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 	if !b.c.cluster && b.c.readFrom == Primary {
 		// One node, whatever the keys: the group is idx itself.
 		node, _ := b.c.router.Route("")
-		x := b.run
+		x := &b.run
 		if x.singles[0] != nil { // a retry round: the first one's entry is done with
 			return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
 		}
@@ -63,21 +60,26 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 		}
 		allReadOnly = b.q.At(i).Flags&queue.ReadOnly != 0
 	}
-	txSlot := -1 // a cluster transaction's one slot
-	if atomic && b.c.cluster && (!b.opts.TransactionPerSlot || len(b.conds) > 0) {
-		if txSlot, err = b.singleSlot(idx); err != nil {
-			return nil, nil, err
-		}
-		if _, err := b.c.router.RouteSlot(txSlot); err != nil && txSlot >= 0 {
-			b.unserved(idx, err) // the transaction waits whole
-			return nil, idx, nil
-		}
-		if len(idx) == 0 { // only conditions: they are checked where their slot is
-			node, _, err := b.routeSlot(txSlot, false)
-			if err != nil {
+	var tx *txSlot // a cluster transaction's slot
+	if atomic && b.c.cluster {
+		// Conditions make one transaction even when split per slot: they
+		// hold for all of it.
+		tx = &txSlot{perSlot: b.opts.TransactionPerSlot && len(b.conds) == 0}
+		if !tx.perSlot {
+			if err := b.pinTransaction(tx, idx); err != nil {
 				return nil, nil, err
 			}
-			return []*entry{{node: node, slot: txSlot}}, nil, nil
+			if _, err := b.c.router.RouteSlot(tx.slot); err != nil && tx.pinned {
+				b.unserved(idx, err) // the transaction waits whole
+				return nil, idx, nil
+			}
+			if len(idx) == 0 { // only conditions: they are checked where their slot is
+				node, _, err := b.routeSlot(tx.slot, false)
+				if err != nil {
+					return nil, nil, err
+				}
+				return []*entry{{node: node, slot: -1}}, nil, nil
+			}
 		}
 	}
 	var last *entry // consecutive commands mostly share a node: skip the map
@@ -87,38 +89,27 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 	}
 	byGroup := make(map[groupKey]*entry)
 	for _, i := range idx {
-		c := b.q.At(i)
-		readOnly, keySlot, slot := c.Flags&queue.ReadOnly != 0, -1, -1
-		if b.c.cluster {
-			if key := b.q.KeyBytes(i); key != nil {
-				keySlot = route.Slot(key)
-			}
-		}
+		readOnly := b.q.At(i).Flags&queue.ReadOnly != 0
 		if atomic {
 			readOnly = allReadOnly
-			if txSlot >= 0 {
-				keySlot = txSlot // keyless commands go with the transaction
-			}
-			if b.opts.TransactionPerSlot {
-				slot = keySlot
-			}
 		}
-		node, fallback, err := b.routeSlot(keySlot, readOnly)
+		t, err := b.place(i, tx, readOnly)
 		if err != nil {
 			b.unserved([]int{i}, err)
 			unserved = append(unserved, i)
 			continue
 		}
+		k := groupKey{t.node, t.groupSlot}
 		e := last
-		if e == nil || e.node != node || e.slot != slot {
-			e = byGroup[groupKey{node, slot}]
+		if e == nil || e.node != k.node || e.slot != k.slot {
+			e = byGroup[k]
 		}
 		if e == nil {
-			e = &entry{node: node, fallback: fallback, slot: slot}
+			e = &entry{node: t.node, fallback: t.fallback, slot: t.groupSlot}
 			if len(byGroup) == 0 {
 				e.indices = make([]int, 0, len(idx))
 			}
-			byGroup[groupKey{node, slot}] = e
+			byGroup[k] = e
 			entries = append(entries, e)
 		}
 		e.indices = append(e.indices, i)
@@ -135,46 +126,18 @@ func (b *Batch) unserved(idx []int, err error) {
 	}
 }
 
-// singleSlot checks that the keyed commands of idx share one slot and
-// returns it (-1 when none has a key).
-func (b *Batch) singleSlot(idx []int) (int, error) {
-	var first []byte
-	firstSlot := -1
-	check := func(key []byte) error {
-		slot := route.Slot(key)
-		if firstSlot < 0 {
-			first, firstSlot = key, slot
-		} else if slot != firstSlot {
-			return crossSlot(string(first), firstSlot, string(key), slot)
-		}
-		return nil
-	}
+// pinTransaction pins tx to the one slot the keys of the batch's
+// conditions and of commands idx share (left unpinned when none has a key).
+func (b *Batch) pinTransaction(tx *txSlot, idx []int) error {
 	for _, cd := range b.conds { // a conditional transaction's keys are the conditions' too
-		if err := check([]byte(cd.key)); err != nil {
-			return -1, err
+		if err := tx.keep([]byte(cd.key)); err != nil {
+			return err
 		}
 	}
 	for _, i := range idx {
-		if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
-			step := 1
-			if f&queue.KeyValue != 0 {
-				step = 2 // key, value, …
-			}
-			args := b.q.Args(i)
-			for k := 0; k < len(args); k += step {
-				if err := check(args[k]); err != nil {
-					return -1, err
-				}
-			}
-		} else if key := b.q.KeyBytes(i); key != nil {
-			if err := check(key); err != nil {
-				return -1, err
-			}
+		if err := b.keepAll(tx, i); err != nil {
+			return err
 		}
 	}
-	return firstSlot, nil
-}
-
-func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
-	return fmt.Errorf("rbatch: %q (slot %d) and %q (slot %d): %w", k1, s1, k2, s2, ErrCrossSlot)
+	return nil
 }

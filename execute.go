@@ -50,7 +50,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	}
 	end := func(*BatchResult, error) {}
 	if hs != nil {
-		b.exec().hooks = hs
+		b.run.hooks = hs
 		ctx, end = batchHooks(ctx, hs, b.batchInfo(start))
 	}
 	res, err := b.executeAll(ctx)
@@ -63,9 +63,6 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 
 // executeAll runs the batch: every command is resolved when it returns.
 func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
-	b.exec()
-	defer b.endExec()
-	b.submitted = b.q.Len() // parts of split commands are queued after
 	if err := b.refusal(ctx); err != nil {
 		b.discardRemote(ctx) // a Redis-side queue is dropped: nothing applied
 		return b.refuse(err)
@@ -427,7 +424,7 @@ func (b *Batch) resolve(idx []int, err error) {
 
 // collect builds the result from the resolved futures.
 func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error) {
-	n := b.submitted
+	n := int(b.submitted)
 	x := &b.out
 	res := &x.result // a batch runs once: its result lives in it
 	*res = BatchResult{Nodes: nodes}
@@ -563,7 +560,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	err := &notSentError{cause: cause}
 	bad, _ := cause.(*CommandError)
-	for i := 0; i < b.submitted; i++ {
+	for i := range int(b.submitted) {
 		if bad != nil && bad.Index == i {
 			b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: bad.Err})
 			continue

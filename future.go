@@ -17,20 +17,50 @@ type Future[T any] struct {
 }
 
 // signal is what a batch tells its futures: that it started (Execute,
-// ExecuteAsync or Discard was called) and that it finished.
+// ExecuteAsync or Discard was called) and that it finished. Its channel is
+// made only when someone waits on it before the batch finished: a batch
+// whose futures are read after Execute returns makes none.
 type signal struct {
 	started atomic.Bool
-	done    chan struct{} // closed when every future of the batch is resolved
+	// done is nil until a waiter makes its channel, and closedChan once
+	// every future of the batch is resolved.
+	done atomic.Pointer[chan struct{}]
 }
 
-func newSignal() signal { return signal{done: make(chan struct{})} }
+var closedChan = func() *chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return &c
+}()
+
+// finish marks every future resolved and releases their waiters.
+func (s *signal) finish() {
+	if p := s.done.Swap(closedChan); p != nil {
+		close(*p)
+	}
+}
+
+// finished reports whether finish ran.
+func (s *signal) finished() bool { return s.done.Load() == closedChan }
+
+// wait returns a channel closed once finish runs.
+func (s *signal) wait() <-chan struct{} {
+	if p := s.done.Load(); p != nil {
+		return *p
+	}
+	c := make(chan struct{})
+	if s.done.CompareAndSwap(nil, &c) {
+		return c
+	}
+	return *s.done.Load() // finish, or another waiter, came first
+}
 
 // resolved is the signal of futures that fail as they are created.
 var resolved = func() *signal {
-	s := newSignal()
+	s := new(signal)
 	s.started.Store(true)
-	close(s.done)
-	return &s
+	s.finish()
+	return s
 }()
 
 // failedFuture returns a future already resolved with err.
@@ -48,23 +78,24 @@ func (f *Future[T]) Index() int { return int(f.index) }
 // ExecuteAsync or Discard not called) it returns ErrNotExecuted at once.
 // A nil reply gives the zero value and ErrNil.
 func (f *Future[T]) Get() (T, error) {
-	select {
-	case <-f.sig.done:
+	if f.sig.finished() {
 		return f.val, f.err
-	default:
 	}
 	if !f.sig.started.Load() {
 		var zero T
 		return zero, ErrNotExecuted
 	}
-	<-f.sig.done
+	<-f.sig.wait()
 	return f.val, f.err
 }
 
 // Wait blocks until the future resolved or ctx ended.
 func (f *Future[T]) Wait(ctx context.Context) (T, error) {
+	if f.sig.finished() {
+		return f.val, f.err
+	}
 	select {
-	case <-f.sig.done:
+	case <-f.sig.wait():
 		return f.val, f.err
 	case <-ctx.Done():
 		var zero T
@@ -73,7 +104,7 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 }
 
 // Done is closed when the future resolved.
-func (f *Future[T]) Done() <-chan struct{} { return f.sig.done }
+func (f *Future[T]) Done() <-chan struct{} { return f.sig.wait() }
 
 // resolve decodes the server's reply, or records why there is none. It runs
 // before the batch's done channel closes (more than once when retried).
@@ -133,24 +164,25 @@ const (
 
 // slab hands out futures of one type: the first few from an array inside
 // it (a small batch allocates none), then from arrays allocated a few at a
-// time.
+// time. Futures are taken from the end of free, so that its capacity is
+// the size of the array in use.
 type slab[T any] struct {
 	free  []Future[T]
-	size  int // of the last array
 	first [firstSlab]Future[T]
 }
 
 func (s *slab[T]) next() *Future[T] {
-	if len(s.free) == 0 {
-		if s.size == 0 {
-			s.size, s.free = firstSlab, s.first[:]
+	n := len(s.free)
+	if n == 0 {
+		if size := cap(s.free); size == 0 {
+			s.free = s.first[:]
 		} else {
-			s.size = min(2*s.size, maxSlab)
-			s.free = make([]Future[T], s.size)
+			s.free = make([]Future[T], min(2*size, maxSlab))
 		}
+		n = len(s.free)
 	}
-	f := &s.free[0]
-	s.free = s.free[1:]
+	f := &s.free[n-1]
+	s.free = s.free[:n-1]
 	return f
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/rbatch/rbatch/batch"
-	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -34,15 +33,19 @@ func (b *Batch) pushRemote(i int) {
 		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: ErrReadOnlyBatch}
 		return
 	}
-	slot, err := b.remoteSlotOf(i, c)
-	if err != nil {
-		b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
-		return
+	tx := &b.remoteTx
+	if b.c.cluster {
+		if err := b.keepRemote(tx, i); err != nil {
+			b.remoteErr = &CommandError{Index: i, Command: b.q.Name(i), Err: err}
+			return
+		}
 	}
+	t := b.slots(i, tx)
+	slot := t.slot
 	var e *entry
 	for _, r := range b.remote {
-		if slot < 0 || r.slot == slot || !b.opts.TransactionPerSlot {
-			e = r // in a cluster every entry has a slot; standalone has one entry
+		if r.slot == t.groupSlot {
+			e = r // one entry per transaction: per slot, or the batch's one
 		}
 	}
 	if e == nil && b.waitsForSlot(slot) {
@@ -68,7 +71,7 @@ func (b *Batch) pushRemote(i int) {
 			b.remoteErr = ErrClosed // Close is under way: open nothing
 			return
 		}
-		e = &entry{node: node, fallback: fallback, slot: slot}
+		e = &entry{node: node, fallback: fallback, slot: t.groupSlot}
 		e.session = batch.Open(b.backgroundContext(), b.plan, e.resolveSink, e.acquireLease)
 		b.remote = append(b.remote, e)
 	}
@@ -98,35 +101,15 @@ func (e *entry) resolveSink(sink, reply any) {
 	}
 }
 
-// remoteSlotOf returns the slot a Redis-side command belongs to in a cluster
-// (-1 standalone, or keyless), checking that a transaction keeps to one slot.
-func (b *Batch) remoteSlotOf(i int, c *queue.Queued) (int, error) {
-	if !b.c.cluster {
-		return -1, nil
+// keepRemote pins a Redis-side transaction in a cluster to the slot of its
+// first key, and checks command i's keys against it (each slot is its own
+// transaction with WithTransactionPerSlot).
+func (b *Batch) keepRemote(tx *txSlot, i int) error {
+	if !tx.pinned && b.q.KeyBytes(i) == nil {
+		return fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
 	}
-	key := b.q.KeyBytes(i)
-	if key == nil {
-		if !b.remoteKeyed {
-			return -1, fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
-		}
-		return route.Slot(b.remoteKey), nil
-	}
-	slot := route.Slot(key)
-	if c.Flags&queue.MultiKey != 0 && !b.opts.TransactionPerSlot {
-		for _, k := range b.q.Args(i) {
-			if s := route.Slot(k); s != slot {
-				return -1, crossSlot(string(key), slot, string(k), s)
-			}
-		}
-	}
-	switch {
-	case !b.remoteKeyed:
-		b.remoteKey, b.remoteKeyed = string(key), true
-	case b.opts.TransactionPerSlot:
-	case slot != route.Slot(b.remoteKey):
-		return -1, crossSlot(b.remoteKey, route.Slot(b.remoteKey), string(key), slot)
-	}
-	return slot, nil
+	tx.perSlot = b.opts.TransactionPerSlot
+	return b.keepAll(tx, i)
 }
 
 // closeSession sends EXEC (or DISCARD) on e's session and waits for the

@@ -55,7 +55,8 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r batch.Result, fu *foll
 	// Read-only commands left unknown are retried when they ran on their
 	// own (not inside a transaction, replies on): reading twice is harmless.
 	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil)
-	for _, sp := range r.Spans(len(idx), p, b.opts.Mode.redisSide()) {
+	var buf [3]batch.Span
+	for _, sp := range r.Spans(buf[:0], len(idx), p, b.opts.Mode.redisSide()) {
 		cmds := idx[sp.From:sp.To]
 		switch sp.State {
 		case batch.Answered:

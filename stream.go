@@ -64,7 +64,7 @@ func newStream(b *Batch) *stream {
 	s.segBytes = max(s.limit/4, 1)
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
-		b.run = &execution{hooks: hs}
+		b.run.hooks = hs
 		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: b.opts, Start: s.start})
 	}
 	if b.opts.Progress != nil {
@@ -76,14 +76,11 @@ func newStream(b *Batch) *stream {
 // newSegment starts the segment whose first command has index base.
 func (s *stream) newSegment(base int) *Batch {
 	b := s.b
-	seg := &Batch{c: b.c, sig: newSignal(), opts: b.opts, segment: true, base: base}
+	seg := &Batch{c: b.c, opts: b.opts, work: &work{segment: true, base: base}}
 	seg.opts.Mode, seg.opts.Progress, seg.opts.Context = InMemory, nil, nil
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
-	seg.run = &execution{}
-	if b.run != nil {
-		seg.run.hooks = b.run.hooks
-	}
+	seg.run.hooks = b.run.hooks
 	return seg
 }
 

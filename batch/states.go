@@ -33,13 +33,14 @@ type Span struct {
 }
 
 // Spans says what happened to each of the group's n commands, as at most
-// three runs in order. queuedBefore says the commands were queued in a
+// three runs in order, appended to dst (a caller's [3]Span keeps them off
+// the heap). queuedBefore says the commands were queued in a
 // Redis-side MULTI before the group ran (a Session): a connection lost
 // before EXEC then discards them rather than leaving them unsent. A group
 // that did not run at all (its connection could not be had, its Guard did
 // not hold or was refused) is the caller's to settle.
-func (r *Result) Spans(n int, p Plan, queuedBefore bool) []Span {
-	var out []Span
+func (r *Result) Spans(dst []Span, n int, p Plan, queuedBefore bool) []Span {
+	out := dst
 	add := func(s State, from, to int) {
 		if to > from {
 			out = append(out, Span{State: s, From: from, To: to})

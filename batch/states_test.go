@@ -41,7 +41,7 @@ func TestResultSpans(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, tc.r.Spans(4, tc.p, tc.before))
+			assert.Equal(t, tc.want, tc.r.Spans(nil, 4, tc.p, tc.before))
 		})
 	}
 }

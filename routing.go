@@ -1,0 +1,118 @@
+package rbatch
+
+import (
+	"fmt"
+
+	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/internal/route"
+	"github.com/rbatch/rbatch/queue"
+)
+
+// Routing is one step for every mode: place says where a command goes,
+// whether the batch is grouped at Execute (groupByNode) or sent to a
+// Redis-side queue as it is queued (pushRemote). A cluster transaction
+// keeps to one slot, which a txSlot pins.
+
+// txSlot is the one slot of a cluster transaction: pinned by the first key
+// it is shown, after which every other key must share it (unless the
+// transaction is split per slot, where it only records the first key).
+type txSlot struct {
+	key     string // the key that pinned it, for the error naming both
+	slot    int
+	pinned  bool
+	perSlot bool // WithTransactionPerSlot: keys of other slots are fine
+}
+
+// keep pins the transaction to key's slot, or checks key against it.
+func (t *txSlot) keep(key []byte) error {
+	slot := route.Slot(key)
+	switch {
+	case !t.pinned:
+		t.key, t.slot, t.pinned = string(key), slot, true
+	case !t.perSlot && slot != t.slot:
+		return crossSlot(t.key, t.slot, string(key), slot)
+	}
+	return nil
+}
+
+// keepAll pins or checks every key of command i (each argument of a
+// multi-key command, each key of MSET's pairs).
+func (b *Batch) keepAll(t *txSlot, i int) error {
+	if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
+		step := 1
+		if f&queue.KeyValue != 0 {
+			step = 2 // key, value, …
+		}
+		args := b.q.Args(i)
+		for k := 0; k < len(args); k += step {
+			if err := t.keep(args[k]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if key := b.q.KeyBytes(i); key != nil {
+		return t.keep(key)
+	}
+	return nil
+}
+
+// A target is where a command goes: its node (a replica for read-only work
+// under ReadFrom, with the primary as fallback), the slot it is routed by
+// (-1: standalone, or keyless outside a transaction), and the slot of the
+// transaction it belongs to when transactions are split per slot (-1
+// otherwise): commands share a group when node and group slot match.
+type target struct {
+	node, fallback pool.Node
+	slot           int
+	groupSlot      int
+}
+
+// place routes command i. In a transaction tx is its slot (nil outside
+// one): a keyless command goes with it, and so does every command unless
+// the transaction is split per slot.
+func (b *Batch) place(i int, tx *txSlot, readOnly bool) (target, error) {
+	t := b.slots(i, tx)
+	var err error
+	t.node, t.fallback, err = b.routeSlot(t.slot, readOnly)
+	return t, err
+}
+
+// slots is place without the node: the slot command i is routed by and
+// the slot of its group.
+func (b *Batch) slots(i int, tx *txSlot) target {
+	t := target{slot: -1, groupSlot: -1}
+	if b.c.cluster {
+		if key := b.q.KeyBytes(i); key != nil {
+			t.slot = route.Slot(key)
+		}
+	}
+	if tx != nil {
+		if tx.pinned && (t.slot < 0 || !tx.perSlot) {
+			t.slot = tx.slot
+		}
+		if tx.perSlot {
+			t.groupSlot = t.slot
+		}
+	}
+	return t
+}
+
+// routeSlot returns the node for a command whose key has slot (-1: no key):
+// the slot's owner, or for read-only work under ReadFrom, a replica of it
+// (with the owner as fallback).
+func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, err error) {
+	node, err = b.c.router.RouteSlot(slot)
+	if err != nil || !readOnly || b.c.readFrom == Primary {
+		return node, nil, err
+	}
+	if r := b.c.router.Replica(node); r != nil {
+		return r, node, nil
+	}
+	b.run.noReplica = true // the map may predate the replicas: see runRounds
+	return node, nil, nil
+}
+
+func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
+	return fmt.Errorf("rbatch: %q (slot %d) and %q (slot %d): %w", k1, s1, k2, s2, ErrCrossSlot)
+}
