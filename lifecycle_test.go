@@ -131,6 +131,42 @@ func TestGetWaitsForARunningBatch(t *testing.T) {
 	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
 }
 
+// Done, Wait and Get called from many goroutines while the batch runs and
+// as it finishes all return, each with the value, and a batch that was
+// used again starts clean (finished batches give their working state back).
+func TestWaitersRaceTheFinish(t *testing.T) {
+	c := newClient(t)
+	key := "waiters:" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	for round := range 20 {
+		b := c.NewBatch()
+		f := b.AtomicLong(key).IncrementAndGetAsync()
+		fut := b.ExecuteAsync(context.Background())
+		var wg sync.WaitGroup
+		got := make([]int64, 24)
+		for k := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch k % 3 {
+				case 0:
+					<-f.Done()
+				case 1:
+					_, err := f.Wait(context.Background())
+					assert.NoError(t, err)
+				}
+				got[k], _ = f.Get()
+			}()
+		}
+		wg.Wait()
+		_, err := fut.Get()
+		require.NoError(t, err)
+		for k, v := range got {
+			assert.Equal(t, int64(round+1), v, "round %d, waiter %d", round, k)
+		}
+		assert.Equal(t, 1, b.Len(), "Len after Execute is what was queued")
+	}
+}
+
 func TestFutureWaitHonoursContext(t *testing.T) {
 	c := newClient(t)
 	b := c.NewBatch()
