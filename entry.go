@@ -11,7 +11,7 @@ import (
 type entry struct {
 	node     pool.Node // where the commands are routed
 	fallback pool.Node // the primary, when node is a replica for read-only work
-	slot     int       // the transaction's slot (-1: any), for per-slot transactions
+	slot     int       // the group slot it was placed by (target.groupSlot): -1 unless split per slot
 	asking   bool      // redirected by ASK: send ASKING first
 	reloaded bool      // sent again after NOSCRIPT: a second NOSCRIPT stays
 	indices  []int
