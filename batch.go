@@ -151,6 +151,7 @@ func newBatch(c *Client, opts []Option) *Batch {
 		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
 	}
 	b.plan = b.makePlan()
+	b.remoteTx.perSlot = b.opts.TransactionPerSlot
 	if b.optErr == nil && b.opts.Mode == Streaming {
 		b.stream = newStream(b)
 		b.pooled = false // the stream's goroutines may outlive its end

@@ -108,7 +108,6 @@ func (b *Batch) keepRemote(tx *txSlot, i int) error {
 	if !tx.pinned && b.q.KeyBytes(i) == nil {
 		return fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
 	}
-	tx.perSlot = b.opts.TransactionPerSlot
 	return b.keepAll(tx, i)
 }
 
