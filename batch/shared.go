@@ -232,13 +232,23 @@ func (ln *line) take() (buf []byte, calls []*call, ok bool) {
 	return buf, calls, true
 }
 
+// yieldAbove is how many calls a line must carry before its flusher yields
+// to let others append to its write. A yield sends the flusher through the
+// scheduler's global queue: with many callers in flight some are about to
+// append (the reader just handed them their replies), and one write of
+// many groups pays; with a few, the yield only delays the write while the
+// server idles.
+const yieldAbove = 8
+
 // flushOnce writes one take (the leader's own group among it) and leaves
 // what was appended since to the line's writer goroutine.
 func (ln *line) flushOnce() {
-	// Let the callers that are ready to run append theirs first: one
-	// write of many groups costs the client and the server far less than
-	// many writes of one.
-	runtime.Gosched()
+	if ln.busy.Load() > yieldAbove {
+		// Let the callers that are ready to run append theirs first: one
+		// write of many groups costs the client and the server far less
+		// than many writes of one.
+		runtime.Gosched()
+	}
 	if buf, calls, ok := ln.take(); ok {
 		ln.write(buf, calls)
 	}
