@@ -110,9 +110,10 @@ func TestExecuteAsync(t *testing.T) {
 // the value instead of saying "not executed".
 func TestGetWaitsForARunningBatch(t *testing.T) {
 	c := newClient(t)
+	key := "getwait:" + strconv.FormatInt(time.Now().UnixNano(), 10) // fresh under -count
 	b := c.NewBatch(rbatch.WithSync(1, 300*time.Millisecond))
-	f := b.AtomicLong("getwait:n").IncrementAndGetAsync()
-	g := b.Bucket("getwait:s").GetAsync()
+	f := b.AtomicLong(key + ":n").IncrementAndGetAsync()
+	g := b.Bucket(key + ":s").GetAsync()
 	_, err := f.Get()
 	require.ErrorIs(t, err, rbatch.ErrNotExecuted, "not executed yet")
 	fut := b.ExecuteAsync(context.Background())
