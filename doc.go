@@ -70,7 +70,9 @@
 // only for its part, which goes as soon as the wire is free) and Progress
 // counts them; Execute reports them all. When a context ends or Discard is
 // called, written and unanswered commands end unknown, the rest not sent
-// (ErrDiscarded after Discard), and later queueing fails at once. A stream
+// (ErrDiscarded after Discard; they count in Progress's Queued and in
+// Counts.NotSent, so Counts add up to every command queued), and later
+// queueing fails at once. A stream
 // never executed nor discarded sends what was queued and then rests (its
 // WithProgress timer keeps firing): end every stream.
 //
