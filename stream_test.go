@@ -303,7 +303,13 @@ func TestStreamCancel(t *testing.T) {
 	assert.Equal(t, 10000, res.Counts.Total())
 	t.Logf("cancelled before Execute: %+v (%v)", res.Counts, err)
 
-	b = c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	var mu sync.Mutex
+	var last rbatch.Progress
+	b = c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithProgress(time.Hour, func(p rbatch.Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}))
 	fs := make([]*rbatch.Future[struct{}], 0, 50000)
 	for i := range 50000 {
 		fs = append(fs, b.Bucket("sd:"+strconv.Itoa(i)).SetAsync(i))
@@ -316,6 +322,10 @@ func TestStreamCancel(t *testing.T) {
 		}
 	}
 	t.Logf("Discard mid-stream: %d of %d discarded", discarded, len(fs))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, len(fs), last.Queued, "the discarded commands count as queued")
+	assert.GreaterOrEqual(t, last.Failed, discarded, "and as failed")
 	assert.ErrorIs(t, errOf(b.Bucket("sd:late").SetAsync("x")), rbatch.ErrAlreadyExecuted)
 }
 
