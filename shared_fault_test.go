@@ -197,3 +197,28 @@ func TestSharedFaultSoak(t *testing.T) {
 	assert.Positive(t, states[soakUnknown].Load()+states[soakNotSent].Load(), "the faults hit batches")
 	assert.Positive(t, states[soakApplied].Load())
 }
+
+// A shared connection the server closed while it sat idle is not written
+// to, even when its reader has not yet seen the close: the next small
+// batch goes on a new connection and applies once, instead of ending
+// unknown on the dead one.
+func TestSharedClosedWhileIdle(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.SharedConns = 1 })
+	admin, err := s.Dial()
+	require.NoError(t, err)
+	defer admin.Close()
+	for i := range 40 {
+		b := c.NewBatch()
+		n := b.AtomicLong("idle:n").IncrementAndGetAsync()
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err, "batch %d, right after its connection was killed", i)
+		v, _ := n.Get()
+		require.EqualValues(t, i+1, v, "applied once")
+		time.Sleep(3 * time.Millisecond) // idle past the line's recheck
+		_, err = admin.Do("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+		require.NoError(t, err)
+	}
+	st := c.Stats()[0]
+	assert.Positive(t, st.DiscardedDead, "the killed connections were counted dead")
+}

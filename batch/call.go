@@ -56,6 +56,12 @@ func putCall(c *call) {
 	calls.Put(c)
 }
 
+// reset readies a call that was settled unsent to be added to a line again.
+func (c *call) reset() {
+	c.line, c.res, c.traffic = nil, Result{}, Traffic{}
+	c.state.Store(callWaiting)
+}
+
 // appendTo appends the group's frames to buf.
 func (c *call) appendTo(buf []byte) []byte {
 	l, g := &c.layout, c.g

@@ -3,9 +3,11 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Shared carries the small groups of many callers on a few connections to
@@ -20,7 +22,9 @@ import (
 // socket: groups whose bytes were written and not answered are unknown,
 // those still in its buffer are not sent. A caller whose context ends
 // takes its group back when it is still in the buffer (not sent), or
-// leaves it to be read and dropped (unknown); the other groups go on.
+// leaves it to be read and dropped (unknown); the other groups go on. A
+// line that had nothing in flight for recheckAfter is looked at before it
+// is written to: found closed, its groups go on another line, unwritten.
 type Shared struct {
 	get   func(ctx context.Context) (Lease, error)
 	lines []atomic.Pointer[line] // nil where no line was up yet
@@ -66,25 +70,21 @@ type Traffic struct{ Written, Read int64 }
 func (s *Shared) Run(ctx context.Context, g *Group) (res Result, t Traffic, connErr error) {
 	g.layout.build(g.Plan, g.Prefix, false)
 	c := newCall(g)
-	for attempt := 0; ; attempt++ {
-		ln, err := s.line(ctx)
-		if err != nil {
-			putCall(c)
-			return Result{}, Traffic{}, err
-		}
-		leader, err := ln.add(c)
-		if err == nil {
-			if leader {
-				ln.flushOnce()
-			}
-			break
-		}
-		if attempt == 2 { // the lines keep failing as they come up
-			putCall(c)
-			return Result{}, Traffic{}, err
-		}
+	if err := s.send(ctx, c); err != nil {
+		putCall(c)
+		return Result{}, Traffic{}, err
 	}
 	res, t, own := c.wait(ctx)
+	for tries := 1; own && errors.Is(res.Err, errFoundClosed) && tries < 3 && ctx.Err() == nil; tries++ {
+		// Nothing was written: the line had died while idle. Go again on
+		// another (a new one, dialed now).
+		c.reset()
+		if err := s.send(ctx, c); err != nil {
+			putCall(c)
+			return Result{}, Traffic{}, err
+		}
+		res, t, own = c.wait(ctx)
+	}
 	if !own { // left to the reader, which drops its replies
 		return res, t, nil
 	}
@@ -93,6 +93,27 @@ func (s *Shared) Run(ctx context.Context, g *Group) (res Result, t Traffic, conn
 	}
 	putCall(c)
 	return res, t, nil
+}
+
+// send appends c to a line, dialing one when none is up, and flushes it
+// when no flush is under way. An error means c is on no line.
+func (s *Shared) send(ctx context.Context, c *call) error {
+	for attempt := 0; ; attempt++ {
+		ln, err := s.line(ctx)
+		if err != nil {
+			return err
+		}
+		leader, err := ln.add(c)
+		if err == nil {
+			if leader {
+				ln.flushOnce()
+			}
+			return nil
+		}
+		if attempt == 2 { // the lines keep failing as they come up
+			return err
+		}
+	}
 }
 
 // line returns the line to use: one with nothing on it, or else a new one
@@ -164,6 +185,21 @@ type awaiter interface {
 // errUnasked fails a line whose server sent bytes while nothing was asked.
 var errUnasked = errors.New("shared connection: the server sent a reply nothing asked for")
 
+// aliver is a connection that can tell, without reading, whether the
+// server closed it (or sent something unasked) while nothing was in flight.
+type aliver interface{ Alive() error }
+
+// errFoundClosed fails the groups of a line found dead as they were about
+// to be written: nothing of theirs was sent.
+var errFoundClosed = errors.New("shared connection found closed before writing")
+
+// recheckAfter is how long a line must have had nothing in flight before a
+// write first looks at its socket: its reader sees a closed connection at
+// once when it gets to run, but one starved by a busy machine may not have
+// yet, and a group written there would end unknown instead of not sent.
+// Under load a line is never idle that long, so the look costs nothing.
+const recheckAfter = time.Millisecond
+
 // line is one shared connection, for as long as it works.
 type line struct {
 	conn Lease
@@ -179,6 +215,7 @@ type line struct {
 	flushing bool         // a flusher holds buf's next take
 	writing  bool         // a take is being written: replies may come before its calls reach fifo
 	idle     bool         // the reader waits at the socket with no deadline
+	idleFrom time.Time    // when the reader last went idle
 	busy     atomic.Int32 // calls added and not settled
 	err      error        // why the line failed (nil: up)
 	kick     chan struct{}
@@ -214,14 +251,16 @@ func (ln *line) add(c *call) (leader bool, err error) {
 }
 
 // take hands the flusher what was appended; false when there is nothing
-// (the flush is over).
-func (ln *line) take() (buf []byte, calls []*call, ok bool) {
+// (the flush is over). recheck says the line has had nothing in flight for
+// recheckAfter: its socket is to be looked at before the write.
+func (ln *line) take() (buf []byte, calls []*call, recheck, ok bool) {
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
 	if len(ln.pending) == 0 || ln.err != nil {
 		ln.flushing = false
-		return nil, nil, false
+		return nil, nil, false, false
 	}
+	recheck = ln.idle && len(ln.fifo) == 0 && !ln.writing && time.Since(ln.idleFrom) > recheckAfter
 	buf, calls = ln.buf, ln.pending
 	ln.buf, ln.pending = ln.spareBuf[:0], ln.spare[:0]
 	ln.spareBuf, ln.spare = nil, nil
@@ -229,7 +268,7 @@ func (ln *line) take() (buf []byte, calls []*call, ok bool) {
 		c.queued = false
 	}
 	ln.writing = true
-	return buf, calls, true
+	return buf, calls, recheck, true
 }
 
 // yieldAbove is how many calls a line must carry before its flusher yields
@@ -249,8 +288,8 @@ func (ln *line) flushOnce() {
 		// than many writes of one.
 		runtime.Gosched()
 	}
-	if buf, calls, ok := ln.take(); ok {
-		ln.write(buf, calls)
+	if buf, calls, recheck, ok := ln.take(); ok {
+		ln.write(buf, calls, recheck)
 	}
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
@@ -271,24 +310,33 @@ func (ln *line) flushOnce() {
 func (ln *line) writeLoop() {
 	for range ln.kick {
 		for {
-			buf, calls, ok := ln.take()
+			buf, calls, recheck, ok := ln.take()
 			if !ok {
 				break
 			}
-			ln.write(buf, calls)
+			ln.write(buf, calls, recheck)
 		}
 	}
 }
 
-// write hands buf (the frames of calls) to the socket, then gives the calls
-// to the reader, or settles them when the line failed.
-func (ln *line) write(buf []byte, calls []*call) {
+// write hands buf (the frames of calls) to the socket, after looking at
+// the socket when recheck, then gives the calls to the reader, or settles
+// them when the line failed.
+func (ln *line) write(buf []byte, calls []*call, recheck bool) {
 	wc, counted := ln.conn.(byteCounter)
 	var before int64
 	if counted {
 		before = wc.Written()
 	}
-	_, err := ln.conn.Write(buf)
+	var err error
+	if a, ok := ln.conn.(aliver); ok && recheck {
+		if cause := a.Alive(); cause != nil {
+			err = fmt.Errorf("%w: %w", errFoundClosed, cause)
+		}
+	}
+	if err == nil {
+		_, err = ln.conn.Write(buf)
+	}
 	if err == nil {
 		err = ln.conn.Flush()
 	}
@@ -319,7 +367,10 @@ func (ln *line) write(buf []byte, calls []*call) {
 	}
 	// Bytes the socket took may have reached the server; the rest did not.
 	out := int64(len(buf))
-	if err != nil && counted {
+	switch {
+	case errors.Is(err, errFoundClosed):
+		out = 0
+	case err != nil && counted:
 		out = wc.Written() - before
 	}
 	for _, c := range calls {
@@ -348,7 +399,7 @@ func (ln *line) readLoop() {
 			// closing the connection is seen at once and a reply wakes the
 			// reader once.
 			aw.HoldReadDeadline()
-			ln.idle = true
+			ln.idle, ln.idleFrom = true, time.Now()
 			ln.mu.Unlock()
 			err := aw.AwaitReply()
 			ln.mu.Lock()

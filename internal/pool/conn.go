@@ -230,9 +230,17 @@ func (c *Conn) check() error {
 	return c.idle.check()
 }
 
-// Check is check for a connection held outside the pool (a shared one)
-// while nobody reads or writes it.
-func (c *Conn) Check() error { return c.check() }
+// Alive reports why a connection held outside the pool (a shared one)
+// with nothing in flight cannot be written to, or nil: it was aborted, or
+// its socket shows the server closed it or sent something unasked. It is
+// safe while the connection's reader waits at the socket (it takes
+// nothing from it), not while another goroutine writes.
+func (c *Conn) Alive() error {
+	if c.Aborted() {
+		return errAborted
+	}
+	return c.idle.checkNow()
+}
 
 var (
 	errAborted = errors.New("connection aborted")

@@ -58,3 +58,17 @@ func (k *idleCheck) check() error {
 	}
 	return k.err
 }
+
+// checkNow is check for a socket another goroutine may be waiting on to
+// become readable: it takes only the descriptor, not the read side, so it
+// neither waits for that reader nor disturbs it. Not safe for concurrent
+// use with itself or check.
+func (k *idleCheck) checkNow() error {
+	if k.rc == nil {
+		return nil
+	}
+	if err := k.rc.Control(func(fd uintptr) { k.peek(fd) }); err != nil {
+		return err
+	}
+	return k.err
+}
