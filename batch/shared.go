@@ -189,8 +189,9 @@ var errUnasked = errors.New("shared connection: the server sent a reply nothing 
 // server closed it (or sent something unasked) while nothing was in flight.
 type aliver interface{ Alive() error }
 
-// errFoundClosed fails the groups of a line found dead as they were about
-// to be written: nothing of theirs was sent.
+// errFoundClosed fails the groups of a line found dead while it had nothing
+// in flight, by the writer about to write them or by the idle reader:
+// nothing of theirs was sent, and they go on another line.
 var errFoundClosed = errors.New("shared connection found closed before writing")
 
 // recheckAfter is how long a line must have had nothing in flight before a
@@ -408,6 +409,11 @@ func (ln *line) readLoop() {
 				err = errUnasked
 			}
 			if err != nil {
+				if len(ln.fifo) == 0 && !ln.writing {
+					// Nothing was in flight: the line died idle, and the
+					// groups waiting in its buffer go on another line.
+					err = fmt.Errorf("%w: %w", errFoundClosed, err)
+				}
 				pending := ln.failLocked(err)
 				ln.mu.Unlock()
 				for _, c := range pending {
