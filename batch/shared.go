@@ -368,10 +368,7 @@ func (ln *line) write(buf []byte, calls []*call, recheck bool) {
 	}
 	// Bytes the socket took may have reached the server; the rest did not.
 	out := int64(len(buf))
-	switch {
-	case errors.Is(err, errFoundClosed):
-		out = 0
-	case err != nil && counted:
+	if err != nil && counted {
 		out = wc.Written() - before
 	}
 	for _, c := range calls {

@@ -239,7 +239,7 @@ func (c *Conn) Alive() error {
 	if c.Aborted() {
 		return errAborted
 	}
-	return c.idle.checkNow()
+	return c.idle.check()
 }
 
 var (

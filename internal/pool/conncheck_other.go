@@ -11,5 +11,3 @@ type idleCheck struct{}
 func newIdleCheck(net.Conn) *idleCheck { return &idleCheck{} }
 
 func (*idleCheck) check() error { return nil }
-
-func (*idleCheck) checkNow() error { return nil }

@@ -47,23 +47,12 @@ func newIdleCheck(nc net.Conn) *idleCheck {
 	return k
 }
 
-// check returns nil when the socket looks alive. Not safe for concurrent
-// use: the pool checks a connection while no one else uses it.
+// check returns nil when the socket looks alive. It takes only the
+// descriptor, not the read side, so a reader waiting on the socket (a
+// shared connection's) neither blocks it nor is disturbed. Not safe for
+// concurrent use with itself: the pool checks a connection no one else
+// uses, a shared connection's one flusher checks it.
 func (k *idleCheck) check() error {
-	if k.rc == nil {
-		return nil
-	}
-	if err := k.rc.Read(k.peek); err != nil {
-		return err
-	}
-	return k.err
-}
-
-// checkNow is check for a socket another goroutine may be waiting on to
-// become readable: it takes only the descriptor, not the read side, so it
-// neither waits for that reader nor disturbs it. Not safe for concurrent
-// use with itself or check.
-func (k *idleCheck) checkNow() error {
 	if k.rc == nil {
 		return nil
 	}
