@@ -303,7 +303,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 		if b.pipe != nil {
 			r, addr, connErr = b.runPiped(ctx, e, round)
 		} else {
-			r, addr, connErr = b.runGroup(ctx, e)
+			addr, connErr = b.runGroup(ctx, e, &r)
 		}
 	}
 	if addr == "" { // no connection was had
@@ -311,7 +311,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
 	errs := e.errs // the error replies, noted as they were read
-	fu := b.settle(e.indices, errs, r, connErr, &nr)
+	fu := b.settle(e.indices, errs, &r, connErr, &nr)
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}
@@ -323,30 +323,31 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 }
 
 // runGroup sends the entry's commands as one group on a connection of its
-// node (or its fallback when the node cannot be reached), and says which
-// node's connection ran it.
-func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr string, connErr error) {
+// node (or its fallback when the node cannot be reached), puts what the
+// wire did in r, and says which node's connection ran it. r is written in
+// place: a result copied from frame to frame costs more than reading it.
+func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr string, connErr error) {
 	if b.shares() {
 		if sh := b.c.sharedOf(e.node); sh != nil {
 			addr = e.node.Addr()
 			g, shas := b.buildGroup(e, addr)
 			if batch.Shareable(g) {
-				var t batch.Traffic
-				r, t, connErr = sh.Run(ctx, g)
+				t, connErr := sh.Run(ctx, g, r)
 				if connErr == nil {
 					e.written, e.read = t.Written, t.Read
 					b.afterGroup(e, addr, shas, r)
-					return r, addr, nil
+					return addr, nil
 				}
+				*r = batch.Result{}
 				if e.fallback == nil || ctx.Err() != nil {
-					return batch.Result{}, addr, connErr
+					return addr, connErr
 				}
 			}
 		}
 	}
 	conn, err := e.acquire(ctx, b.run.hooks)
 	if err != nil {
-		return batch.Result{}, "", err
+		return "", err
 	}
 	addr = conn.Addr()
 	g, shas := b.buildGroup(e, addr)
@@ -355,7 +356,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 	if counted {
 		before, beforeRead = wc.Written(), wc.BytesRead()
 	}
-	r = batch.Run(ctx, conn, g)
+	*r = batch.Run(ctx, conn, g)
 	if counted {
 		e.written, e.read = wc.Written()-before, wc.BytesRead()-beforeRead
 	}
@@ -363,10 +364,12 @@ func (b *Batch) runGroup(ctx context.Context, e *entry) (r batch.Result, addr st
 	if r.Err != nil && counted && wc.Written() == before && r.Answered == 0 {
 		// The connection failed before its first byte went out (the server
 		// had closed it): no command reached Redis, so none is unknown.
-		return batch.Result{}, addr, fmt.Errorf("connection failed before anything was written: %w", r.Err)
+		err := fmt.Errorf("connection failed before anything was written: %w", r.Err)
+		*r = batch.Result{}
+		return addr, err
 	}
 	b.afterGroup(e, addr, shas, r)
-	return r, addr, nil
+	return addr, nil
 }
 
 // buildGroup lays out the entry's commands as the group sent to addr, in
@@ -383,7 +386,7 @@ func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
 }
 
 // afterGroup notes which scripts addr now has, and which EVALSHAs go again.
-func (b *Batch) afterGroup(e *entry, addr string, shas []string, r batch.Result) {
+func (b *Batch) afterGroup(e *entry, addr string, shas []string, r *batch.Result) {
 	if len(b.scripts) > 0 {
 		failed := b.scriptsLoaded(addr, e.indices, shas, r.PrefixReplies)
 		if !b.plan.Atomic && !b.plan.SkipResult {

@@ -14,7 +14,7 @@ import (
 //
 // errs are the error replies among the answers, as they were read: the
 // MOVED, ASK and retry decisions are taken from them.
-func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error, nr *NodeResult) (fu followUp) {
+func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr error, nr *NodeResult) (fu followUp) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", nr.Addr, err) }
 	if connErr != nil { // nothing was written
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
@@ -25,7 +25,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error
 		fu.err = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
 	}
 	fu.refresh = r.Err != nil
-	p := b.plan
+	p := &b.plan
 	switch {
 	case r.Unmet: // nothing was sent: the batch is not to be applied
 		b.resolve(idx, b.run.unmet)
@@ -50,13 +50,13 @@ func (b *Batch) settle(idx []int, errs []errReply, r batch.Result, connErr error
 // settleSpans resolves each command by what its group's wire said
 // happened to it (batch.Result.Spans), taking the redirect and retry
 // decisions from the error replies as they were read.
-func (b *Batch) settleSpans(idx []int, errs []errReply, r batch.Result, fu *followUp, nr *NodeResult, wrap func(error) error) {
-	p := b.plan
+func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *followUp, nr *NodeResult, wrap func(error) error) {
+	p := &b.plan
 	// Read-only commands left unknown are retried when they ran on their
 	// own (not inside a transaction, replies on): reading twice is harmless.
 	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil)
 	var buf [3]batch.Span
-	for _, sp := range r.Spans(buf[:0], len(idx), p, b.opts.Mode.redisSide()) {
+	for _, sp := range r.Spans(buf[:0], len(idx), *p, b.opts.Mode.redisSide()) {
 		cmds := idx[sp.From:sp.To]
 		switch sp.State {
 		case batch.Answered:

@@ -103,6 +103,6 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		idx = idx[n:]
 	}
 	r = p.Run(ctx, g)
-	b.afterGroup(e, addr, shas, r)
+	b.afterGroup(e, addr, shas, &r)
 	return r, addr, nil
 }

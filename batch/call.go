@@ -39,9 +39,12 @@ const (
 
 var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
+// newCall takes a call for g from the pool, its layout built from g's
+// plan and prefix.
 func newCall(g *Group) *call {
 	c := calls.Get().(*call)
-	c.g, c.plan, c.layout, c.n = g, g.Plan, g.layout, len(g.Indices)
+	c.g, c.plan, c.n = g, g.Plan, len(g.Indices)
+	c.layout.build(g.Plan, g.Prefix, false)
 	if cap(c.replies) < c.n {
 		c.replies = make([]any, c.n)
 	}
@@ -51,7 +54,7 @@ func newCall(g *Group) *call {
 
 func putCall(c *call) {
 	clear(c.replies)
-	c.g, c.line, c.res, c.traffic, c.layout = nil, nil, Result{}, Traffic{}, layout{}
+	c.g, c.line, c.res, c.traffic, c.layout.prefix = nil, nil, Result{}, Traffic{}, nil
 	c.state.Store(callWaiting)
 	calls.Put(c)
 }
@@ -99,27 +102,39 @@ func (c *call) finish() {
 	putCall(c)
 }
 
-// wait returns the call's result once it is settled, or when ctx ends:
-// then a group still in the line's buffer is taken back (not sent), and one
-// already written is left to the reader (unknown). own reports that the
-// caller holds the call (its replies are valid; it recycles it).
-func (c *call) wait(ctx context.Context) (res Result, t Traffic, own bool) {
-	select {
-	case <-c.done:
-		return c.res, c.traffic, true
-	case <-ctx.Done():
+// wait puts the call's result in res once it is settled, or when ctx
+// ends: then a group still in the line's buffer is taken back (not sent),
+// and one already written is left to the reader (unknown). own reports
+// that the caller holds the call (its replies are valid; it recycles it).
+// The result is written through res, not returned, so that it is copied
+// once on its way to the batch.
+func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
+	if done := ctx.Done(); done == nil {
+		<-c.done
+		*res = c.res
+		return c.traffic, true
+	} else {
+		select {
+		case <-c.done:
+			*res = c.res
+			return c.traffic, true
+		case <-done:
+		}
 	}
 	if c.line.withdraw(c) {
-		return Result{Err: ctx.Err()}, Traffic{}, true
+		*res = Result{Err: ctx.Err()}
+		return Traffic{}, true
 	}
 	// Once abandoned the call is the reader's, to recycle: read it first.
 	t = Traffic{Written: c.traffic.Written} // Read is the reader's
 	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: ctx.Err()}
 	if c.state.CompareAndSwap(callWaiting, callAbandoned) {
-		return gone, t, false
+		*res = gone
+		return t, false
 	}
 	<-c.done // the reader settled it meanwhile
-	return c.res, c.traffic, true
+	*res = c.res
+	return c.traffic, true
 }
 
 // callSource is a call as the reader walks it.

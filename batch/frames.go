@@ -52,7 +52,9 @@ func (l *layout) after() []frame  { return l.end[:l.nEnd] }
 // build lays out a group of p with prefix sent first; discard ends it with
 // DISCARD instead of EXEC and the tail (a Redis-side queue dropped).
 func (l *layout) build(p Plan, prefix [][]byte, discard bool) {
-	*l = layout{askEach: p.AskEach, drop: p.DropReplies, prefix: prefix}
+	// Only what before and after read is reset: frames past the counts are
+	// never read, and zeroing the arrays costs more than the build.
+	l.nHead, l.nEnd, l.prefix, l.askEach, l.drop = 0, 0, prefix, p.AskEach, p.DropReplies
 	if len(prefix) > 0 {
 		l.addHead(frame{kind: framePrefix})
 	}

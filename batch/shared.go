@@ -65,34 +65,34 @@ type Traffic struct{ Written, Read int64 }
 
 // Run sends g on one of the lines, dialing it when it is down, and waits
 // for its replies. Errors getting a connection come back as connErr
-// (nothing was written); everything else is in the Result, as Run would
-// give it.
-func (s *Shared) Run(ctx context.Context, g *Group) (res Result, t Traffic, connErr error) {
-	g.layout.build(g.Plan, g.Prefix, false)
+// (nothing was written, res is untouched); everything else is in res, as
+// Run would give it.
+func (s *Shared) Run(ctx context.Context, g *Group, res *Result) (t Traffic, connErr error) {
 	c := newCall(g)
 	if err := s.send(ctx, c); err != nil {
 		putCall(c)
-		return Result{}, Traffic{}, err
+		return Traffic{}, err
 	}
-	res, t, own := c.wait(ctx)
-	for tries := 1; own && errors.Is(res.Err, errFoundClosed) && tries < 3 && ctx.Err() == nil; tries++ {
+	t, own := c.wait(ctx, res)
+	for tries := 1; own && res.Err != nil && errors.Is(res.Err, errFoundClosed) && tries < 3 && ctx.Err() == nil; tries++ {
 		// Nothing was written: the line had died while idle. Go again on
 		// another (a new one, dialed now).
 		c.reset()
 		if err := s.send(ctx, c); err != nil {
 			putCall(c)
-			return Result{}, Traffic{}, err
+			*res = Result{}
+			return Traffic{}, err
 		}
-		res, t, own = c.wait(ctx)
+		t, own = c.wait(ctx, res)
 	}
 	if !own { // left to the reader, which drops its replies
-		return res, t, nil
+		return t, nil
 	}
 	for k := range res.Answered {
 		g.Resolve.Resolve(g.Indices[k], c.replies[k])
 	}
 	putCall(c)
-	return res, t, nil
+	return t, nil
 }
 
 // send appends c to a line, dialing one when none is up, and flushes it

@@ -107,7 +107,8 @@ func runShared(ctx context.Context, sh *batch.Shared, key string) <-chan sharedR
 	out := make(chan sharedRun, 1)
 	g, got := group(batch.Plan{}, cmd{"SET", []any{key, "v"}})
 	go func() {
-		res, _, err := sh.Run(ctx, &g)
+		var res batch.Result
+		_, err := sh.Run(ctx, &g, &res)
 		out <- sharedRun{res, got, err}
 	}()
 	return out
@@ -184,7 +185,7 @@ func TestSharedWriteFailsPartWay(t *testing.T) {
 	assert.Zero(t, rb.res.Sent, "it never left the buffer")
 	assert.ErrorIs(t, rb.res.Err, errConnReset)
 	assert.False(t, <-lc.release, "a failed connection is not reused")
-	_, _, err := sh.Run(context.Background(), &batch.Group{})
+	_, err := sh.Run(context.Background(), &batch.Group{}, &batch.Result{})
 	assert.ErrorContains(t, err, "no second connection", "the next group dials anew")
 }
 
