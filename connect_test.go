@@ -80,16 +80,21 @@ func TestNewClientHonoursContextInHandshake(t *testing.T) {
 }
 
 // idleClient runs a few concurrent batches so that the client keeps
-// several idle connections, and checks they work.
+// several idle connections, and checks they work: a small one brings up
+// the shared connection, Redis-side ones (which hold a connection of their
+// own) leave pooled ones idle.
 func idleClient(t *testing.T, s *redistest.Server, mods ...func(*rbatch.Config)) *rbatch.Client {
 	t.Helper()
 	c := clientFor(t, s, mods...)
 	var wg sync.WaitGroup
-	for range 4 {
+	for i := range 5 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := c.NewBatch()
+			b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+			if i == 0 {
+				b = c.NewBatch()
+			}
 			for range 200 {
 				b.AtomicLong("warm").IncrementAndGetAsync()
 			}

@@ -110,8 +110,8 @@
 //
 // Small InMemory and InMemoryAtomic batches (a node's share of at most 32
 // KiB and 64 runs of encoded commands), with or without WithSkipResult and
-// WithSync, go on a few connections per node (Config.SharedConns, default
-// 2) that carry the batches of every caller back to back: each batch's
+// WithSync, go on shared connections (Config.SharedConns per node, default
+// 1) that carry the batches of every caller back to back: each batch's
 // frames are written whole, so a MULTI … EXEC or CLIENT REPLY OFF … ON block
 // is never split by another batch, and replies come back by position. One
 // write then carries many callers' batches, which is what makes hundreds of
