@@ -148,7 +148,12 @@ func TestQueueSpanStopsAtChunkBoundary(t *testing.T) {
 	one := len(command("SET", "k0000", value))
 	// Commands go into the current chunk while it has chunkSlack room left.
 	perChunk := (chunkSize-chunkSlack)/one + 1
-	total := 2*perChunk + 10
+	// The small first chunk takes two: the second, with more than
+	// firstChunkSlack of room left, grows it.
+	require.Greater(t, firstChunkSize-one, firstChunkSlack)
+	require.Less(t, firstChunkSize-2*one, firstChunkSlack)
+	firstN := 2
+	total := firstN + 2*perChunk + 10
 	idx := make([]int, total)
 	var want []byte
 	for i := range total {
@@ -158,7 +163,7 @@ func TestQueueSpanStopsAtChunkBoundary(t *testing.T) {
 	require.Len(t, want, total*one)
 
 	sizes, all := spans(&q, idx)
-	assert.Equal(t, []int{perChunk, perChunk, 10}, sizes)
+	assert.Equal(t, []int{firstN, perChunk, perChunk, 10}, sizes)
 	assert.True(t, bytes.Equal(want, all), "spans cover every command once, in order")
 }
 
@@ -278,5 +283,35 @@ func TestQueueRelease(t *testing.T) {
 		require.Equal(t, command("GET", fmt.Sprint("x", i)), string(q2.Bytes(i)))
 		require.Nil(t, q2.At(i).Future)
 		require.Equal(t, fmt.Sprint("x", i), q2.Key(i))
+	}
+}
+
+// A queue outgrowing its small first block moves its commands into a full
+// one: each keeps its bytes and future, a pointer taken before the move
+// still reads what it did, and the old small block keeps no future after
+// Release.
+func TestQueueOutgrowsFirstBlock(t *testing.T) {
+	var q Queue
+	futs := make([]*int, firstBlockSize+5)
+	var before *Queued
+	for i := range futs {
+		futs[i] = new(int)
+		q.AddKeyed(Command{Name: "SET", Key: fmt.Sprint("k", i), Future: futs[i], Flags: ReadOnly}, nil, "v")
+		if i == 0 {
+			before = q.At(0)
+		}
+	}
+	require.Equal(t, blockSize, cap(q.blocks[0]), "the first block is a full one now")
+	for i, f := range futs {
+		require.Same(t, f, q.At(i).Future)
+		require.Equal(t, command("SET", fmt.Sprint("k", i), "v"), string(q.Bytes(i)))
+	}
+	assert.Same(t, futs[0], before.Future)
+	assert.Equal(t, ReadOnly, before.Flags&ReadOnly)
+	small := q.firstBox
+	require.NotNil(t, small)
+	q.Release()
+	for _, c := range (*small)[:cap(*small)] {
+		require.Nil(t, c.Future, "the released small block keeps no future")
 	}
 }

@@ -58,9 +58,23 @@ const chunkSize = 64 << 10
 // chunkSlack is the room under which a new chunk is started.
 const chunkSlack = 4 << 10
 
-// blockSize is the number of commands per block of a Queue: blocks are
-// allocated whole and never copied, so a queue of millions grows without
-// moving what it holds.
+// A queue's first chunk is small, firstChunkSize bytes with a new chunk
+// started under firstChunkSlack of room, and so is its first block
+// (firstBlockSize commands, until it is moved into a full one): most
+// batches are a few commands. Many of them in flight at once would
+// otherwise each write the head of a large buffer, and buffers of 64 KiB
+// and more lie at addresses that share their cache sets: every resumed
+// batch missed the cache for its own commands.
+const (
+	firstChunkSize  = 2 << 10
+	firstChunkSlack = 256
+	firstBlockSize  = 32
+)
+
+// blockSize is the number of commands per block of a Queue: full blocks
+// are allocated whole and never copied, so a queue of millions grows
+// without moving what it holds (only the small first block is copied,
+// once, into a full one).
 const blockSize = 4096
 
 // maxKeyArg is the last argument position a key is looked for in.
@@ -80,6 +94,10 @@ type Queue struct {
 	inlineB    [1][]Queued
 	inlineBox  [1]*[]byte
 	inlineBoxB [1]*[]Queued
+	// firstBox is the small first block once its commands moved to a full
+	// one: it goes back to its pool only at Release, as what it held may
+	// still be read through a pointer taken before the move.
+	firstBox *[]Queued
 }
 
 // Buffers of finished queues are kept for the next ones (until the garbage
@@ -87,8 +105,10 @@ type Queue struct {
 // chunks and blocks, and first writes to memory fresh from the system cost
 // more than encoding into it.
 var (
-	chunkPool = sync.Pool{New: func() any { c := make([]byte, 0, chunkSize); return &c }}
-	blockPool = sync.Pool{New: func() any { b := make([]Queued, 0, blockSize); return &b }}
+	chunkPool      = sync.Pool{New: func() any { c := make([]byte, 0, chunkSize); return &c }}
+	blockPool      = sync.Pool{New: func() any { b := make([]Queued, 0, blockSize); return &b }}
+	firstChunkPool = sync.Pool{New: func() any { c := make([]byte, 0, firstChunkSize); return &c }}
+	firstBlockPool = sync.Pool{New: func() any { b := make([]Queued, 0, firstBlockSize); return &b }}
 )
 
 // Release hands the queue's buffers on to later queues. Nothing may read
@@ -96,39 +116,75 @@ var (
 // command is resolved and nothing writes them any more.
 func (q *Queue) Release() {
 	for i, c := range q.chunks {
-		if box := q.chunkBoxes[i]; cap(c) == chunkSize { // not one grown for a large command
+		switch box := q.chunkBoxes[i]; cap(c) { // not one grown for a large command
+		case chunkSize:
 			*box = c[:0]
 			chunkPool.Put(box)
+		case firstChunkSize:
+			*box = c[:0]
+			firstChunkPool.Put(box)
 		}
 	}
 	for i, b := range q.blocks {
 		clear(b) // drop the futures; past len a pooled block is still zero
 		box := q.blockBoxes[i]
 		*box = b[:0]
-		blockPool.Put(box)
+		if cap(b) == firstBlockSize {
+			firstBlockPool.Put(box)
+		} else {
+			blockPool.Put(box)
+		}
 	}
-	q.chunks, q.blocks, q.aside, q.chunkBoxes, q.blockBoxes = nil, nil, nil, nil, nil
+	if box := q.firstBox; box != nil {
+		clear((*box)[:cap(*box)])
+		*box = (*box)[:0]
+		firstBlockPool.Put(box)
+	}
+	q.chunks, q.blocks, q.aside, q.chunkBoxes, q.blockBoxes, q.firstBox = nil, nil, nil, nil, nil, nil
 	q.inline, q.inlineB, q.inlineBox, q.inlineBoxB = [1][]byte{}, [1][]Queued{}, [1]*[]byte{}, [1]*[]Queued{}
 }
 
-// newChunk appends a pooled chunk.
+// newChunk appends a pooled chunk: a small one first.
 func (q *Queue) newChunk() {
+	var box *[]byte
 	if q.chunks == nil {
 		q.chunks, q.chunkBoxes = q.inline[:0], q.inlineBox[:0]
+		box = firstChunkPool.Get().(*[]byte)
+	} else {
+		box = chunkPool.Get().(*[]byte)
 	}
-	box := chunkPool.Get().(*[]byte)
 	q.chunks = append(q.chunks, *box)
 	q.chunkBoxes = append(q.chunkBoxes, box)
 }
 
-// newBlock appends a pooled block.
+// chunkFull reports that a command goes in a new chunk rather than in buf.
+func chunkFull(buf []byte) bool {
+	if cap(buf) == firstChunkSize {
+		return cap(buf)-len(buf) < firstChunkSlack
+	}
+	return len(buf) >= chunkSize || cap(buf)-len(buf) < chunkSlack
+}
+
+// newBlock appends a pooled block: a small one first.
 func (q *Queue) newBlock() {
+	var box *[]Queued
 	if q.blocks == nil {
 		q.blocks, q.blockBoxes = q.inlineB[:0], q.inlineBoxB[:0]
+		box = firstBlockPool.Get().(*[]Queued)
+	} else {
+		box = blockPool.Get().(*[]Queued)
 	}
-	box := blockPool.Get().(*[]Queued)
 	q.blocks = append(q.blocks, *box)
 	q.blockBoxes = append(q.blockBoxes, box)
+}
+
+// growFirst moves the full small first block's commands into a full-size
+// block, so that every block but the last holds blockSize of them.
+func (q *Queue) growFirst() {
+	box := blockPool.Get().(*[]Queued)
+	*box = append((*box)[:0], q.blocks[0]...)
+	q.firstBox = q.blockBoxes[0]
+	q.blocks[0], q.blockBoxes[0] = *box, box
 }
 
 // Len returns the number of queued commands.
@@ -156,7 +212,7 @@ func (q *Queue) add(c Command, enc resp.Encoder, keyed bool, args []any) int {
 	qc := Queued{Future: c.Future, Flags: c.Flags}
 	if c.Err == nil {
 		n := len(q.chunks) - 1
-		if n < 0 || len(q.chunks[n]) >= chunkSize || cap(q.chunks[n])-len(q.chunks[n]) < chunkSlack {
+		if n < 0 || chunkFull(q.chunks[n]) {
 			q.newChunk()
 			n++
 		}
@@ -188,6 +244,8 @@ func (q *Queue) add(c Command, enc resp.Encoder, keyed bool, args []any) int {
 	}
 	if q.n%blockSize == 0 {
 		q.newBlock()
+	} else if q.n == firstBlockSize {
+		q.growFirst()
 	}
 	last := len(q.blocks) - 1
 	q.blocks[last] = append(q.blocks[last], qc)
