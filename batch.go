@@ -137,18 +137,22 @@ const (
 func newBatch(c *Client, opts []Option) *Batch {
 	b := &Batch{c: c, work: works.Get().(*work)}
 	b.pooled = true
+	set := false
 	for _, o := range opts {
 		if o != nil {
 			o(&b.opts)
+			set = true
 		}
 	}
-	b.optErr = b.opts.validate()
-	if b.optErr == nil && c.info.Proxy {
-		b.optErr = proxyRefusal(b.opts)
-	}
-	if b.optErr == nil && b.opts.SyncAOF && !c.info.AtLeast(7, 2) {
-		v := c.info.Version
-		b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
+	if set { // the defaults are valid everywhere
+		b.optErr = b.opts.validate()
+		if b.optErr == nil && c.info.Proxy {
+			b.optErr = proxyRefusal(b.opts)
+		}
+		if b.optErr == nil && b.opts.SyncAOF && !c.info.AtLeast(7, 2) {
+			v := c.info.Version
+			b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
+		}
 	}
 	b.plan = b.makePlan()
 	b.remoteTx.perSlot = b.opts.TransactionPerSlot

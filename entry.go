@@ -48,7 +48,9 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 		if x.singles[0] != nil { // a retry round: the first one's entry is done with
 			return []*entry{{node: node, slot: -1, indices: idx}}, nil, nil
 		}
-		x.single = entry{node: node, slot: -1, indices: idx}
+		// The first round's entry is zero (the work is zeroed when
+		// recycled): set what differs rather than write it all again.
+		x.single.node, x.single.slot, x.single.indices = node, -1, idx
 		x.singles[0] = &x.single
 		return x.singles[:], nil, nil
 	}
