@@ -20,7 +20,7 @@ import (
 // defaultSharedConns is Config.SharedConns when it is 0. One connection
 // per node carries the most batches per write and per read, so it costs
 // the server fewest syscalls: with two, the 128-goroutine small bench made
-// 15–20% fewer batches a second and the server spent more CPU per batch.
+// 8–22% fewer batches a second.
 // A second connection helps callers that fetch large values, whose replies
 // would hold up the others.
 const defaultSharedConns = 1
