@@ -65,7 +65,7 @@ var allCases = []caseSpec{
 	{name: "stream1m-skip", n: 1_000_000, quickN: 100_000, op: opSET, mode: modeStreamSkip, fly: true, what: "as stream1m, rbatch STREAMING with WithSkipResult"},
 	{name: "stream10m", n: 10_000_000, quickN: 300_000, op: opSET, mode: modeStream, fly: true, heavy: true, what: "as stream1m with 10M commands: memory must stay flat"},
 	{name: "stream10m-skip", n: 10_000_000, quickN: 300_000, op: opSET, mode: modeStreamSkip, fly: true, heavy: true, what: "as stream10m, rbatch STREAMING with WithSkipResult"},
-	{name: "small", n: 3, quickN: 3, small: true, what: "3-command batches (SET k v, GET k, INCR c) looped by 8, 128 and 512 goroutines, each client for 3 s per count after a 0.5 s untimed warm-up at 8, all in one process, clients interleaved"},
+	{name: "small", n: 3, quickN: 3, small: true, what: "3-command batches (SET k v, GET k, INCR c) looped by 8, 128 and 512 goroutines, each client in three 1 s rounds per count (the rounds interleave the clients; the median round is reported) after a 0.5 s untimed warm-up at 8, all in one process"},
 	{name: "cluster1m", n: 1_000_000, quickN: 100_000, op: opSET, cluster: true, what: "SET of distinct keys over a 3-primary cluster (rbatch IN_MEMORY; go-redis ClusterClient pipeline; rueidis DoMulti)"},
 }
 

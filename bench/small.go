@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -23,10 +24,13 @@ import (
 
 var smallGoroutines = []int{8, 128, 512}
 
-// smallRound is how long each client runs at each goroutine count, and
-// smallMaxBatches bounds its batches whatever the speed.
+// smallRound is how long each client runs in each of smallReps rounds at
+// each goroutine count (the rounds interleave the clients, and the median
+// round is reported: a burst of other load hits one round of one client,
+// not its figure), and smallMaxBatches bounds its batches whatever the speed.
 const (
-	smallRound      = 3 * time.Second
+	smallRound      = time.Second
+	smallReps       = 3
 	smallMaxBatches = 5_000_000
 	// smallWarmUp is the untimed run each client gets first, so that no
 	// client's round pays for dialing, the process's first heap growth or
@@ -234,22 +238,29 @@ func runSmall(cs caseSpec, e *env, o *options) *caseResult {
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("| goroutines | client | batches/s | ratio vs rbatch | p50 | p99 | allocs/batch |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	w("| goroutines | client | batches/s | ratio vs rbatch | p50 | p99 | allocs/batch | batches/s min–max (rounds) |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range smallGoroutines {
 		waitQuiet(o)
-		var rows []smallRow
-		for _, c := range clients {
-			logf("  small: %s, %d goroutines", c.name, n)
-			rows = append(rows, runSmallRound(c, n, smallRound))
+		rounds := make([][]smallRow, len(clients))
+		for range smallReps {
+			for i, c := range clients {
+				logf("  small: %s, %d goroutines", c.name, n)
+				rounds[i] = append(rounds[i], runSmallRound(c, n, smallRound))
+			}
+		}
+		rows := make([]smallRow, len(clients))
+		for i, rs := range rounds {
+			rows[i] = medianRound(rs)
 		}
 		base := rows[0].perS // rbatch's
-		for _, r := range rows {
+		for i, r := range rows {
 			ratio := ""
 			if base > 0 && r.perS > 0 {
 				ratio = fmt.Sprintf("%.2f", r.perS/base)
 			}
-			w("| %d | %s | %s | %s | %v | %v | %.1f |\n", n, r.client, commas(r.perS), ratio,
-				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.allocsBatch)
+			lo, hi := spread(rounds[i])
+			w("| %d | %s | %s | %s | %v | %v | %.1f | %s–%s (%d) |\n", n, r.client, commas(r.perS), ratio,
+				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.allocsBatch, commas(lo), commas(hi), len(rounds[i]))
 			if r.err != "" {
 				notes = append(notes, fmt.Sprintf("%s at %d goroutines stopped: %s", r.client, n, r.err))
 			}
@@ -258,4 +269,28 @@ func runSmall(cs caseSpec, e *env, o *options) *caseResult {
 	res.table = b.String()
 	res.notes = append(res.notes, notes...)
 	return res
+}
+
+// medianRound returns the round with the median batches/s; a round that
+// stopped on an error is reported as such.
+func medianRound(rs []smallRow) smallRow {
+	for _, r := range rs {
+		if r.err != "" {
+			return r
+		}
+	}
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b smallRow) int { return cmp.Compare(a.perS, b.perS) })
+	return sorted[len(sorted)/2]
+}
+
+// spread returns the lowest and highest batches/s of the rounds.
+func spread(rs []smallRow) (lo, hi float64) {
+	for i, r := range rs {
+		if i == 0 || r.perS < lo {
+			lo = r.perS
+		}
+		hi = max(hi, r.perS)
+	}
+	return lo, hi
 }
