@@ -31,10 +31,13 @@ type Config struct {
 	// holds (queued and not yet answered) before queueing blocks; 0: 8 MiB.
 	StreamBuffer int
 	// SharedConns is how many connections per node carry the small
-	// batches of every caller together (0: 1; at most half of PoolSize).
-	// They are taken from the pool and count in its figures as in use.
-	// More than one helps when small batches fetch large values: a reply
-	// being read holds up the batches behind it on its connection.
+	// batches of every caller together (0: 2; at most half of PoolSize).
+	// With more than one, the last carries only batches that end in WAIT
+	// or WAITAOF (WithSync, WithSyncAOF), so that a WAIT the replicas are
+	// slow to satisfy holds up no other batch; the others share the rest.
+	// More than two helps when small batches fetch large values: a reply
+	// being read holds up the batches behind it on its connection. They
+	// are taken from the pool and count in its figures as in use.
 	SharedConns int
 	// DisableSharing gives every batch a pooled connection of its own.
 	DisableSharing bool

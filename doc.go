@@ -111,9 +111,11 @@
 // Small InMemory and InMemoryAtomic batches (a node's share of at most 32
 // KiB and 64 runs of encoded commands), with or without WithSkipResult and
 // WithSync, go on shared connections (Config.SharedConns per node, default
-// 1) that carry the batches of every caller back to back: each batch's
-// frames are written whole, so a MULTI … EXEC or CLIENT REPLY OFF … ON block
-// is never split by another batch, and replies come back by position. One
+// 2: one for the batches that end in WAIT or WAITAOF, which Redis answers
+// nothing after until the WAIT returns, one for the rest) that carry the
+// batches of every caller back to back: each batch's frames are written
+// whole, so a MULTI … EXEC or CLIENT REPLY OFF … ON block is never split by
+// another batch, and replies come back by position. One
 // write then carries many callers' batches, which is what makes hundreds of
 // goroutines fast. A lost shared connection settles each command of each
 // batch on it as a lost connection settles any batch: answered ones keep

@@ -17,13 +17,13 @@ import (
 // groups, the Redis-side modes and Streaming, conditions (WATCH), blocking
 // commands and WAIT with no timeout.
 
-// defaultSharedConns is Config.SharedConns when it is 0. One connection
-// per node carries the most batches per write and per read, so it costs
-// the server fewest syscalls: with two, the 128-goroutine small bench made
-// 8–22% fewer batches a second.
-// A second connection helps callers that fetch large values, whose replies
-// would hold up the others.
-const defaultSharedConns = 1
+// defaultSharedConns is Config.SharedConns when it is 0: one connection
+// for the batches that end in WAIT or WAITAOF, one for the rest (see
+// batch.Shared). One connection for the rest carries the most batches per
+// write and per read, so it costs the server fewest syscalls: spreading
+// them over two, the 128-goroutine small bench made 8–22% fewer batches a
+// second.
+const defaultSharedConns = 2
 
 // sharedLines returns how many shared connections a node gets under cfg: at
 // most half its pool, so that batches with a connection of their own

@@ -239,3 +239,58 @@ func TestSharedFramesContiguous(t *testing.T) {
 	assert.Greater(t, blocks, 100, "blocks checked")
 	t.Logf("%d blocks on %d connections", blocks, len(seen))
 }
+
+// A small batch that ends in a WAIT its replicas cannot satisfy holds its
+// shared connection until the WAIT times out (Redis answers nothing after
+// it meanwhile). Batches without WAIT go on the other shared connection:
+// they are answered while the WAIT still blocks.
+func TestSharedWaitHoldsUpNoOtherBatch(t *testing.T) {
+	s := redistest.Standalone(t) // no replica: WAIT 1 blocks for its timeout
+	c := clientFor(t, s)
+	blocked := func() int {
+		info, err := redis.String(s.Call("INFO", "clients"))
+		require.NoError(t, err)
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "blocked_clients:"); ok {
+				n, err := strconv.Atoi(v)
+				require.NoError(t, err)
+				return n
+			}
+		}
+		t.Fatal("no blocked_clients in INFO clients")
+		return 0
+	}
+
+	type outcome struct {
+		res *rbatch.BatchResult
+		err error
+	}
+	waited := make(chan outcome, 1)
+	go func() {
+		b := c.NewBatch(rbatch.WithSync(1, 4*time.Second))
+		b.Bucket("wait:k").SetAsync("v")
+		res, err := b.Execute(context.Background())
+		waited <- outcome{res, err}
+	}()
+	require.Eventually(t, func() bool { return blocked() == 1 }, 3*time.Second, 5*time.Millisecond, "the WAIT blocks on the server")
+
+	for i := range 20 {
+		b := c.NewBatch()
+		set := b.Bucket(fmt.Sprint("plain:", i)).SetAsync("v")
+		get := b.Bucket(fmt.Sprint("plain:", i)).GetAsync()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := b.Execute(ctx)
+		cancel()
+		require.NoError(t, err, "a batch without WAIT is not held up by one that waits")
+		_, err = set.Get()
+		require.NoError(t, err)
+		v, err := get.Get()
+		require.NoError(t, err)
+		assert.Equal(t, "v", v)
+	}
+	assert.Equal(t, 1, blocked(), "the WAIT was still blocking while the other batches ran")
+	assert.Equal(t, 2, c.Stats()[0].Shared, "one shared connection each")
+	w := <-waited
+	require.NoError(t, w.err)
+	assert.Zero(t, w.res.SyncedReplicas, "WAIT timed out with no replica")
+}

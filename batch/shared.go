@@ -25,6 +25,11 @@ import (
 // leaves it to be read and dropped (unknown); the other groups go on. A
 // line that had nothing in flight for recheckAfter is looked at before it
 // is written to: found closed, its groups go on another line, unwritten.
+//
+// With more than one line, the last carries only the groups that end in
+// WAIT or WAITAOF and the others carry the rest: Redis answers nothing
+// after a WAIT on its connection until the WAIT returns, so a WAIT the
+// replicas are slow to satisfy holds up only groups that wait as well.
 type Shared struct {
 	get   func(ctx context.Context) (Lease, error)
 	lines []atomic.Pointer[line] // nil where no line was up yet
@@ -98,8 +103,9 @@ func (s *Shared) Run(ctx context.Context, g *Group, res *Result) (t Traffic, con
 // send appends c to a line, dialing one when none is up, and flushes it
 // when no flush is under way. An error means c is on no line.
 func (s *Shared) send(ctx context.Context, c *call) error {
+	lo, hi := s.slots(c.plan.Tail != nil)
 	for attempt := 0; ; attempt++ {
-		ln, err := s.line(ctx)
+		ln, err := s.line(ctx, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -116,11 +122,27 @@ func (s *Shared) send(ctx context.Context, c *call) error {
 	}
 }
 
-// line returns the line to use: one with nothing on it, or else a new one
-// while a slot is free, or else the least busy. So one caller at a time
-// uses one connection, and more come up as callers overlap.
-func (s *Shared) line(ctx context.Context) (*line, error) {
-	best, free := s.pick()
+// slots returns the lines a group may go on, lines[lo:hi]: the last of
+// several for a group that ends in WAIT or WAITAOF (tail), the others for
+// the rest.
+func (s *Shared) slots(tail bool) (lo, hi int) {
+	n := len(s.lines)
+	switch {
+	case n == 1:
+		return 0, 1
+	case tail:
+		return n - 1, n
+	default:
+		return 0, n - 1
+	}
+}
+
+// line returns the line of lines[lo:hi] to use: one with nothing on it,
+// or else a new one while a slot is free, or else the least busy. So one
+// caller at a time uses one connection, and more come up as callers
+// overlap.
+func (s *Shared) line(ctx context.Context, lo, hi int) (*line, error) {
+	best, free := s.pick(lo, hi)
 	if best != nil && (free < 0 || best.busy.Load() == 0) {
 		return best, nil
 	}
@@ -129,7 +151,7 @@ func (s *Shared) line(ctx context.Context) (*line, error) {
 	if s.closed {
 		return nil, ErrSharedClosed
 	}
-	if best, free = s.pick(); free < 0 || (best != nil && best.busy.Load() == 0) {
+	if best, free = s.pick(lo, hi); free < 0 || (best != nil && best.busy.Load() == 0) {
 		return best, nil // another caller brought one up meanwhile
 	}
 	conn, err := s.get(ctx)
@@ -144,12 +166,12 @@ func (s *Shared) line(ctx context.Context) (*line, error) {
 	return ln, nil
 }
 
-// pick returns the least busy line that is up (nil: none) and a slot with
-// no line up (-1: none).
-func (s *Shared) pick() (best *line, free int) {
+// pick returns the least busy line of lines[lo:hi] that is up (nil: none)
+// and a slot there with no line up (-1: none).
+func (s *Shared) pick(lo, hi int) (best *line, free int) {
 	free = -1
 	least := int32(0)
-	for i := range s.lines {
+	for i := lo; i < hi; i++ {
 		ln := s.lines[i].Load()
 		if ln == nil || ln.down.Load() {
 			if free < 0 {
