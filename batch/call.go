@@ -109,17 +109,17 @@ func (c *call) finish() {
 // The result is written through res, not returned, so that it is copied
 // once on its way to the batch.
 func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
-	if done := ctx.Done(); done == nil {
+	done := ctx.Done()
+	if done == nil { // nothing to give up for: a plain receive, not a select
 		<-c.done
 		*res = c.res
 		return c.traffic, true
-	} else {
-		select {
-		case <-c.done:
-			*res = c.res
-			return c.traffic, true
-		case <-done:
-		}
+	}
+	select {
+	case <-c.done:
+		*res = c.res
+		return c.traffic, true
+	case <-done:
 	}
 	if c.line.withdraw(c) {
 		*res = Result{Err: ctx.Err()}

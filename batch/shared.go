@@ -70,7 +70,7 @@ type Traffic struct{ Written, Read int64 }
 
 // Run sends g on one of the lines, dialing it when it is down, and waits
 // for its replies. Errors getting a connection come back as connErr
-// (nothing was written, res is untouched); everything else is in res, as
+// (nothing was written; res says nothing); everything else is in res, as
 // Run would give it.
 func (s *Shared) Run(ctx context.Context, g *Group, res *Result) (t Traffic, connErr error) {
 	c := newCall(g)
@@ -79,7 +79,7 @@ func (s *Shared) Run(ctx context.Context, g *Group, res *Result) (t Traffic, con
 		return Traffic{}, err
 	}
 	t, own := c.wait(ctx, res)
-	for tries := 1; own && res.Err != nil && errors.Is(res.Err, errFoundClosed) && tries < 3 && ctx.Err() == nil; tries++ {
+	for tries := 1; own && errors.Is(res.Err, errFoundClosed) && tries < 3 && ctx.Err() == nil; tries++ {
 		// Nothing was written: the line had died while idle. Go again on
 		// another (a new one, dialed now).
 		c.reset()

@@ -61,10 +61,9 @@ const chunkSlack = 4 << 10
 // A queue's first chunk is small, firstChunkSize bytes with a new chunk
 // started under firstChunkSlack of room, and so is its first block
 // (firstBlockSize commands, until it is moved into a full one): most
-// batches are a few commands. Many of them in flight at once would
-// otherwise each write the head of a large buffer, and buffers of 64 KiB
-// and more lie at addresses that share their cache sets: every resumed
-// batch missed the cache for its own commands.
+// batches are a few commands, and with a full chunk and block each, 512
+// goroutines of 3-command batches held 192 KiB apiece (125 MB peak RSS,
+// against 25 MB with small first buffers).
 const (
 	firstChunkSize  = 2 << 10
 	firstChunkSlack = 256
