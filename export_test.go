@@ -37,3 +37,7 @@ func BreakIdleWrites(c *Client) error {
 // ServerIsProxy reports whether c took its server for a proxy that closes
 // the connection on INFO (pool.ServerInfo.Proxy).
 func ServerIsProxy(c *Client) bool { return c.info.Proxy }
+
+// DefaultOptions returns the options every batch made without any shares:
+// they must stay the zero BatchOptions.
+func DefaultOptions() BatchOptions { return noOptions }

@@ -133,7 +133,7 @@ func (h *hooks) installed() []Hook {
 
 // batchInfo describes b for its hooks.
 func (b *Batch) batchInfo(start time.Time) BatchInfo {
-	info := BatchInfo{Options: b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start}
+	info := BatchInfo{Options: *b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start}
 	if info.Commands == 0 {
 		return info
 	}

@@ -534,3 +534,26 @@ func TestRetryOnBusy(t *testing.T) {
 		return err == nil
 	})
 }
+
+// Batches made without options share one BatchOptions: no mode, stream
+// segment or option may change it.
+func TestBatchesWithoutOptionsShareUntouchedDefaults(t *testing.T) {
+	c := newClient(t)
+	ctx := context.Background()
+	for _, opts := range [][]rbatch.Option{
+		nil,
+		{rbatch.WithMode(rbatch.Streaming), rbatch.WithProgress(time.Millisecond, func(rbatch.Progress) {})},
+		{rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithSkipResult()},
+		{nil},
+	} {
+		b := c.NewBatch(opts...)
+		for i := range 50 {
+			b.AtomicLong(fmt.Sprint("defaults:", i)).IncrementAndGetAsync()
+		}
+		_, err := b.Execute(ctx)
+		require.NoError(t, err)
+		plain := c.NewBatch()
+		assert.Equal(t, rbatch.BatchOptions{}, plain.Options(), "after a batch with options %v", opts)
+		assert.Equal(t, rbatch.BatchOptions{}, rbatch.DefaultOptions())
+	}
+}

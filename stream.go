@@ -65,7 +65,7 @@ func newStream(b *Batch) *stream {
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
 		b.run.hooks = hs
-		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: b.opts, Start: s.start})
+		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: *b.opts, Start: s.start})
 	}
 	if b.opts.Progress != nil {
 		s.progress = startProgress(b.opts.ProgressEvery, b.opts.Progress, s.start)
@@ -76,8 +76,9 @@ func newStream(b *Batch) *stream {
 // newSegment starts the segment whose first command has index base.
 func (s *stream) newSegment(base int) *Batch {
 	b := s.b
-	seg := &Batch{c: b.c, opts: b.opts, work: &work{segment: true, base: base}}
-	seg.opts.Mode, seg.opts.Progress, seg.opts.Context = InMemory, nil, nil
+	opts := *b.opts
+	opts.Mode, opts.Progress, opts.Context = InMemory, nil, nil
+	seg := &Batch{c: b.c, opts: &opts, work: &work{segment: true, base: base}}
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
 	seg.run.hooks = b.run.hooks
