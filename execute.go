@@ -332,7 +332,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
 	errs := e.errs // the error replies, noted as they were read
-	fu := b.settleEntry(e, addr, &r, connErr, &nr, stats)
+	fu, _ := b.settleEntry(e, addr, &r, connErr, &nr, stats)
 	if groupEnd != nil {
 		b.reportGroup(ctx, e, addr, nr, r, connErr, errs, fu, groupEnd)
 	}
@@ -347,11 +347,10 @@ type soleRound struct {
 }
 
 // runSole is runEntry for the first round of a batch's only group, with no
-// hooks, Redis-side session or stream: done reports that every command was
-// answered with its own reply and nothing is left to do. Otherwise fu is
-// the round's follow-up, as runEntry gives it. Kept apart so that most
-// batches pass through two large frames fewer, which at 512 goroutines of
-// small batches made about a tenth more of them a second.
+// hooks, Redis-side session or stream; done is settleEntry's: nothing is
+// left to do. Kept apart so that most batches pass through two large
+// frames fewer, which at 512 goroutines of small batches made about a
+// tenth more of them a second.
 func (b *Batch) runSole(ctx context.Context, e *entry, stats *nodeStats) (fu followUp, done bool) {
 	start := time.Now()
 	var r batch.Result
@@ -360,12 +359,7 @@ func (b *Batch) runSole(ctx context.Context, e *entry, stats *nodeStats) (fu fol
 		addr = e.node.Addr()
 	}
 	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
-	if connErr == nil && answeredAll(&r, e, b.plan.Tail != nil) {
-		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
-		stats.add(nr)
-		return followUp{}, true
-	}
-	return b.settleEntry(e, addr, &r, connErr, &nr, stats), false
+	return b.settleEntry(e, addr, &r, connErr, &nr, stats)
 }
 
 // answeredAll reports that r answered every command of e with its own
@@ -379,13 +373,20 @@ func answeredAll(r *batch.Result, e *entry, tail bool) bool {
 
 // settleEntry settles what e's group left (settle), notes the EVALSHAs to
 // send again, and counts the node's figures: the end of a round for e.
-func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, stats *nodeStats) followUp {
-	fu := b.settle(e.indices, e.errs, r, connErr, nr)
+// done reports that every command was answered with its own reply, so
+// that nothing was left to settle and nothing follows.
+func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, stats *nodeStats) (fu followUp, done bool) {
+	if connErr == nil && answeredAll(r, e, b.plan.Tail != nil) {
+		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
+		stats.add(*nr)
+		return followUp{}, true
+	}
+	fu = b.settle(e.indices, e.errs, r, connErr, nr)
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}
 	stats.add(*nr)
-	return fu
+	return fu, false
 }
 
 // runGroup sends the entry's commands as one group on a connection of its
