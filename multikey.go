@@ -54,9 +54,13 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 	var splits []split
 	n := len(idx)
 	idx = idx[:0]
+	bad := b.bad // a stream's commands that failed at queueing: never split, never sent
 	for i := 0; i < n; i++ {
+		for len(bad) > 0 && bad[0] < i {
+			bad = bad[1:]
+		}
 		c := b.q.At(i)
-		if c.Flags&(queue.MultiKey|queue.KeyValue) == 0 {
+		if c.Flags&(queue.MultiKey|queue.KeyValue) == 0 || (len(bad) > 0 && bad[0] == i) {
 			idx = append(idx, i)
 			continue
 		}
