@@ -2,9 +2,12 @@ package rbatch_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -61,4 +64,81 @@ func TestStreamClusterBadMultiKeyFailsAlone(t *testing.T) {
 	stats := cl.CommandStats(t)
 	assert.Zero(t, stats["del"]+stats["mset"], "no part of a refused command was sent")
 	assert.EqualValues(t, 2, stats["set"])
+}
+
+// A stream whose connection is killed between two of its segments goes on
+// on a new one: the commands queued after the kill are all applied, with
+// or without WithRetry, and the ones before it keep their outcome.
+func TestStreamGoesOnAfterLostConnection(t *testing.T) {
+	for _, retry := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 64 << 10 })
+			opts := []rbatch.Option{rbatch.WithMode(rbatch.Streaming)}
+			if retry {
+				opts = append(opts, rbatch.WithRetry(3, 10*time.Millisecond))
+			}
+			b := c.NewBatch(opts...)
+			const n = 5000
+			before := make([]*rbatch.Future[int64], n)
+			for i := range before {
+				before[i] = b.AtomicLong("gl:before").IncrementAndGetAsync()
+			}
+			for _, f := range before {
+				_, err := f.Get()
+				require.NoError(t, err)
+			}
+			killed := srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+			require.EqualValues(t, 1, killed, "the stream's connection")
+			after := make([]*rbatch.Future[int64], n)
+			for i := range after {
+				after[i] = b.AtomicLong("gl:after").IncrementAndGetAsync()
+			}
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, rbatch.Counts{Applied: 2 * n}, res.Counts)
+			for _, f := range after {
+				_, err := f.Get()
+				require.NoError(t, err)
+			}
+			got, _ := redis.Int(srv.MustDo(t, "GET", "gl:after"), nil)
+			assert.Equal(t, n, got)
+		})
+	}
+}
+
+// A connection killed while a stream is writing: what was on it ends
+// unknown or not sent, and the segments after it go on a new connection,
+// so the batch as a whole still applies most of its commands; with
+// WithRetry the not-sent ones are applied too.
+func TestStreamRetriesOnNewConnection(t *testing.T) {
+	fresh(t)
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{srv.Addr}, StreamBuffer: 64 << 10})
+	require.NoError(t, err)
+	defer c.Close()
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithRetry(3, 10*time.Millisecond))
+	const n = 100_000
+	fs := make([]*rbatch.Future[int64], n)
+	for i := range fs {
+		if i == n/2 {
+			srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+		}
+		fs[i] = b.AtomicLong("rn:c").IncrementAndGetAsync()
+	}
+	res, _ := b.Execute(context.Background())
+	assert.Equal(t, n, res.Counts.Total())
+	assert.Zero(t, res.Counts.NotSent, "not-sent commands were retried on a new connection")
+	applied := 0
+	for _, f := range fs {
+		if _, err := f.Get(); err == nil {
+			applied++
+		} else {
+			require.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+		}
+	}
+	assert.Equal(t, res.Counts.Applied, applied)
+	got, _ := redis.Int(srv.MustDo(t, "GET", "rn:c"), nil)
+	assert.GreaterOrEqual(t, got, applied)
+	assert.LessOrEqual(t, got, applied+res.Counts.Unknown)
+	t.Logf("counts %+v, counter %d", res.Counts, got)
 }

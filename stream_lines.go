@@ -16,17 +16,33 @@ import (
 // rounds (redirects, retries) wait for the previous segment to end, so
 // commands on one key keep their order.
 
-// streamLines are a stream's connections, one pipe per node.
+// streamLines are a stream's connections, one pipe per node. A pipe whose
+// connection failed is replaced by a new one for the groups that follow,
+// so that one lost connection ends in not sent or unknown only the
+// commands that were on it, and the stream goes on.
 type streamLines struct {
-	mu    sync.Mutex
-	nodes map[pool.Node]*batch.Pipe
+	mu      sync.Mutex
+	nodes   map[pool.Node]*batch.Pipe
+	retired []*batch.Pipe // replaced, released at the end
 }
 
-// of returns node's pipe, taking a connection on first use.
+// broken reports whether node's pipe failed: the group about to use it
+// waits for the segments before it to end first, so that what they retry
+// on the new connection is not overtaken by what follows.
+func (l *streamLines) broken(node pool.Node) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.nodes[node]
+	return p != nil && p.Broken()
+}
+
+// of returns node's pipe, taking a connection on first use and when the
+// pipe failed.
 func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if p := l.nodes[node]; p != nil {
+	p := l.nodes[node]
+	if p != nil && !p.Broken() {
 		return p, nil
 	}
 	conn, err := node.Get(ctx)
@@ -36,7 +52,10 @@ func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, erro
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
 	}
-	p := batch.NewPipe(conn)
+	if p != nil {
+		l.retired = append(l.retired, p)
+	}
+	p = batch.NewPipe(conn)
 	l.nodes[node] = p
 	return p, nil
 }
@@ -49,7 +68,10 @@ func (l *streamLines) end() {
 	for _, p := range l.nodes {
 		p.Release()
 	}
-	l.nodes = nil
+	for _, p := range l.retired {
+		p.Release()
+	}
+	l.nodes, l.retired = nil, nil
 }
 
 // segmentPipe is how a segment runs beside the one before it.
@@ -86,6 +108,9 @@ func (p *segmentPipe) waitPrev(ctx context.Context) {
 // runPiped runs the entry's group on its stream's pipe to the node.
 func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Result, addr string, connErr error) {
 	addr = e.node.Addr()
+	if round == 1 && b.pipe.lines.broken(e.node) {
+		b.pipe.waitPrev(ctx) // later rounds waited already
+	}
 	p, err := b.pipe.lines.of(ctx, e.node)
 	if err != nil {
 		if round == 1 {
@@ -103,6 +128,14 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		idx = idx[n:]
 	}
 	r = p.Run(ctx, g)
+	for tries := 1; batch.FoundClosed(r.Err) && tries < 3 && ctx.Err() == nil; tries++ {
+		// The connection had died while idle and nothing was written: go
+		// again on a new one.
+		if p, err = b.pipe.lines.of(ctx, e.node); err != nil {
+			break
+		}
+		r = p.Run(ctx, g)
+	}
 	b.afterGroup(e, addr, shas, &r)
 	return r, addr, nil
 }

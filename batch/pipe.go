@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -44,6 +45,25 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	p.mu.Lock()
 	broken := p.broken
 	p.mu.Unlock()
+	if !broken {
+		select {
+		case <-p.readTurn:
+			// Nothing in flight: the connection may have died while idle
+			// (a server's timeout, CLIENT KILL). Found so, nothing is sent.
+			if a, ok := p.conn.(aliver); ok {
+				if cause := a.Alive(); cause != nil {
+					p.conn.Abort()
+					p.mu.Lock()
+					p.broken = true
+					p.mu.Unlock()
+					p.write.Unlock()
+					once(&g.Added)()
+					return Result{Err: fmt.Errorf("%w: %w", errFoundClosed, cause)}
+				}
+			}
+		default:
+		}
+	}
 	if broken {
 		p.write.Unlock()
 		once(&g.Added)()
@@ -89,6 +109,14 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	p.broken = p.broken || !res.Clean
 	p.mu.Unlock()
 	return *res
+}
+
+// Broken reports whether a group left the connection unclean: later
+// groups on the pipe are not sent.
+func (p *Pipe) Broken() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.broken
 }
 
 // Release gives the connection back to its pool, reusable only when every

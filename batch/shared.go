@@ -211,10 +211,14 @@ var errUnasked = errors.New("shared connection: the server sent a reply nothing 
 // server closed it (or sent something unasked) while nothing was in flight.
 type aliver interface{ Alive() error }
 
-// errFoundClosed fails the groups of a line found dead while it had nothing
-// in flight, by the writer about to write them or by the idle reader:
-// nothing of theirs was sent, and they go on another line.
-var errFoundClosed = errors.New("shared connection found closed before writing")
+// errFoundClosed fails the groups of a line (or pipe) found dead while it
+// had nothing in flight, by the writer about to write them or by the idle
+// reader: nothing of theirs was sent, and they go on another connection.
+var errFoundClosed = errors.New("connection found closed before writing")
+
+// FoundClosed reports whether err says a group's connection was found
+// closed before anything of it was written: it may go again on another.
+func FoundClosed(err error) bool { return errors.Is(err, errFoundClosed) }
 
 // recheckAfter is how long a line must have had nothing in flight before a
 // write first looks at its socket: its reader sees a closed connection at
