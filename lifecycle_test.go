@@ -3,6 +3,7 @@ package rbatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -524,4 +525,39 @@ func TestCancelMillionCommandBatch(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, members-applied, int64(0))
 	assert.LessOrEqual(t, members-applied, unknown)
+}
+
+// A WithSkipResult batch through a redigo pool returns, and the pool goes
+// on serving: redigo would wait on its connection's close for the replies
+// CLIENT REPLY OFF leaves out, so that connection is dropped instead.
+func TestClientFromRedigoPoolSkipResult(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	for round := range 2 {
+		b := c.NewBatch(rbatch.WithSkipResult())
+		for i := range 100 {
+			b.Bucket(fmt.Sprintf("pool:skip:%d", i)).SetAsync(round)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Execute(context.Background())
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a skip-result batch through a redigo pool did not return")
+		}
+		v, err := redis.Int(srv.Call("GET", "pool:skip:99"))
+		require.NoError(t, err)
+		assert.Equal(t, round, v)
+	}
+	conn := p.Get()
+	defer conn.Close()
+	pong, err := redis.String(conn.Do("PING"))
+	require.NoError(t, err)
+	assert.Equal(t, "PONG", pong)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -35,9 +36,13 @@ func (n RedigoNode) Get(ctx context.Context) (Lease, error) {
 // whatever is closed without an error, so an unclean connection is first
 // broken: a read with an expired deadline makes redigo mark it failed and
 // drop it.
+//
+// A connection that was sent CLIENT REPLY OFF or SKIP is broken too, clean
+// or not: redigo counts a reply owed for every command sent, and its Close
+// waits for all of them, which Redis never sends for the skipped ones.
 func (r *redigoConn) Release(clean bool) {
 	c := r.c
-	if !clean {
+	if !clean || r.skipped {
 		for i := 0; c.Err() == nil && i < 1000; i++ {
 			redis.ReceiveWithTimeout(c, time.Nanosecond)
 		}
@@ -51,8 +56,9 @@ func (n RedigoNode) Close() error { return nil }
 func (r *redigoConn) Addr() string { return RedigoNode{}.Addr() }
 
 type redigoConn struct {
-	c    redis.Conn
-	args []any // scratch for Send
+	c       redis.Conn
+	args    []any // scratch for Send
+	skipped bool  // sent CLIENT REPLY OFF or SKIP: redigo expects replies that never come
 }
 
 func (r *redigoConn) Write(p []byte) (int, error) {
@@ -62,6 +68,10 @@ func (r *redigoConn) Write(p []byte) (int, error) {
 		name, r.args, rest, err = parseCommand(rest, r.args[:0])
 		if err != nil {
 			return 0, err
+		}
+		if len(r.args) == 2 && strings.EqualFold(name, "CLIENT") && strings.EqualFold(string(r.args[0].([]byte)), "REPLY") &&
+			!strings.EqualFold(string(r.args[1].([]byte)), "ON") {
+			r.skipped = true
 		}
 		if err := r.c.Send(name, r.args...); err != nil {
 			return 0, err
