@@ -21,9 +21,8 @@ import (
 // so that one lost connection ends in not sent or unknown only the
 // commands that were on it, and the stream goes on.
 type streamLines struct {
-	mu      sync.Mutex
-	nodes   map[pool.Node]*batch.Pipe
-	retired []*batch.Pipe // replaced, released at the end
+	mu    sync.Mutex
+	nodes map[pool.Node]*batch.Pipe
 }
 
 // broken reports whether node's pipe failed: the group about to use it
@@ -45,6 +44,13 @@ func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, erro
 	if p != nil && !p.Broken() {
 		return p, nil
 	}
+	if p != nil {
+		// Its connection failed and is given up now, not at the end: a
+		// stream cut many times must not hold the pool's connections.
+		// A group still reading on it fails at once (it is aborted).
+		p.Release()
+		delete(l.nodes, node)
+	}
 	conn, err := node.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -52,12 +58,20 @@ func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, erro
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
 	}
-	if p != nil {
-		l.retired = append(l.retired, p)
-	}
 	p = batch.NewPipe(conn)
 	l.nodes[node] = p
 	return p, nil
+}
+
+// all returns the pipes, one per node the stream used. No segment runs.
+func (l *streamLines) all() []*batch.Pipe {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*batch.Pipe, 0, len(l.nodes))
+	for _, p := range l.nodes {
+		out = append(out, p)
+	}
+	return out
 }
 
 // end gives the connections back (closed unless every group left them
@@ -68,10 +82,7 @@ func (l *streamLines) end() {
 	for _, p := range l.nodes {
 		p.Release()
 	}
-	for _, p := range l.retired {
-		p.Release()
-	}
-	l.nodes, l.retired = nil, nil
+	l.nodes = nil
 }
 
 // segmentPipe is how a segment runs beside the one before it.
