@@ -59,8 +59,9 @@
 // to whoever holds them, BatchResult.Responses stays empty, Counts counts
 // every command and a *BatchError lists the first 1,000 failures. Each
 // command has InMemory's outcomes, redirects and retries; WithSync and
-// WithSyncAOF wait after each part, on each node it used (WAIT covers the
-// connection's earlier writes). Unlike InMemory a stream cannot be refused
+// WithSyncAOF wait once per node, after the stream's last command, on the
+// connection that carried the node's writes (WAIT covers all of them).
+// Unlike InMemory a stream cannot be refused
 // as a whole: a command that cannot be encoded or is forbidden fails alone,
 // at once, and the stream goes on.
 //

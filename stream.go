@@ -3,10 +3,12 @@ package rbatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -78,6 +80,7 @@ func (s *stream) newSegment(base int) *Batch {
 	b := s.b
 	opts := *b.opts
 	opts.Mode, opts.Progress, opts.Context = InMemory, nil, nil
+	opts.Sync, opts.SyncAOF = false, false // the stream waits once per node, at its end (syncNodes)
 	seg := &Batch{c: b.c, opts: &opts, work: &work{segment: true, base: base}}
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
@@ -245,12 +248,6 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	for _, nr := range res.Nodes {
 		s.addNode(nr)
 	}
-	if s.b.opts.Sync || s.b.opts.SyncAOF {
-		if !s.anySync || res.SyncedReplicas < s.synced {
-			s.synced = res.SyncedReplicas
-		}
-		s.anySync = true
-	}
 	var berr *BatchError
 	if errors.As(err, &berr) {
 		for _, ce := range berr.Commands {
@@ -297,7 +294,11 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	for s.running {
 		s.cond.Wait()
 	}
+	discarded := s.discarded
 	s.mu.Unlock()
+	if s.b.plan.Tail != nil && !discarded {
+		s.syncNodes()
+	}
 	s.lines.end()
 	s.cancel()
 
@@ -317,6 +318,53 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 		s.hookEnd(res, err)
 	}
 	return res, err
+}
+
+// syncNodes sends WithSync's WAIT (or WithSyncAOF's WAITAOF) once per node,
+// after the stream's last command, on the connection that carried its
+// writes, all nodes at once: a node's figure is its replicas'
+// acknowledgement of everything the stream wrote there. A node whose
+// acknowledgement cannot be had (connection failed, stream cancelled)
+// counts 0 replicas, and Execute's error says why.
+func (s *stream) syncNodes() {
+	pipes := s.lines.all()
+	type ack struct {
+		addr string
+		r    batch.Result
+	}
+	acks := make([]ack, len(pipes))
+	var wg sync.WaitGroup
+	for i, p := range pipes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acks[i] = ack{addr: p.Addr(), r: p.Sync(s.ctx, s.b.plan.Tail, s.b.plan.TailTimeout)}
+		}()
+	}
+	wg.Wait()
+	s.anySync = true
+	s.synced = 0
+	for i, a := range acks {
+		if i == 0 || a.r.Replicas < s.synced {
+			s.synced = a.r.Replicas
+		}
+		var err error
+		switch {
+		case a.r.SyncErr != nil:
+			err = fmt.Errorf("sync failed: %w", orRedisError(a.r.SyncErr))
+		case !a.r.Synced:
+			err = fmt.Errorf("sync not answered: %w", &unknownError{cause: a.r.Err})
+		}
+		if err != nil {
+			s.synced = 0
+			s.nodeErrs = append(s.nodeErrs, fmt.Errorf("%s: %w", a.addr, err))
+		}
+		for k := range s.nodes {
+			if n := &s.nodes[k]; n.Addr == a.addr {
+				n.SyncedReplicas, n.SyncedLocal = a.r.Replicas, a.r.Local
+			}
+		}
+	}
 }
 
 // discard stops the stream: what is being sent ends as a cancelled batch's

@@ -2,8 +2,10 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Pipe runs groups one after another on one connection, each written while
@@ -17,8 +19,9 @@ type Pipe struct {
 	// readTurn is closed when the group written last is done reading:
 	// the next group reads after it (taken and replaced under write).
 	readTurn chan struct{}
-	mu       sync.Mutex // guards broken
+	mu       sync.Mutex // guards broken and used
 	broken   bool       // a group left the connection unclean: later groups are not sent
+	used     bool       // a group was written
 }
 
 // NewPipe returns a pipe over conn, which it holds until Release.
@@ -70,6 +73,9 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 		return Result{Err: errBroken}
 	}
 	g.layout.build(g.Plan, g.Prefix, false)
+	p.mu.Lock()
+	p.used = true
+	p.mu.Unlock()
 	myTurn, done := p.readTurn, make(chan struct{})
 	p.readTurn = done
 	defer close(done)
@@ -110,6 +116,53 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	p.mu.Unlock()
 	return *res
 }
+
+// Sync sends tail (a WAIT or WAITAOF) after every group the pipe wrote and
+// reads its reply within timeout (negative: none): the replicas'
+// acknowledgement of all of them, since the server counts a connection's
+// writes in order. The result has Synced, Replicas and Local, or SyncErr,
+// or Err when the connection failed. A pipe that wrote nothing, or whose
+// connection failed, acknowledges nothing: Err says why. No Run may be
+// under way.
+func (p *Pipe) Sync(ctx context.Context, tail []byte, timeout time.Duration) (res Result) {
+	p.mu.Lock()
+	broken, used := p.broken, p.used
+	p.mu.Unlock()
+	switch {
+	case broken:
+		return Result{Err: errBroken}
+	case !used:
+		return Result{Err: errNothingWritten}
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, p.conn.Abort)
+		defer stop()
+	}
+	_, err := p.conn.Write(tail)
+	if err == nil {
+		err = p.conn.Flush()
+	}
+	var r any
+	if err == nil {
+		r, err = p.conn.Receive(timeout)
+	}
+	if err != nil {
+		p.conn.Abort()
+		p.mu.Lock()
+		p.broken = true
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return Result{Sent: 1, Err: err}
+	}
+	parseTail(&res, r)
+	return res
+}
+
+// errNothingWritten says a pipe has no write to acknowledge: the stream's
+// writes to the node went on a connection that failed.
+var errNothingWritten = errors.New("the node's writes went on a connection that failed")
 
 // Broken reports whether a group left the connection unclean: later
 // groups on the pipe are not sent.
