@@ -1,9 +1,11 @@
 package rbatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +231,10 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	} else {
 		res, err = seg.executeAll(s.ctx)
 	}
+	var failed []CommandError
+	if c := res.Counts; c.Total() > c.Applied+c.Skipped && s.wantsFailuresFrom(seg.base) {
+		failed = seg.failures(maxFailuresKept)
+	}
 	seg.end()
 
 	s.mu.Lock()
@@ -248,19 +254,50 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	for _, nr := range res.Nodes {
 		s.addNode(nr)
 	}
+	s.keepFailures(failed)
 	var berr *BatchError
-	if errors.As(err, &berr) {
-		for _, ce := range berr.Commands {
-			if len(s.failed) == maxFailuresKept {
-				break
-			}
-			ce.Index += seg.base
-			s.failed = append(s.failed, ce)
-		}
-		if berr.Err != nil && len(s.nodeErrs) < 10 {
-			s.nodeErrs = append(s.nodeErrs, berr.Err)
+	if errors.As(err, &berr) && berr.Err != nil && len(s.nodeErrs) < 10 {
+		s.nodeErrs = append(s.nodeErrs, berr.Err)
+	}
+}
+
+// wantsFailuresFrom reports whether failures of commands from index base on
+// may still be among the first maxFailuresKept.
+func (s *stream) wantsFailuresFrom(base int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.failed) < maxFailuresKept || s.failed[len(s.failed)-1].Index > base
+}
+
+// keepFailures adds a segment's failures to the stream's, which stay the
+// first maxFailuresKept by submission index: segments may end out of
+// order (one retried ends after the next). Under s.mu.
+func (s *stream) keepFailures(failed []CommandError) {
+	if len(failed) == 0 {
+		return
+	}
+	sorted := len(s.failed) == 0 || s.failed[len(s.failed)-1].Index < failed[0].Index
+	s.failed = append(s.failed, failed...)
+	if !sorted {
+		slices.SortFunc(s.failed, func(a, b CommandError) int { return cmp.Compare(a.Index, b.Index) })
+	}
+	if len(s.failed) > maxFailuresKept {
+		clear(s.failed[maxFailuresKept:])
+		s.failed = s.failed[:maxFailuresKept]
+	}
+}
+
+// failures lists a segment's failed commands (every one that did not
+// succeed, not sent ones included), at most limit, with their index in
+// the stream.
+func (b *Batch) failures(limit int) []CommandError {
+	var out []CommandError
+	for i := 0; i < int(b.submitted) && len(out) < limit; i++ {
+		if err := b.q.At(i).Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
+			out = append(out, CommandError{Index: b.base + i, Command: b.q.Name(i), Err: err})
 		}
 	}
+	return out
 }
 
 // addNode merges a segment's figures for one node into the stream's.

@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -141,4 +142,65 @@ func TestStreamRetriesOnNewConnection(t *testing.T) {
 	assert.GreaterOrEqual(t, got, applied)
 	assert.LessOrEqual(t, got, applied+res.Counts.Unknown)
 	t.Logf("counts %+v, counter %d", res.Counts, got)
+}
+
+// A stream's *BatchError lists its first 1,000 failures in submission
+// order, whichever part each was in and however the parts ended; Counts
+// has them all.
+func TestStreamBatchErrorListsFirstFailures(t *testing.T) {
+	fresh(t)
+	srv.MustDo(t, "RPUSH", "fl:list", "x")
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 16 << 10 })
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	const n = 6000
+	for i := range n {
+		if i%2 == 0 {
+			b.Bucket("fl:list").GetAsync() // WRONGTYPE
+		} else {
+			b.AtomicLong("fl:n").IncrementAndGetAsync()
+		}
+	}
+	res, err := b.Execute(context.Background())
+	assert.Equal(t, rbatch.Counts{Applied: n / 2, Failed: n / 2}, res.Counts)
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	require.Equal(t, 1000, len(berr.Commands))
+	for k, ce := range berr.Commands {
+		require.Equal(t, 2*k, ce.Index, "failure %d", k)
+		require.Equal(t, "GET", ce.Command)
+	}
+	assert.Greater(t, res.Nodes[0].Attempts, 1, "the stream went in several parts")
+}
+
+// Commands a stream never sent because its context ended are failures
+// like the others: listed in the *BatchError (the first 1,000, in order),
+// each not sent or unknown.
+func TestStreamBatchErrorListsNotSent(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 1 << 20 })
+	ctx, cancel := context.WithCancel(context.Background())
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithContext(ctx))
+	srv.MustDo(t, "CLIENT", "PAUSE", 3000, "WRITE") // nothing is answered until the context ends
+	defer srv.MustDo(t, "CLIENT", "UNPAUSE")
+	n := 0
+	for ; n < 3000; n++ {
+		b.AtomicLong("ns:c").IncrementAndGetAsync()
+	}
+	cancel()
+	res, err := b.Execute(context.Background())
+	failures := res.Counts.NotSent + res.Counts.Unknown
+	require.Equal(t, n, res.Counts.Total())
+	require.Positive(t, failures)
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	require.Equal(t, min(failures, 1000), len(berr.Commands))
+	for k, ce := range berr.Commands {
+		if k > 0 {
+			require.Greater(t, ce.Index, berr.Commands[k-1].Index)
+		}
+		if !errors.Is(ce.Err, rbatch.ErrNotSent) && !errors.Is(ce.Err, rbatch.ErrUnknownOutcome) {
+			t.Fatalf("command %d: %v", ce.Index, ce.Err)
+		}
+	}
+	t.Logf("counts %+v", res.Counts)
 }
