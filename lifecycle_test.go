@@ -418,11 +418,17 @@ func TestClientFromRedigoPool(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b", "3"}, vals)
 	// The connection went back clean and serves the next command.
+	st := c.Stats()
+	require.Len(t, st, 1, "the redigo pool is the client's one node")
+	assert.Equal(t, p.Stats().ActiveCount, st[0].Total)
+	assert.Equal(t, p.Stats().IdleCount, st[0].Idle)
+	assert.Positive(t, st[0].Total)
 	conn := p.Get()
 	defer conn.Close()
 	pong, err := redis.String(conn.Do("PING"))
 	require.NoError(t, err)
 	assert.Equal(t, "PONG", pong)
+	assert.Equal(t, 1, c.Stats()[0].InUse, "the connection held here")
 }
 
 // A large batch streams: 200k commands on one connection, every reply in order.

@@ -35,7 +35,8 @@ type PoolStats struct {
 	DiscardedDead, DiscardedDirty int64
 }
 
-// statser is a node that keeps figures (a redigo pool's node keeps none).
+// statser is a node that keeps figures (a redigo pool's node has only
+// those redigo keeps: connections and waits).
 type statser interface{ Stats() pool.Stats }
 
 // Stats returns the figures of every node the client knows (the primaries,

@@ -52,6 +52,14 @@ func (r *redigoConn) Release(clean bool) {
 
 func (n RedigoNode) Close() error { return nil }
 
+// Stats are what a redigo pool counts: its connections open, idle and in
+// use, and its waits. Timeouts and discarded connections it does not count.
+func (n RedigoNode) Stats() Stats {
+	st := n.Pool.Stats()
+	return Stats{Total: st.ActiveCount, Idle: st.IdleCount, InUse: st.ActiveCount - st.IdleCount,
+		Waits: st.WaitCount, WaitTime: st.WaitDuration}
+}
+
 // Addr names the redigo pool, whose address is not known.
 func (r *redigoConn) Addr() string { return RedigoNode{}.Addr() }
 
