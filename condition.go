@@ -232,7 +232,9 @@ func (b *Batch) AddCondition(c Condition) *Future[bool] {
 	if cd.err != nil {
 		cd.err = fmt.Errorf("rbatch: invalid condition %d, %v: %w", k, c, cd.err)
 		if b.stream != nil { // a stream cannot be refused whole: the condition alone fails
-			return failedFuture[bool](&notSentError{cause: cd.err})
+			err := &notSentError{cause: cd.err}
+			b.stream.refused(err) // and Execute says so
+			return failedFuture[bool](err)
 		}
 		if b.opts.Mode.redisSide() && b.remoteErr == nil {
 			b.remoteErr = cd.err // the Redis-side queue stops: Execute discards it

@@ -316,6 +316,25 @@ func TestConditionRefused(t *testing.T) {
 	}
 }
 
+// A stream cannot be refused whole: a condition added to it fails alone,
+// not sent, its commands are applied, and Execute's error says why.
+func TestConditionOnStreamFailsAlone(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	set := b.Bucket("cs:out").SetAsync("x")
+	held := b.AddCondition(rbatch.KeyExists("cs:k"))
+	_, herr := held.Get()
+	require.ErrorIs(t, herr, rbatch.ErrNotSent)
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, rbatch.ErrNotSent)
+	assert.Contains(t, err.Error(), "conditions need InMemoryAtomic, the batch is STREAMING")
+	assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
+	assert.NoError(t, errOf(set))
+	assert.Equal(t, []byte("x"), srv.MustDo(t, "GET", "cs:out"))
+}
+
 // A watched key that changes between the conditions' read and EXEC makes
 // EXEC answer nil: nothing was applied, so the conditions are read and the
 // transaction sent again, within WithRetry; Attempts shows the rounds.

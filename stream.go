@@ -261,6 +261,16 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	}
 }
 
+// refused records something asked of the stream that is not a command and
+// failed alone (a condition): Execute's error reports it.
+func (s *stream) refused(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.nodeErrs) < 10 {
+		s.nodeErrs = append(s.nodeErrs, err)
+	}
+}
+
 // wantsFailuresFrom reports whether failures of commands from index base on
 // may still be among the first maxFailuresKept.
 func (s *stream) wantsFailuresFrom(base int) bool {
