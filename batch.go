@@ -357,6 +357,10 @@ func (b *Batch) Discard(ctx context.Context) error {
 	b.discardRemote(ctx)
 	b.resolveAll(ErrDiscarded)
 	b.settleConditions(ErrDiscarded)
+	if fn := b.opts.Progress; fn != nil { // its one call: the batch ended here
+		res, _ := b.collect(nil, nil)
+		fn(finalProgress(res.Counts, 0))
+	}
 	return nil
 }
 

@@ -471,11 +471,14 @@ func (p *progress) finish(c Counts) {
 	defer p.calling.Unlock()
 	p.ended.Store(true)
 	p.timer.Stop()
-	p.queued.Store(int64(c.Total()))
-	p.written.Store(int64(c.Total() - c.NotSent))
-	p.answered.Store(int64(c.Applied + c.Failed + c.Skipped))
-	p.failed.Store(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
-	p.fn(p.now())
+	p.fn(finalProgress(c, time.Since(p.start)))
+}
+
+// finalProgress is the last Progress of a batch that ended with c.
+func finalProgress(c Counts, elapsed time.Duration) Progress {
+	return Progress{Queued: c.Total(), Written: c.Total() - c.NotSent,
+		Answered: c.Applied + c.Failed + c.Skipped, Failed: c.Failed + c.Aborted + c.NotSent + c.Unknown,
+		Elapsed: elapsed}
 }
 
 // withoutBad returns idx without the commands of a stream's segment that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,4 +204,40 @@ func TestStreamBatchErrorListsNotSent(t *testing.T) {
 		}
 	}
 	t.Logf("counts %+v", res.Counts)
+}
+
+// A discarded batch calls WithProgress's function once, at its end, in
+// every mode: its commands count queued and failed, none answered.
+func TestProgressEndsOnDiscard(t *testing.T) {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic, rbatch.Streaming} {
+		t.Run(mode.String(), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t)
+			var calls []rbatch.Progress
+			var mu sync.Mutex
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithProgress(time.Hour, func(p rbatch.Progress) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, p)
+			}))
+			for range 5 {
+				b.AtomicLong("pd:n").IncrementAndGetAsync()
+			}
+			if mode == rbatch.Streaming {
+				waitUntil(t, "the stream sent its commands", func() bool { return srv.CommandStats(t)["incr"] == 5 })
+			}
+			require.NoError(t, b.Discard(context.Background()))
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, calls, 1)
+			last := calls[0]
+			assert.Equal(t, 5, last.Queued)
+			if mode == rbatch.Streaming { // sent as queued: answered before the discard
+				assert.Equal(t, 5, last.Answered)
+			} else {
+				assert.Zero(t, last.Answered)
+				assert.Equal(t, 5, last.Failed)
+			}
+		})
+	}
 }
