@@ -3,6 +3,7 @@ package rbatch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/rbatch/rbatch/batch"
@@ -65,8 +66,12 @@ type work struct {
 	// ownConn is set once a command that blocks its connection or changes
 	// its state is queued: the batch does not share connections.
 	ownConn bool
-	bytes   int
-	bad     []int
+	// stateful is set once a command that changes its connection's state
+	// (CLIENT SETNAME, READONLY, …) is queued: the connection is closed
+	// after the batch, not given to the next one.
+	stateful bool
+	bytes    int
+	bad      []int
 
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
@@ -257,6 +262,7 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 		b.mu.Lock()
 		if b.state == open {
 			b.ownConn = true
+			b.stateful = b.stateful || changesConn(name, sub)
 		}
 		b.mu.Unlock()
 	}
@@ -265,6 +271,22 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 		keyArg = 1
 	}
 	return enqueue(b, decodeAny, name, keyArg, err, args...)
+}
+
+// changesConn reports whether command name (sub its first argument) leaves
+// state on its connection that a later batch would inherit.
+func changesConn(name, sub string) bool {
+	switch name {
+	case "READONLY", "READWRITE":
+		return true
+	case "CLIENT":
+		switch strings.ToUpper(sub) {
+		case "ID", "INFO", "LIST", "GETNAME", "GETREDIR", "TRACKINGINFO":
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // blocks reports whether XREAD or XREADGROUP with args blocks.

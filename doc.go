@@ -168,8 +168,9 @@
 // Execute, ExecuteAsync and Discard run once per batch; a future's Get
 // waits while its batch runs (after ExecuteAsync too) and fails with
 // ErrNotExecuted only for a batch never executed. A connection goes back to
-// its pool only when clean: no pending replies, no open MULTI, replies on;
-// the pool checks an idle connection's socket before handing it out, and a
+// its pool only when clean: no pending replies, no open MULTI, replies on,
+// and no state a command of the batch left on it (CLIENT SETNAME,
+// READONLY, …: such a connection is closed after its batch); the pool checks an idle connection's socket before handing it out, and a
 // shared connection's reader waits at its socket, so one the server closed
 // meanwhile is never used. A cancelled context stops a
 // batch promptly: commands not yet written end not sent, written ones

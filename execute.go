@@ -427,7 +427,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 	if counted {
 		e.written, e.read = wc.Written()-before, wc.BytesRead()-beforeRead
 	}
-	conn.Release(r.Clean)
+	conn.Release(r.Clean && !b.stateful)
 	if r.Err != nil && counted && wc.Written() == before && r.Answered == 0 {
 		// The connection failed before its first byte went out (the server
 		// had closed it): no command reached Redis, so none is unknown.

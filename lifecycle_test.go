@@ -567,3 +567,28 @@ func TestClientFromRedigoPoolSkipResult(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "PONG", pong)
 }
+
+// A batch that changes its connection's state (CLIENT SETNAME here) closes
+// that connection when it ends: the next batch does not inherit the name,
+// in the buffered and the Redis-side modes alike.
+func TestConnectionStateNotInherited(t *testing.T) {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.RedisWriteAtomic} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+			b := c.NewBatch(rbatch.WithMode(mode))
+			set := b.Do("CLIENT", "SETNAME", "rbatch-named")
+			b.Bucket("cs:k").SetAsync("v")
+			_, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			require.NoError(t, errOf(set))
+			for range 3 {
+				nb := c.NewBatch()
+				name := nb.Do("CLIENT", "GETNAME")
+				_, err := nb.Execute(context.Background())
+				require.NoError(t, err)
+				got, err := name.Get()
+				assert.ErrorIs(t, err, rbatch.ErrNil, "a later batch's connection is named %v", got)
+			}
+		})
+	}
+}

@@ -77,6 +77,9 @@ func (b *Batch) pushRemote(i int) {
 	}
 	e.indices = append(e.indices, i)
 	e.session.Push(b.q.Bytes(i), c.Future)
+	if b.stateful {
+		e.session.Taint()
+	}
 }
 
 // waitsForSlot reports whether commands of slot join the transaction

@@ -28,6 +28,7 @@ type Session struct {
 	sinks   []any      // where each pushed command's reply goes, in order
 	closed  bool       // EXEC or DISCARD pushed: no more commands
 	discard bool       // the queue was closed by DISCARD
+	tainted bool       // a command changed the connection's state: it is closed at the end
 
 	res Result // written by the run goroutine before done closes
 
@@ -114,10 +115,21 @@ func (s *Session) close(ctx context.Context, discard bool) Result {
 			res.Err = ctx.Err()
 		}
 	}
+	s.mu.Lock()
+	tainted := s.tainted
+	s.mu.Unlock()
 	if conn := s.Conn(); conn != nil {
-		conn.Release(res.Clean)
+		conn.Release(res.Clean && !tainted)
 	}
 	return res
+}
+
+// Taint says a command pushed changes the connection's state (CLIENT
+// SETNAME, …): the connection is closed when the session ends, not reused.
+func (s *Session) Taint() {
+	s.mu.Lock()
+	s.tainted = true
+	s.mu.Unlock()
 }
 
 // abort stops a pending acquire and breaks the connection.
