@@ -231,7 +231,10 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // NewClientFromPool returns a client that runs batches on connections of an
 // existing redigo pool to a standalone server. With such a pool, a cancelled
 // context interrupts a batch only at its next reply (or the pool's read
-// timeout), and WAITAOF is sent without a version check.
+// timeout), WAITAOF is sent without a version check, a connection that
+// carried a WithSkipResult batch is closed rather than put back (redigo
+// would wait on it for the replies Redis left out), and Stats has what the
+// redigo pool counts.
 func NewClientFromPool(p *redis.Pool) *Client {
 	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}},
 		streamBuffer: defaultStreamBuf}
