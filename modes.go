@@ -217,7 +217,8 @@ func (o *BatchOptions) validate() error {
 // library: a slow fn makes it skip calls, it never slows the batch. In
 // Streaming mode the figures move as each part of the stream is answered;
 // in the other modes Queued is known from the start and the other figures
-// come with the last call. The last call has Queued = Counts.Total(),
+// come with the last call (made by Discard for a batch discarded instead of
+// executed). The last call has Queued = Counts.Total(),
 // Written = Total − NotSent, Answered = Applied + Failed + Skipped and
 // Failed = Failed + Aborted + NotSent + Unknown.
 func WithProgress(interval time.Duration, fn func(Progress)) Option {
