@@ -346,7 +346,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	if s.b.plan.Tail != nil && !discarded {
 		s.syncNodes()
 	}
-	s.lines.end()
+	s.lines.end(!s.b.stateful)
 	s.cancel()
 
 	res := &BatchResult{Responses: []any{}, Nodes: s.nodes, Counts: s.counts}
@@ -374,18 +374,23 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 // acknowledgement cannot be had (connection failed, stream cancelled)
 // counts 0 replicas, and Execute's error says why.
 func (s *stream) syncNodes() {
-	pipes := s.lines.all()
+	used := s.lines.all()
 	type ack struct {
 		addr string
 		r    batch.Result
 	}
-	acks := make([]ack, len(pipes))
+	acks := make([]ack, len(used))
 	var wg sync.WaitGroup
-	for i, p := range pipes {
+	for i, np := range used {
+		acks[i].addr = np.node.Addr()
+		if np.pipe == nil { // its last connection failed: nothing confirms its writes
+			acks[i].r = batch.Result{Err: errWritesLost}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			acks[i] = ack{addr: p.Addr(), r: p.Sync(s.ctx, s.b.plan.Tail, s.b.plan.TailTimeout)}
+			acks[i].r = np.pipe.Sync(s.ctx, s.b.plan.Tail, s.b.plan.TailTimeout)
 		}()
 	}
 	wg.Wait()
@@ -404,7 +409,9 @@ func (s *stream) syncNodes() {
 		}
 		if err != nil {
 			s.synced = 0
-			s.nodeErrs = append(s.nodeErrs, fmt.Errorf("%s: %w", a.addr, err))
+			if len(s.nodeErrs) < 10 {
+				s.nodeErrs = append(s.nodeErrs, fmt.Errorf("%s: %w", a.addr, err))
+			}
 		}
 		for k := range s.nodes {
 			if n := &s.nodes[k]; n.Addr == a.addr {
@@ -413,6 +420,10 @@ func (s *stream) syncNodes() {
 		}
 	}
 }
+
+// errWritesLost says a node's writes cannot be acknowledged: its last
+// connection failed.
+var errWritesLost = errors.New("the node's connection failed: nothing can confirm its writes")
 
 // discard stops the stream: what is being sent ends as a cancelled batch's
 // would (written and unanswered: unknown), what was not sent yet ends

@@ -20,19 +20,33 @@ import (
 // connection failed is replaced by a new one for the groups that follow,
 // so that one lost connection ends in not sent or unknown only the
 // commands that were on it, and the stream goes on.
+//
+// Once a node's connection failed, or could not be had, the node is
+// troubled for the rest of the stream: each segment's first group there
+// waits for the segment before it to end, so that what that segment sends
+// again (not sent, retried) is not overtaken by what follows. A failure is
+// known before the group that met it lets the next segment start.
 type streamLines struct {
-	mu    sync.Mutex
-	nodes map[pool.Node]*batch.Pipe
+	mu       sync.Mutex
+	nodes    map[pool.Node]*batch.Pipe // nil where the last connection failed
+	troubled map[pool.Node]bool
 }
 
-// broken reports whether node's pipe failed: the group about to use it
-// waits for the segments before it to end first, so that what they retry
-// on the new connection is not overtaken by what follows.
-func (l *streamLines) broken(node pool.Node) bool {
+// isTroubled reports whether node's connection failed during the stream.
+func (l *streamLines) isTroubled(node pool.Node) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p := l.nodes[node]
-	return p != nil && p.Broken()
+	return l.troubled[node]
+}
+
+// trouble marks node's connection failed (see streamLines).
+func (l *streamLines) trouble(node pool.Node) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.troubled == nil {
+		l.troubled = map[pool.Node]bool{}
+	}
+	l.troubled[node] = true
 }
 
 // of returns node's pipe, taking a connection on first use and when the
@@ -40,6 +54,9 @@ func (l *streamLines) broken(node pool.Node) bool {
 func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.nodes == nil {
+		l.nodes = map[pool.Node]*batch.Pipe{}
+	}
 	p := l.nodes[node]
 	if p != nil && !p.Broken() {
 		return p, nil
@@ -47,40 +64,47 @@ func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, erro
 	if p != nil {
 		// Its connection failed and is given up now, not at the end: a
 		// stream cut many times must not hold the pool's connections.
-		// A group still reading on it fails at once (it is aborted).
-		p.Release()
-		delete(l.nodes, node)
+		p.Release(false)
+		l.nodes[node] = nil
 	}
 	conn, err := node.Get(ctx)
 	if err != nil {
+		l.nodes[node] = nil // used, and without a connection now
 		return nil, err
-	}
-	if l.nodes == nil {
-		l.nodes = map[pool.Node]*batch.Pipe{}
 	}
 	p = batch.NewPipe(conn)
 	l.nodes[node] = p
 	return p, nil
 }
 
-// all returns the pipes, one per node the stream used. No segment runs.
-func (l *streamLines) all() []*batch.Pipe {
+// nodePipe is a node the stream used and its pipe (nil: its last
+// connection failed).
+type nodePipe struct {
+	node pool.Node
+	pipe *batch.Pipe
+}
+
+// all returns every node the stream used, with its pipe. No segment runs.
+func (l *streamLines) all() []nodePipe {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]*batch.Pipe, 0, len(l.nodes))
-	for _, p := range l.nodes {
-		out = append(out, p)
+	out := make([]nodePipe, 0, len(l.nodes))
+	for n, p := range l.nodes {
+		out = append(out, nodePipe{n, p})
 	}
 	return out
 }
 
-// end gives the connections back (closed unless every group left them
-// clean). No segment runs any more.
-func (l *streamLines) end() {
+// end gives the connections back: closed unless every group left them
+// clean and keep is set (false: a command changed a connection's state).
+// No segment runs any more.
+func (l *streamLines) end(keep bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, p := range l.nodes {
-		p.Release()
+		if p != nil {
+			p.Release(keep)
+		}
 	}
 	l.nodes = nil
 }
@@ -119,19 +143,26 @@ func (p *segmentPipe) waitPrev(ctx context.Context) {
 // runPiped runs the entry's group on its stream's pipe to the node.
 func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Result, addr string, connErr error) {
 	addr = e.node.Addr()
-	if round == 1 && b.pipe.lines.broken(e.node) {
+	lines := b.pipe.lines
+	if round == 1 && lines.isTroubled(e.node) {
 		b.pipe.waitPrev(ctx) // later rounds waited already
 	}
-	p, err := b.pipe.lines.of(ctx, e.node)
+	p, err := lines.of(ctx, e.node)
 	if err != nil {
 		if round == 1 {
+			lines.trouble(e.node)
 			b.pipe.groupAdded()
 		}
 		return batch.Result{}, addr, err
 	}
 	g, shas := b.buildGroup(e, addr)
 	if round == 1 {
-		g.Added = b.pipe.groupAdded
+		g.Added = func() {
+			if p.Broken() { // what follows may have to wait for this group's retries
+				lines.trouble(e.node)
+			}
+			b.pipe.groupAdded()
+		}
 	}
 	for idx := e.indices; len(idx) > 0; {
 		span, n := b.q.Span(idx)

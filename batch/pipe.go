@@ -90,6 +90,13 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 			w.written.Store(true)
 			w.deferred.ArmReadDeadline(g.ResponseTimeout)
 		}
+		if err != nil {
+			// Known before Added: what follows sees the pipe broken (and
+			// may wait for this group's retries rather than overtake them).
+			p.mu.Lock()
+			p.broken = true
+			p.mu.Unlock()
+		}
 		p.write.Unlock()
 		once(&g.Added)()
 		werr <- err
@@ -173,12 +180,14 @@ func (p *Pipe) Broken() bool {
 }
 
 // Release gives the connection back to its pool, reusable only when every
-// group left it clean. No Run may be under way.
-func (p *Pipe) Release() {
+// group left it clean and keep is set (false: a command changed the
+// connection's state). No Run may be under way, unless the pipe is broken:
+// its connection is aborted, and a Run still reading on it fails at once.
+func (p *Pipe) Release(keep bool) {
 	p.mu.Lock()
 	clean := !p.broken
 	p.mu.Unlock()
-	p.conn.Release(clean)
+	p.conn.Release(clean && keep)
 }
 
 // once returns *f and clears it, so that it is called once (a no-op when
