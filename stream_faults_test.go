@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
 	"github.com/rbatch/rbatch/internal/route"
 )
 
@@ -253,20 +252,20 @@ func TestProgressEndsOnDiscard(t *testing.T) {
 // gets its connection after the server can be reached again.
 func TestStreamKeepsOrderAcrossLostConnection(t *testing.T) {
 	fresh(t)
-	f := newForwarder(t, srv.Addr)
-	c := clientAt(t, f.addr, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
+	p := redistest.NewProxy(t, srv.Addr)
+	c := clientAt(t, p.Addr, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
 	h := &holdGroups{hold: map[int64]time.Duration{2: 150 * time.Millisecond, 3: 150 * time.Millisecond}}
 	c.AddHook(h)
 	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithRetry(3, 400*time.Millisecond))
 	_, err := b.Bucket("ko:x").SetAsync("0").Get() // group 1
 	require.NoError(t, err)
-	f.down() // the stream's connection is closed, and no new one can be had
+	p.Refuse() // the stream's connection is closed, and no new one can be had
 	time.Sleep(50 * time.Millisecond)
 	first := b.Bucket("ko:x").SetAsync("1") // group 2: finds its connection closed, gets none, retried later
 	time.Sleep(30 * time.Millisecond)
 	second := b.Bucket("ko:x").SetAsync("2") // group 3: queued before group 2 failed
 	time.Sleep(170 * time.Millisecond)
-	f.up(t) // group 2 failed meanwhile; group 3 could get a connection now
+	require.NoError(t, p.Listen()) // group 2 failed meanwhile; group 3 can get a connection now
 	res, err := b.Execute(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, rbatch.Counts{Applied: 3}, res.Counts)
@@ -280,12 +279,12 @@ func TestStreamKeepsOrderAcrossLostConnection(t *testing.T) {
 // connection failed has nothing to confirm its writes, and Execute says so.
 func TestStreamSyncCountsNodeWithLostConnection(t *testing.T) {
 	fresh(t)
-	f := newForwarder(t, srv.Addr)
-	c := clientAt(t, f.addr, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
+	p := redistest.NewProxy(t, srv.Addr)
+	c := clientAt(t, p.Addr, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
 	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithSync(0, 10*time.Millisecond))
 	_, err := b.Bucket("sl:a").SetAsync("1").Get()
 	require.NoError(t, err)
-	f.down()
+	p.Refuse()
 	time.Sleep(50 * time.Millisecond)
 	lost := b.Bucket("sl:b").SetAsync("1")
 	res, err := b.Execute(context.Background())
@@ -306,68 +305,6 @@ type holdGroups struct {
 func (h *holdGroups) GroupStart(ctx context.Context, _ rbatch.GroupInfo) context.Context {
 	time.Sleep(h.hold[h.n.Add(1)])
 	return ctx
-}
-
-// forwarder relays loopback connections to a server; down closes them
-// and refuses new ones until up listens again on the same address.
-type forwarder struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        []net.Conn
-}
-
-func newForwarder(t *testing.T, target string) *forwarder {
-	f := &forwarder{target: target}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f.addr = ln.Addr().String()
-	f.serve(ln)
-	t.Cleanup(f.down)
-	return f
-}
-
-func (f *forwarder) serve(ln net.Listener) {
-	f.mu.Lock()
-	f.ln = ln
-	f.mu.Unlock()
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", f.target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			f.mu.Lock()
-			f.conns = append(f.conns, in, out)
-			f.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
-		}
-	}()
-}
-
-func (f *forwarder) up(t *testing.T) {
-	ln, err := net.Listen("tcp", f.addr)
-	require.NoError(t, err)
-	f.serve(ln)
-}
-
-func (f *forwarder) down() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ln != nil {
-		f.ln.Close()
-		f.ln = nil
-	}
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.conns = nil
 }
 
 // A stream's command that changes its connection's state (CLIENT SETNAME)

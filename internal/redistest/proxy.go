@@ -96,6 +96,7 @@ type Proxy struct {
 	newFault *faultState
 	fired    int
 	closed   bool
+	refusing bool // Refuse stopped listening; Listen starts again
 }
 
 // StartProxy listens on a free loopback port and forwards each connection
@@ -107,8 +108,33 @@ func StartProxy(target string) (*Proxy, error) {
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[*pconn]struct{}{}}
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	return p, nil
+}
+
+// Refuse cuts every connection and stops listening: connecting to Addr
+// fails until Listen.
+func (p *Proxy) Refuse() {
+	p.mu.Lock()
+	ln := p.ln
+	p.refusing = true
+	p.mu.Unlock()
+	ln.Close()
+	p.CutAll()
+}
+
+// Listen accepts connections on Addr again after Refuse.
+func (p *Proxy) Listen() error {
+	ln, err := net.Listen("tcp", p.Addr)
+	if err != nil {
+		return fmt.Errorf("redistest: proxy listen again: %w", err)
+	}
+	p.mu.Lock()
+	p.ln, p.refusing = ln, false
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go p.accept(ln)
+	return nil
 }
 
 // NewProxy starts a Proxy like StartProxy and closes it when the test ends.
@@ -160,8 +186,14 @@ func (p *Proxy) Fired() int { return p.locked(func() int { return p.fired }) }
 
 // Close stops listening, resets every connection and waits for them.
 func (p *Proxy) Close() error {
-	p.locked(func() int { p.closed = true; return 0 })
-	err := p.ln.Close()
+	p.mu.Lock()
+	p.closed = true
+	ln, refusing := p.ln, p.refusing
+	p.mu.Unlock()
+	var err error
+	if !refusing {
+		err = ln.Close()
+	}
 	for _, c := range p.list() {
 		c.teardown(true, nil)
 	}
@@ -196,10 +228,10 @@ func (p *Proxy) tryFire(st *faultState) bool {
 	return true
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		nc, err := p.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			return
 		}

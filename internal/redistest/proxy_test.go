@@ -145,6 +145,37 @@ func TestProxyForwards(t *testing.T) {
 	}
 }
 
+// Refuse cuts the open connections and refuses new ones; Listen takes
+// them on the same address again.
+func TestProxyRefuseAndListen(t *testing.T) {
+	_, p := newProxyPair(t)
+	c, err := redis.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p.Refuse()
+	proxyWait(t, "the open connection is cut", func() bool { return p.Conns() == 0 })
+	if _, err := c.Do("PING"); err == nil {
+		t.Error("an open connection answered after Refuse")
+	}
+	if nc, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
+		nc.Close()
+		t.Fatal("a new connection was accepted after Refuse")
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := redis.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if pong, err := redis.String(c2.Do("PING")); err != nil || pong != "PONG" {
+		t.Fatalf("PING after Listen: %q, %v", pong, err)
+	}
+}
+
 func TestProxyDelay(t *testing.T) {
 	_, p := newProxyPair(t)
 	c := proxyRaw(t, p.Addr)
