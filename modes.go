@@ -150,7 +150,9 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 // d: the socket deadline is re-armed as replies flow, not at each one; a
 // WAIT's reply gets its own timeout on top). On
 // expiry the commands not yet answered end with ErrUnknownOutcome, the
-// connection is closed, and no write among them is re-sent.
+// connection is closed, and no write among them is re-sent. A batch with
+// its own response timeout keeps a connection of its own rather than
+// sharing one (see Config.SharedConns), so its timeout is its alone.
 func WithResponseTimeout(d time.Duration) Option {
 	return func(o *BatchOptions) { o.ResponseTimeout = d }
 }

@@ -55,8 +55,12 @@ func (c *Client) sharedOf(node pool.Node) *batch.Shared {
 }
 
 // shares reports whether the batch's groups may go on shared connections
-// (each one still only when small: see batch.Shareable).
+// (each one still only when small: see batch.Shareable). A batch with a
+// response timeout of its own (WithResponseTimeout) does not: a shared
+// connection's reads are bounded by one timeout for all its batches (the
+// client's ReadTimeout), and a batch's own, shorter or longer, would end
+// or stretch the wait of the batches beside it.
 func (b *Batch) shares() bool {
 	return b.c.sharedLines > 0 && !b.opts.Mode.redisSide() && !b.segment && b.guard == nil &&
-		!b.ownConn && b.plan.TailTimeout >= 0
+		!b.ownConn && b.plan.TailTimeout >= 0 && b.plan.ResponseTimeout == 0
 }

@@ -76,6 +76,7 @@ func TestSharedFaultSoak(t *testing.T) {
 	p := redistest.NewProxy(t, primary.Addr)
 	cfg := soakConfig(p.Addr)
 	cfg.PoolSize, cfg.SharedConns = 8, 2
+	cfg.ReadTimeout = soakShortTimeout // a shared connection's one timeout: it closes under the stalls
 	c, err := rbatch.NewClient(context.Background(), cfg)
 	require.NoError(t, err)
 	defer c.Close()
@@ -126,7 +127,7 @@ func TestSharedFaultSoak(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(g), 11))
 			key := fmt.Sprintf("shs:c%d", g)
 			for time.Now().Before(deadline) {
-				opts := []rbatch.Option{rbatch.WithResponseTimeout(soakShortTimeout)}
+				var opts []rbatch.Option
 				atomicMode := rng.IntN(2) == 0
 				if atomicMode {
 					opts = append(opts, rbatch.WithMode(rbatch.InMemoryAtomic))
@@ -221,4 +222,59 @@ func TestSharedClosedWhileIdle(t *testing.T) {
 	}
 	st := c.Stats()[0]
 	assert.Positive(t, st.DiscardedDead, "the killed connections were counted dead")
+}
+
+// A batch with a response timeout of its own keeps a connection of its
+// own: under a paused server it ends unknown at its timeout whichever
+// batch went before or after it, and the batches on the shared connection
+// beside it wait for their replies, which come once the pause ends.
+func TestSharedResponseTimeoutIsTheBatchOwn(t *testing.T) {
+	for _, timedFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("timed-first=%v", timedFirst), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.SharedConns = 1 })
+			warm := c.NewBatch()
+			warm.Bucket("srt:warm").GetAsync()
+			_, err := warm.Execute(context.Background())
+			require.NoError(t, err)
+			srv.MustDo(t, "CLIENT", "PAUSE", 400, "WRITE")
+			run := func(key string, opts ...rbatch.Option) (time.Duration, *rbatch.Future[int64], error) {
+				start := time.Now()
+				b := c.NewBatch(opts...)
+				f := b.AtomicLong(key).IncrementAndGetAsync()
+				_, err := b.Execute(context.Background())
+				return time.Since(start), f, err
+			}
+			var wg sync.WaitGroup
+			var timedTook, plainTook time.Duration
+			var timedErr, plainErr error
+			var plain *rbatch.Future[int64]
+			timed := func() {
+				defer wg.Done()
+				timedTook, _, timedErr = run("srt:timed", rbatch.WithResponseTimeout(100*time.Millisecond))
+			}
+			untimed := func() {
+				defer wg.Done()
+				plainTook, plain, plainErr = run("srt:plain")
+			}
+			wg.Add(2)
+			if timedFirst {
+				go timed()
+				time.Sleep(20 * time.Millisecond)
+				go untimed()
+			} else {
+				go untimed()
+				time.Sleep(20 * time.Millisecond)
+				go timed()
+			}
+			wg.Wait()
+			assert.ErrorIs(t, timedErr, rbatch.ErrUnknownOutcome)
+			assert.Less(t, timedTook, 300*time.Millisecond, "the timed batch waited past its timeout")
+			require.NoError(t, plainErr, "the untimed batch beside it")
+			assert.Greater(t, plainTook, 300*time.Millisecond, "answered only once the pause ended")
+			n, err := plain.Get()
+			require.NoError(t, err)
+			assert.EqualValues(t, 1, n)
+		})
+	}
 }

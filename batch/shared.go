@@ -371,10 +371,12 @@ func (ln *line) write(buf []byte, calls []*call, recheck bool) {
 	ln.writing = false
 	failed := ln.err
 	if err == nil && failed == nil {
+		first := len(ln.fifo) == 0
 		ln.fifo = append(ln.fifo, calls...)
-		if aw, ok := ln.conn.(awaiter); ok && ln.idle {
+		if aw, ok := ln.conn.(awaiter); ok && ln.idle && first {
 			// The reader idles at the socket: bound its wait now that
-			// what it waits for was written.
+			// what it waits for was written (and only then: a later
+			// write must not stretch the wait for an earlier one).
 			aw.ArmReadDeadline(calls[0].plan.ResponseTimeout)
 		}
 		ln.ready.Signal()
