@@ -53,24 +53,31 @@ func (l *streamLines) trouble(node pool.Node) {
 // pipe failed.
 func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
 	}
 	p := l.nodes[node]
 	if p != nil && !p.Broken() {
+		l.mu.Unlock()
 		return p, nil
 	}
 	if p != nil {
 		// Its connection failed and is given up now, not at the end: a
 		// stream cut many times must not hold the pool's connections.
 		p.Release(false)
-		l.nodes[node] = nil
 	}
-	conn, err := node.Get(ctx)
+	l.nodes[node] = nil // used, and without a connection for now
+	l.mu.Unlock()
+
+	conn, err := node.Get(ctx) // unlocked: a node slow to reach holds up no other node
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
-		l.nodes[node] = nil // used, and without a connection now
 		return nil, err
+	}
+	if q := l.nodes[node]; q != nil && !q.Broken() {
+		conn.Release(true) // another group brought one up meanwhile
+		return q, nil
 	}
 	p = batch.NewPipe(conn)
 	l.nodes[node] = p
