@@ -207,7 +207,9 @@ type condition struct {
 // them the commands end ErrTxAborted.
 //
 // Conditions need InMemoryAtomic and EXEC's reply: in another mode, or with
-// WithSkipResult, Execute refuses the batch and nothing is applied. In a
+// WithSkipResult, Execute refuses the batch and nothing is applied (a
+// Streaming batch, which sends as it is filled, fails the condition and
+// every command queued after it, not sent, and Execute says why). In a
 // cluster the conditions' keys must share the transaction's slot
 // (ErrCrossSlot). The future is true when the condition held, false when it
 // did not, and fails when it could not be checked.
@@ -233,7 +235,7 @@ func (b *Batch) AddCondition(c Condition) *Future[bool] {
 		cd.err = fmt.Errorf("rbatch: invalid condition %d, %v: %w", k, c, cd.err)
 		if b.stream != nil { // a stream cannot be refused whole: the condition alone fails
 			err := &notSentError{cause: cd.err}
-			b.stream.refused(err) // and Execute says so
+			b.stream.refuseCondition(err) // Execute says so; what follows it is not sent
 			return failedFuture[bool](err)
 		}
 		if b.opts.Mode.redisSide() && b.remoteErr == nil {

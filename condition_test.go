@@ -316,23 +316,30 @@ func TestConditionRefused(t *testing.T) {
 	}
 }
 
-// A stream cannot be refused whole: a condition added to it fails alone,
-// not sent, its commands are applied, and Execute's error says why.
+// A stream cannot be refused whole, nor keep a condition: a condition
+// added to it fails, not sent, and so does every command queued after it
+// (the writes it was to guard); those queued before it were sent as
+// queued. Execute's error says why.
 func TestConditionOnStreamFailsAlone(t *testing.T) {
 	fresh(t)
+	srv.MustDo(t, "HSET", "cs:stock", "sku", 0)
 	c := newClient(t)
 	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
-	set := b.Bucket("cs:out").SetAsync("x")
-	held := b.AddCondition(rbatch.KeyExists("cs:k"))
+	before := b.Bucket("cs:before").SetAsync("x")
+	held := b.AddCondition(rbatch.HashIntAtLeast("cs:stock", "sku", 1))
 	_, herr := held.Get()
 	require.ErrorIs(t, herr, rbatch.ErrNotSent)
+	guarded := b.Map("cs:stock").AddAndGetAsync("sku", -1)
 	res, err := b.Execute(context.Background())
 	require.Error(t, err)
 	assert.ErrorIs(t, err, rbatch.ErrNotSent)
 	assert.Contains(t, err.Error(), "conditions need InMemoryAtomic, the batch is STREAMING")
-	assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
-	assert.NoError(t, errOf(set))
-	assert.Equal(t, []byte("x"), srv.MustDo(t, "GET", "cs:out"))
+	assert.Equal(t, rbatch.Counts{Applied: 1, NotSent: 1}, res.Counts)
+	assert.NoError(t, errOf(before))
+	assert.ErrorIs(t, errOf(guarded), rbatch.ErrNotSent)
+	assert.Equal(t, []byte("x"), srv.MustDo(t, "GET", "cs:before"))
+	assert.Equal(t, []byte("0"), srv.MustDo(t, "HGET", "cs:stock", "sku"), "the guarded write was not applied")
+	assert.Zero(t, calls(t, "hincrby"))
 }
 
 // A watched key that changes between the conditions' read and EXEC makes

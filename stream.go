@@ -49,7 +49,10 @@ type stream struct {
 	running   bool       // a runner goroutine is at work
 	closed    bool       // Execute or Discard was called: no more commands
 	discarded bool
-	scripts   map[string]string // SHA1 → body of the scripts queued so far
+	// stopped, once set (a condition was added, which a stream cannot
+	// keep), fails every command queued afterwards: not sent.
+	stopped error
+	scripts map[string]string // SHA1 → body of the scripts queued so far
 
 	lines streamLines // one connection per node for the segments
 
@@ -113,7 +116,11 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	f := push(seg, dec, c, keyFirst, args)
 	i := int(f.index)
 	f.index = int32(seg.base + i)
-	if err := seg.admit(i); err != nil {
+	err := seg.admit(i)
+	if err == nil && s.stopped != nil {
+		err = s.stopped
+	}
+	if err != nil {
 		// It goes nowhere: its future fails now, and a stand-in keeps its
 		// place in the segment, to be counted not sent.
 		nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: seg.q.Name(i), Err: err}}
@@ -261,11 +268,16 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	}
 }
 
-// refused records something asked of the stream that is not a command and
-// failed alone (a condition): Execute's error reports it.
-func (s *stream) refused(err error) {
+// refuseCondition records a condition added to the stream, which it
+// cannot keep: the condition fails, Execute's error reports it, and the
+// commands queued after it, which it was to guard, fail not sent (those
+// before it were sent as they were queued).
+func (s *stream) refuseCondition(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped == nil {
+		s.stopped = err
+	}
 	if len(s.nodeErrs) < 10 {
 		s.nodeErrs = append(s.nodeErrs, err)
 	}
