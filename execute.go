@@ -533,14 +533,8 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 		}
 	}
 	var failed []CommandError
-	if nFailed > 0 { // sized once: a cancelled million-command batch fails them all
-		failed = make([]CommandError, 0, nFailed)
-		for i := 0; i < n && len(failed) < nFailed; i++ {
-			c := b.q.At(i)
-			if err := c.Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
-				failed = append(failed, CommandError{Index: i, Command: b.q.Name(i), Err: err})
-			}
-		}
+	if nFailed > 0 && !b.segment { // a stream lists its segments' failures itself (stream.keepFailures)
+		failed = b.failures(nFailed)
 	}
 	if failed != nil || nodeErr != nil {
 		counts := res.Counts

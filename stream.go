@@ -240,7 +240,7 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	}
 	var failed []CommandError
 	if c := res.Counts; c.Total() > c.Applied+c.Skipped && s.wantsFailuresFrom(seg.base) {
-		failed = seg.failures(maxFailuresKept)
+		failed = seg.failures(min(maxFailuresKept, c.Total()-c.Applied-c.Skipped))
 	}
 	seg.end()
 
@@ -309,11 +309,11 @@ func (s *stream) keepFailures(failed []CommandError) {
 	}
 }
 
-// failures lists a segment's failed commands (every one that did not
-// succeed, not sent ones included), at most limit, with their index in
-// the stream.
+// failures lists the batch's failed commands (every one that did not
+// succeed, not sent ones included) in submission order, at most limit; a
+// stream's segment gives their index in the stream.
 func (b *Batch) failures(limit int) []CommandError {
-	var out []CommandError
+	out := make([]CommandError, 0, limit) // sized once: a cancelled million-command batch fails them all
 	for i := 0; i < int(b.submitted) && len(out) < limit; i++ {
 		if err := b.q.At(i).Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
 			out = append(out, CommandError{Index: b.base + i, Command: b.q.Name(i), Err: err})
