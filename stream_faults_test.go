@@ -323,3 +323,18 @@ func TestStreamConnectionStateNotInherited(t *testing.T) {
 	got, err := name.Get()
 	assert.ErrorIs(t, err, rbatch.ErrNil, "a later batch's connection is named %v", got)
 }
+
+// WithSyncAOF on a server without WAITAOF (Redis 7.0 here) refuses a
+// stream before anything is sent: every command not sent, ErrUnsupported.
+func TestStreamSyncAOFUnsupported(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithSyncAOF(true, 0, 100*time.Millisecond))
+	f := b.Bucket("sa:k").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrUnsupported)
+	assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+	assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts)
+	assert.Zero(t, calls(t, "set"))
+	assert.Zero(t, calls(t, "waitaof"))
+}
