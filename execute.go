@@ -85,8 +85,14 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 			idx = b.withoutBad(idx)
 		}
 		var err error
+		if b.pipe != nil {
+			b.pipe.genFrom = b.c.router.Generation()
+		}
 		if entries, unserved, err = b.groupByNode(idx); err != nil {
 			return b.refuse(err)
+		}
+		if b.pipe != nil {
+			b.pipe.genTo = b.c.router.Generation()
 		}
 	}
 	stats := &b.run.stats
@@ -165,6 +171,9 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			}
 		}
 		nodeErrs, redirects = append(nodeErrs, next.errs...), next.redirects
+		if p := b.pipe; p != nil && round == 1 && next.leavesWork() {
+			p.later.Store(true) // the next segment waits for these (see overtakes)
+		}
 
 		retry := next.retry
 		if len(retry) > 0 {
@@ -225,6 +234,11 @@ type nextRound struct {
 	refresh      bool
 	errs         []error
 	redirects    map[int]int // per command, how often it was redirected
+}
+
+// leavesWork reports whether the round left commands to send again.
+func (n *nextRound) leavesWork() bool {
+	return len(n.retry)+len(n.moved)+len(n.asked)+len(n.again) > 0
 }
 
 func (n *nextRound) add(o followUp) {

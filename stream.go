@@ -182,7 +182,8 @@ func (s *stream) wakeLocked() {
 // at most two are in flight (see streamLines). It returns when there is
 // nothing left to send and every segment ended.
 func (s *stream) run() {
-	var prev chan struct{} // the previous segment's end (nil: none in flight)
+	var prev chan struct{}  // the previous segment's end (nil: none in flight)
+	var before *segmentPipe // its pipe
 	for {
 		s.mu.Lock()
 		if len(s.sealed) == 0 {
@@ -192,7 +193,7 @@ func (s *stream) run() {
 			if prev != nil { // wait for it: more may be queued meanwhile
 				s.mu.Unlock()
 				<-prev
-				prev = nil
+				prev, before = nil, nil
 				continue
 			}
 			s.running = false
@@ -206,7 +207,7 @@ func (s *stream) run() {
 		s.mu.Unlock()
 
 		done := make(chan struct{})
-		seg.pipe = &segmentPipe{lines: &s.lines, prev: prev, appended: make(chan struct{})}
+		seg.pipe = &segmentPipe{lines: &s.lines, prev: prev, before: before, appended: make(chan struct{})}
 		go func() {
 			defer close(done)
 			s.runSegment(seg, discarded)
@@ -222,7 +223,7 @@ func (s *stream) run() {
 		if prev != nil {
 			<-prev
 		}
-		prev = done
+		prev, before = done, seg.pipe
 	}
 }
 

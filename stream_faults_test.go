@@ -338,3 +338,106 @@ func TestStreamSyncAOFUnsupported(t *testing.T) {
 	assert.Zero(t, calls(t, "set"))
 	assert.Zero(t, calls(t, "waitaof"))
 }
+
+// In a cluster stream, a segment routed by a newer slot map than the one
+// before it waits for that one to end: otherwise, for a key whose slot
+// moved, the later segment's SET goes straight to the new owner while the
+// earlier one's reaches it only by MOVED, after it.
+func TestStreamClusterKeepsOrderAcrossMoved(t *testing.T) {
+	cl := freshCluster(t)
+	key := "som:x"
+	slot := route.Slot(key)
+	from, to := cl.OwnerOf(t, slot), cl.Primaries[0]
+	if to == from {
+		to = cl.Primaries[1]
+	}
+	c := clusterClient(t, cl)
+	h := &holdMoved{from: from.Addr}
+	c.AddHook(h)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	_, err := b.Bucket(key).SetAsync("0").Get() // the first segment, on from
+	require.NoError(t, err)
+	cl.MigrateSlot(t, slot, from, to) // the client's slot map does not know yet
+	t.Cleanup(func() { cl.MigrateSlot(t, slot, to, from) })
+	h.holdNext.Store(true)
+	first := b.Bucket(key).SetAsync("1") // routed to from by the old map, held at its start
+	time.Sleep(30 * time.Millisecond)
+	second := b.Bucket(key).SetAsync("2") // the next segment, queued meanwhile
+	// Another batch meets the MOVED and reloads the map while first is held:
+	// second is routed by the new map.
+	o := c.NewBatch()
+	o.Bucket(key).GetAsync()
+	o.Bucket(key).GetAsync()
+	_, err = o.Execute(context.Background())
+	require.NoError(t, err)
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: 3}, res.Counts)
+	assert.NoError(t, errOf(first))
+	assert.NoError(t, errOf(second))
+	moved := 0
+	for _, nr := range res.Nodes {
+		moved += nr.Moved
+	}
+	assert.Equal(t, 1, moved, "the first SET was to meet the MOVED")
+	got, err := redis.String(to.Call("GET", key))
+	require.NoError(t, err)
+	assert.Equal(t, "2", got, "the later SET was overtaken by the earlier one's redirect")
+}
+
+// holdMoved holds, at its start, the stream's one-command group to from
+// that follows holdNext being set, and every one-command redirected group
+// a little: the hold gives a later segment the time to overtake it.
+type holdMoved struct {
+	rbatch.NopHook
+	from     string
+	holdNext atomic.Bool
+}
+
+func (h *holdMoved) GroupStart(ctx context.Context, g rbatch.GroupInfo) context.Context {
+	switch {
+	case g.Commands != 1:
+	case g.Attempt == 1 && g.Addr == h.from && h.holdNext.CompareAndSwap(true, false):
+		time.Sleep(200 * time.Millisecond)
+	case g.Attempt == 2:
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ctx
+}
+
+// A stream's segment that starts while the one before it waits to retry
+// (the server answered BUSY) waits for it to end: a later SET of the key
+// sent meanwhile would be overtaken by the earlier one's retry.
+func TestStreamKeepsOrderAcrossRetry(t *testing.T) {
+	fresh(t)
+	srv.MustDo(t, "CONFIG", "SET", "busy-reply-threshold", "20")
+	t.Cleanup(func() { srv.MustDo(t, "CONFIG", "SET", "busy-reply-threshold", "5000") })
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
+	// Groups: 1 the first SET; 2 the second, held so that the third is
+	// queued meanwhile and starts as soon as the second is written; 3 the
+	// third, held past the script's end.
+	c.AddHook(&holdGroups{hold: map[int64]time.Duration{2: 30 * time.Millisecond, 3: 150 * time.Millisecond}})
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithRetry(3, 300*time.Millisecond))
+	_, err := b.Bucket("kr:x").SetAsync("0").Get()
+	require.NoError(t, err)
+	script := make(chan error, 1)
+	go func() { // keeps the server busy for 150 ms
+		_, err := srv.Call("EVAL", `local s = redis.call('TIME')
+			local t0 = s[1] * 1000000 + s[2]
+			repeat s = redis.call('TIME') until s[1] * 1000000 + s[2] - t0 > 150000
+			return 1`, 0)
+		script <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	first := b.Bucket("kr:x").SetAsync("1") // answered BUSY, retried 300 ms later
+	time.Sleep(10 * time.Millisecond)
+	second := b.Bucket("kr:x").SetAsync("2") // the next segment
+	res, err := b.Execute(context.Background())
+	require.NoError(t, <-script)
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: 3}, res.Counts)
+	assert.NoError(t, errOf(first))
+	assert.NoError(t, errOf(second))
+	got, _ := redis.String(srv.MustDo(t, "GET", "kr:x"), nil)
+	assert.Equal(t, "2", got, "the later SET was overtaken by the earlier one's retry")
+}

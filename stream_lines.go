@@ -13,8 +13,9 @@ import (
 // frames are written right after the previous one's, while the previous
 // one's replies are still being read, so the wire never drains between
 // segments. Two segments are in flight at most, and a segment's later
-// rounds (redirects, retries) wait for the previous segment to end, so
-// commands on one key keep their order.
+// rounds (redirects, retries) wait for the previous segment to end, as does
+// its first round when the previous one will send again or was routed by
+// another slot map (see overtakes), so commands on one key keep their order.
 
 // streamLines are a stream's connections, one pipe per node. A pipe whose
 // connection failed is replaced by a new one for the groups that follow,
@@ -121,6 +122,14 @@ type segmentPipe struct {
 	lines *streamLines
 	// prev is closed when the previous segment ended (nil: none).
 	prev <-chan struct{}
+	// before is the previous segment's pipe while that one runs (nil: none).
+	before *segmentPipe
+	// genFrom and genTo are the slot map's generations just before and
+	// just after the segment's commands were routed.
+	genFrom, genTo uint64
+	// later is set once the segment's first round left commands to send
+	// again (redirected, retried), before the slot map is reloaded for them.
+	later atomic.Bool
 	// appended is closed once every group of the segment's first round has
 	// its place on a line; left counts those still to get one.
 	appended  chan struct{}
@@ -137,6 +146,18 @@ func (p *segmentPipe) groupAdded() {
 	}
 }
 
+// overtakes reports whether the segment's first round, sent now, could
+// overtake on some key what the previous segment has still to send: that
+// one has commands to send again, or the two were routed by different
+// slot maps, so that a key of both may go to one node in this segment and
+// reach it in the previous one only by a later redirect. Then the first
+// round waits for the previous segment to end; both are rare (a slot
+// moving, a node loading).
+func (p *segmentPipe) overtakes() bool {
+	q := p.before
+	return q != nil && (q.later.Load() || p.genTo != q.genFrom)
+}
+
 // waitPrev waits for the previous segment to end before a later round.
 func (p *segmentPipe) waitPrev(ctx context.Context) {
 	if p.prev != nil {
@@ -151,7 +172,7 @@ func (p *segmentPipe) waitPrev(ctx context.Context) {
 func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Result, addr string, connErr error) {
 	addr = e.node.Addr()
 	lines := b.pipe.lines
-	if round == 1 && lines.isTroubled(e.node) {
+	if round == 1 && (lines.isTroubled(e.node) || b.pipe.overtakes()) {
 		b.pipe.waitPrev(ctx) // later rounds waited already
 	}
 	p, err := lines.of(ctx, e.node)
