@@ -639,3 +639,28 @@ func TestWireNoScriptSentAgainOnce(t *testing.T) {
 		{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "1", "k"},
 	}, f.Commands()[hs:])
 }
+
+// A server that does not know INFO (renamed away, a minimal stand-in) is
+// used as a standalone server of unknown version: the client connects and
+// its batches run.
+func TestClientWithoutInfo(t *testing.T) {
+	f := redistest.NewFake(t, func(cmd []string) string {
+		if strings.EqualFold(cmd[0], "INFO") {
+			return "-ERR unknown command 'INFO', with args beginning with: 'server' \r\n"
+		}
+		return redistest.DefaultReply(cmd)
+	})
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{f.Addr}})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	b := c.NewBatch()
+	set := b.Bucket("k").SetAsync("v")
+	_, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.NoError(t, errOf(set))
+	// A version check it cannot pass is refused before anything is sent.
+	b = c.NewBatch(rbatch.WithSyncAOF(true, 0, 100*time.Millisecond))
+	b.Bucket("k").SetAsync("v")
+	_, err = b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrUnsupported)
+}

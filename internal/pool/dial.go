@@ -140,9 +140,10 @@ func (s ServerInfo) AtLeast(major, minor int) bool {
 func (c *Conn) Info() (ServerInfo, error) {
 	var si ServerInfo
 	text, err := redis.String(c.Do("INFO", "server"))
-	if isNoPerm(err) {
-		// A user without INFO: version unknown (features that need a
-		// version check are refused), routed as a standalone server.
+	if infoRefused(err) {
+		// A user without INFO, or a server without it (renamed away, a
+		// minimal stand-in): version unknown (features that need a version
+		// check are refused), routed as a standalone server.
 		return si, nil
 	}
 	if closedByPeer(err) {
@@ -157,13 +158,13 @@ func (c *Conn) Info() (ServerInfo, error) {
 		}
 	}
 	text, err = redis.String(c.Do("INFO", "cluster"))
-	if err != nil {
+	if err != nil && !infoRefused(err) {
 		return si, fmt.Errorf("INFO cluster: %w", err)
 	}
 	v, _ := infoField(text, "cluster_enabled")
 	si.Cluster = v == "1"
 	text, err = redis.String(c.Do("INFO", "replication"))
-	if err != nil {
+	if err != nil && !infoRefused(err) {
 		return si, fmt.Errorf("INFO replication: %w", err)
 	}
 	si.Replicas = onlineReplicas(text)
@@ -188,9 +189,12 @@ func closedByPeer(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-func isNoPerm(err error) bool {
+// infoRefused reports whether err is the server refusing INFO for good: no
+// permission (NOPERM), or no such command. Other error replies (LOADING,
+// BUSY, …) say nothing of what the server is.
+func infoRefused(err error) bool {
 	e, ok := err.(redis.Error)
-	return ok && strings.HasPrefix(string(e), "NOPERM")
+	return ok && (strings.HasPrefix(string(e), "NOPERM") || strings.HasPrefix(string(e), "ERR unknown command"))
 }
 
 // onlineReplicas parses INFO replication's "slaveN:ip=…,port=…,state=online" lines.

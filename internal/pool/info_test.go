@@ -58,3 +58,34 @@ func TestInfoConfigRefused(t *testing.T) {
 	assert.Zero(t, info.MaxBulkLen)
 	assert.False(t, c.Aborted())
 }
+
+// A server without INFO (renamed away, a minimal stand-in) is a standalone
+// server of unknown version, as one whose user may not run it; an error
+// reply that says nothing of the server (BUSY) still fails Info.
+func TestInfoUnknownCommand(t *testing.T) {
+	for _, tc := range []struct {
+		reply string
+		ok    bool
+	}{
+		{"-ERR unknown command 'INFO', with args beginning with: 'server' \r\n", true},
+		{"-NOPERM this user has no permissions to run the 'info' command\r\n", true},
+		{"-BUSY Redis is busy running a script.\r\n", false},
+	} {
+		f := redistest.NewFake(t, func(cmd []string) string {
+			if strings.EqualFold(cmd[0], "INFO") {
+				return tc.reply
+			}
+			return redistest.DefaultReply(cmd)
+		})
+		c, err := pool.Dial(context.Background(), f.Addr, opts)
+		require.NoError(t, err)
+		info, err := c.Info()
+		c.Close()
+		if !tc.ok {
+			assert.ErrorContains(t, err, "BUSY")
+			continue
+		}
+		require.NoError(t, err, tc.reply)
+		assert.Equal(t, pool.ServerInfo{}, info, "standalone, version unknown")
+	}
+}
