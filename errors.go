@@ -297,6 +297,18 @@ func orRedisError(err error) error {
 	return err
 }
 
+// syncFailed is the error of a WAIT or WAITAOF that failed. A server that
+// does not know the command (WAITAOF on one that claimed 7.2 or later, or
+// hid its version) lacks the feature: ErrUnsupported, though the batch's
+// commands were applied.
+func syncFailed(err error) error {
+	re := asRedisError(err)
+	if re != nil && strings.HasPrefix(re.Msg, "ERR unknown command") {
+		return fmt.Errorf("sync failed: %w: %w", ErrUnsupported, re)
+	}
+	return fmt.Errorf("sync failed: %w", orRedisError(err))
+}
+
 // redisErrorOf returns the reply as a *RedisError when it is an error
 // reply, else nil.
 func redisErrorOf(reply any) *RedisError {

@@ -145,6 +145,31 @@ func TestWaitAOFBytes(t *testing.T) {
 	assert.Equal(t, 2, res.SyncedReplicas)
 }
 
+// A server that says it is 7.2 but does not know WAITAOF: the commands
+// were applied, and Execute's error says the feature is missing
+// (ErrUnsupported), not only that the sync failed.
+func TestWaitAOFUnknownAfterVersionCheck(t *testing.T) {
+	f := redistest.NewFake(t, func(cmd []string) string {
+		switch strings.ToUpper(cmd[0]) {
+		case "INFO":
+			return redistest.Bulk(strings.Replace(redistest.DefaultInfo, "7.0.15", "7.2.4", 1))
+		case "WAITAOF":
+			return "-ERR unknown command 'WAITAOF', with args beginning with: '1' '0' '100' \r\n"
+		}
+		return "+OK\r\n"
+	})
+	c, _ := fakeClient(t, f)
+	b := c.NewBatch(rbatch.WithSyncAOF(true, 0, 100*time.Millisecond))
+	set := b.Bucket("k").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, rbatch.ErrUnsupported)
+	assert.Contains(t, err.Error(), "unknown command 'WAITAOF'")
+	assert.NoError(t, errOf(set), "the SET was applied")
+	assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
+	assert.Zero(t, res.SyncedReplicas)
+}
+
 // The exact layout of an atomic skip-result batch with WAIT.
 func TestAtomicSkipResultWaitBytes(t *testing.T) {
 	f := redistest.NewFake(t, func(cmd []string) string {

@@ -22,7 +22,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 	}
 	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
 	if r.SyncErr != nil {
-		fu.err = wrap(fmt.Errorf("sync failed: %w", orRedisError(r.SyncErr)))
+		fu.err = wrap(syncFailed(r.SyncErr))
 	}
 	fu.refresh = r.Err != nil
 	p := &b.plan

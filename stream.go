@@ -416,7 +416,7 @@ func (s *stream) syncNodes() {
 		var err error
 		switch {
 		case a.r.SyncErr != nil:
-			err = fmt.Errorf("sync failed: %w", orRedisError(a.r.SyncErr))
+			err = syncFailed(a.r.SyncErr)
 		case !a.r.Synced:
 			err = fmt.Errorf("sync not answered: %w", &unknownError{cause: a.r.Err})
 		}
