@@ -49,8 +49,11 @@ var (
 	// have been applied. rbatch never re-sends such a write by itself.
 	ErrUnknownOutcome = errors.New("rbatch: outcome unknown: sent but not answered")
 
-	// ErrReadOnlyBatch fails a write command queued in a RedisReadAtomic batch.
-	// Nothing of the batch was sent.
+	// ErrReadOnlyBatch fails a write command queued in a RedisReadAtomic batch:
+	// the write is never sent, and the batch is discarded at Execute, so
+	// nothing of it is applied. Commands queued before the write were
+	// already in Redis's MULTI: they end aborted (ErrTxAborted wrapping
+	// ErrReadOnlyBatch); those queued after it, not sent.
 	ErrReadOnlyBatch = errors.New("rbatch: write command in a read-only batch")
 
 	// ErrUnsupported fails a batch that asks for a feature the server lacks

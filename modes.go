@@ -139,7 +139,8 @@ func WithSync(replicas int, timeout time.Duration) Option {
 // the local AOF (local) and by replicas replicas, or timeout passed (0 waits
 // forever, as WAITAOF does; a positive timeout under 1ms is invalid, as for
 // WithSync). Its reply is awaited as WithSync's is. Needs
-// Redis 7.2 or later.
+// Redis 7.2 or later. A batch ends in one WAIT or one WAITAOF: with
+// WithSync as well, the batch's options are invalid.
 func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) {
 		o.SyncAOF, o.SyncAOFLocal, o.SyncAOFReplicas, o.SyncAOFTimeout = true, local, replicas, timeout
@@ -200,6 +201,8 @@ func (o *BatchOptions) validate() error {
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF timeout %v is negative", o.SyncAOFTimeout)
 	case o.SyncAOFTimeout > 0 && o.SyncAOFTimeout < time.Millisecond:
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF timeout %v is under the 1ms WAITAOF counts in (it would be sent as 0, which waits forever)", o.SyncAOFTimeout)
+	case o.Sync && o.SyncAOF:
+		return fmt.Errorf("rbatch: invalid option: WithSync and WithSyncAOF together: a batch ends in one WAIT or one WAITAOF, choose one")
 	case o.SyncAOF && !o.SyncAOFLocal && o.SyncAOFReplicas == 0:
 		return fmt.Errorf("rbatch: invalid option: WithSyncAOF asks for nothing (local false, 0 replicas)")
 	case o.ResponseTimeout < 0:
