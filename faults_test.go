@@ -49,6 +49,36 @@ func TestExecWrittenNotAnsweredIsUnknown(t *testing.T) {
 	}
 }
 
+// EXEC answers what it cannot (a status, an array of another length):
+// nothing says whether the transaction ran, so every command is unknown,
+// not aborted, and the connection is not used again.
+func TestExecUnexpectedReplyIsUnknown(t *testing.T) {
+	for _, reply := range []string{"+OK\r\n", "*1\r\n:1\r\n", ":2\r\n"} {
+		f := redistest.NewFake(t, func(cmd []string) string {
+			if strings.EqualFold(cmd[0], "EXEC") {
+				return reply
+			}
+			return txFake("")(cmd)
+		})
+		c, _ := fakeClient(t, f)
+		for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+			b := c.NewBatch(rbatch.WithMode(mode))
+			a := b.AtomicLong("u:a").IncrementAndGetAsync()
+			s := b.Bucket("u:b").SetAsync("x")
+			res, err := b.Execute(context.Background())
+			assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome, "%s %q", mode, reply)
+			assert.ErrorIs(t, errOf(a), rbatch.ErrUnknownOutcome, "%s %q", mode, reply)
+			assert.ErrorIs(t, errOf(s), rbatch.ErrUnknownOutcome, "%s %q", mode, reply)
+			assert.NotErrorIs(t, errOf(a), rbatch.ErrTxAborted)
+			assert.Contains(t, err.Error(), "unexpected reply")
+			assert.Equal(t, rbatch.Counts{Unknown: 2}, res.Counts)
+		}
+		for i, raw := range f.ReceivedByConn() {
+			assert.LessOrEqual(t, strings.Count(string(raw), "EXEC"), 1, "connection %d carried a batch after the bad EXEC reply (%q)", i, reply)
+		}
+	}
+}
+
 // The connection drops while a Redis-side transaction is being queued, before
 // EXEC: Redis discards an unfinished transaction, so every command is aborted
 // (not applied), not unknown.

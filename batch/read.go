@@ -2,7 +2,10 @@ package batch
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 )
 
 // Resolver hands a command its reply: the server's answer in redigo's types
@@ -146,7 +149,7 @@ func (rd *reader) frame(f frame) bool {
 		case rd.dropped:
 			rd.count(r)
 		case res.MultiRefused == nil:
-			rd.transaction(r)
+			return rd.transaction(r, f.kind == frameExec)
 		}
 		return true
 	case frameTail:
@@ -205,35 +208,59 @@ func (rd *reader) commands() bool {
 	return true
 }
 
-// transaction reads EXEC's (or DISCARD's) reply, which resolves the
-// commands or says why the transaction was discarded.
-func (rd *reader) transaction(r any) {
+// transaction reads EXEC's (exec) or DISCARD's reply, which resolves the
+// commands or says why the transaction was discarded. A reply EXEC cannot
+// give (an array of another length, or one after a queue-time error, a
+// status, an integer) says nothing of what was applied: the commands are
+// left unknown, and false stops the reading, as the connection cannot be
+// trusted any more.
+func (rd *reader) transaction(r any, exec bool) bool {
 	res := rd.res
 	switch v := r.(type) {
 	case []any:
-		if len(v) == rd.queued && res.Aborted == nil {
+		if exec && len(v) == rd.queued && res.Aborted == nil {
 			for k, e := range v {
 				rd.src.resolve(k, e)
 			}
 			res.Answered = rd.queued
-			return
-		}
-		if res.Aborted == nil {
-			res.Aborted = &AbortError{Index: -1, Cause: errExecLength}
+			return true
 		}
 	case nil:
-		res.Aborted = &AbortError{Index: -1, Cause: ErrNilExec}
+		if exec {
+			res.Aborted = &AbortError{Index: -1, Cause: ErrNilExec}
+			return true
+		}
 	case string: // DISCARD's +OK: the session was discarded
-		if res.Aborted == nil {
-			res.Aborted = &AbortError{Index: -1, Cause: ErrDiscardedTx}
-		}
-	default:
-		if res.Aborted == nil {
-			res.Aborted = &AbortError{Index: -1, Cause: replyError(r)}
-			if res.Aborted.Cause == nil {
-				res.Aborted.Cause = errExecLength
+		if !exec {
+			if res.Aborted == nil {
+				res.Aborted = &AbortError{Index: -1, Cause: ErrDiscardedTx}
 			}
+			return true
 		}
+	case redis.Error: // EXECABORT, or DISCARD refused: nothing applied
+		if res.Aborted == nil {
+			res.Aborted = &AbortError{Index: -1, Cause: v}
+		}
+		return true
+	}
+	res.Aborted = nil
+	res.Err = fmt.Errorf("%w: %s", errExecReply, describeReply(r))
+	return false
+}
+
+// describeReply names a reply's kind and, for a short one, its value.
+func describeReply(r any) string {
+	switch v := r.(type) {
+	case []any:
+		return fmt.Sprintf("an array of %d", len(v))
+	case string:
+		return fmt.Sprintf("status %q", v)
+	case []byte:
+		return fmt.Sprintf("a bulk string of %d bytes", len(v))
+	case nil:
+		return "nil"
+	default:
+		return fmt.Sprintf("%T %v", v, v)
 	}
 }
 
@@ -254,4 +281,5 @@ func (rd *reader) count(r any) {
 // ErrDiscardedTx is the cause when the transaction ended with DISCARD.
 var ErrDiscardedTx = errors.New("transaction discarded")
 
-var errExecLength = errors.New("EXEC answered an unexpected reply")
+// errExecReply is the cause when EXEC (or DISCARD) answered what it cannot.
+var errExecReply = errors.New("the transaction's end answered an unexpected reply")
