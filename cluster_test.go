@@ -590,3 +590,72 @@ func TestClusterMigrationAskAndTryAgain(t *testing.T) {
 	vals, _ := both.Get()
 	assert.Equal(t, []any{"k", "m"}, vals)
 }
+
+// On a cluster, a skip-result batch has its replies read rather than
+// turned off: a command redirected (MOVED after a reshard the client has
+// not seen yet, ASK during one) is sent again to the slot's owner, not
+// lost while Execute says every command went.
+func TestSkipResultClusterFollowsRedirects(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	key := "skr:{t}n"
+	slot := route.Slot(key)
+	home := cl.OwnerOf(t, slot)
+	other := cl.Primaries[0]
+	if other == home {
+		other = cl.Primaries[1]
+	}
+	t.Cleanup(func() {
+		if cl.OwnerOf(t, slot) != home {
+			cl.MigrateSlot(t, slot, other, home)
+		}
+	})
+	b := c.NewBatch()
+	b.AtomicLong(key).SetAsync(10)
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+
+	from, to := home, other
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+		cl.MigrateSlot(t, slot, from, to) // the client's slot map is stale now
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+		incr := b.AtomicLong(key).IncrementAndGetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		assert.ErrorIs(t, errOf(incr), rbatch.ErrResultSkipped, mode)
+		assert.Equal(t, rbatch.Counts{Skipped: 1}, res.Counts, mode)
+		moved := 0
+		for _, nr := range res.Nodes {
+			moved += nr.Moved
+		}
+		assert.Equal(t, 1, moved, "%s: the INCR met the MOVED", mode)
+		from, to = to, from
+	}
+	got, err := redis.Int64(from.Call("GET", key))
+	require.NoError(t, err)
+	assert.EqualValues(t, 12, got, "both INCRs applied, on the slot's owner")
+
+	// During a migration, a key the source does not hold is asked for
+	// elsewhere (ASK): the SET goes there.
+	cl.BeginMigration(t, slot, from, to)
+	b = c.NewBatch(rbatch.WithSkipResult())
+	b.Bucket("skr:{t}new").SetAsync("v")
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Skipped: 1}, res.Counts)
+	cl.FinishMigration(t, slot, from, to)
+	v, err := redis.String(to.Call("GET", "skr:{t}new"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", v)
+
+	// The replies being read, a command the server rejects is failed, not
+	// skipped.
+	b = c.NewBatch(rbatch.WithSkipResult())
+	set := b.Bucket("skr:{t}s").SetAsync("v")
+	push := b.List("skr:{t}s").AddAsync("x")
+	res, err = b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped)
+	assert.ErrorContains(t, errOf(push), "WRONGTYPE")
+	assert.Equal(t, rbatch.Counts{Skipped: 1, Failed: 1}, res.Counts)
+}

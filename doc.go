@@ -44,7 +44,10 @@
 // sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
 // refused, or the server is a proxy that closes the connection on INFO
 // (twemproxy), rbatch reads and drops the replies instead, and counts the
-// error replies in NodeResult.ServerErrors. Through such a proxy the atomic
+// error replies in NodeResult.ServerErrors. On a cluster too the replies are
+// read, so that the commands a MOVED, ASK or TRYAGAIN turns away are sent
+// where they belong, not lost unseen; the others still end with
+// ErrResultSkipped (a rejected one with its error). Through such a proxy the atomic
 // modes, WithSync and WithSyncAOF fail with ErrUnsupported, nothing sent. WithSync and
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
 // fewest replicas that acknowledged on any node.

@@ -392,6 +392,9 @@ func answeredAll(r *batch.Result, e *entry, tail bool) bool {
 func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, stats *nodeStats) (fu followUp, done bool) {
 	if connErr == nil && answeredAll(r, e, b.plan.Tail != nil) {
 		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
+		if b.skipsRead() {
+			b.skipAnswers(e.indices, e.errs)
+		}
 		stats.add(*nr)
 		return followUp{}, true
 	}
@@ -680,10 +683,14 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 }
 
 // plan is the wire layout the options ask for.
+//
+// A skip-result batch on a cluster has its replies read, not turned off
+// (see skipsRead): only a reply tells a MOVED, ASK or TRYAGAIN, and a
+// command redirected unseen would be lost.
 func (b *Batch) makePlan() batch.Plan {
 	p := batch.Plan{
 		Atomic:          b.opts.Mode.atomic(),
-		SkipResult:      b.opts.SkipResult && !b.c.info.Proxy,
+		SkipResult:      b.opts.SkipResult && !b.c.info.Proxy && !b.c.cluster,
 		DropReplies:     b.opts.SkipResult && b.c.info.Proxy, // no CLIENT REPLY through a proxy
 		ResponseTimeout: b.opts.ResponseTimeout,
 	}

@@ -115,7 +115,8 @@ func (f *Future[T]) resolve(reply any, err error) {
 		}
 	}
 	if err != nil {
-		f.err = err
+		var zero T
+		f.val, f.err = zero, err // a value an earlier round gave is not kept
 		return
 	}
 	f.val, f.err = f.dec(reply)

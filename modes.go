@@ -124,6 +124,10 @@ func WithMode(m ExecutionMode) Option { return func(o *BatchOptions) { o.Mode = 
 
 // WithSkipResult asks Redis not to reply to the commands (CLIENT REPLY OFF …
 // ON). Futures resolve with ErrResultSkipped and BatchResult.Responses is empty.
+// On a cluster the replies are read and dropped instead of turned off:
+// only a reply tells a MOVED, ASK or TRYAGAIN, and a command redirected
+// unseen would be lost. There a command the server rejects (WRONGTYPE, …)
+// fails with its error, as without WithSkipResult.
 func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = true } }
 
 // WithSync makes each node WAIT until replicas replicas acknowledged the

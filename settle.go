@@ -63,6 +63,9 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *fol
 			for _, er := range errs {
 				redirect(fu, nr, []int{er.index}, er.err)
 			}
+			if b.skipsRead() {
+				b.skipAnswers(cmds, errs)
+			}
 		case batch.Unknown:
 			unknown := &unknownError{cause: wrap(r.Err)}
 			for _, i := range cmds {
@@ -91,6 +94,29 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *fol
 	if r.MultiRefused != nil {
 		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("MULTI refused, the commands ran without a transaction: %w",
 			orRedisError(r.MultiRefused))))
+	}
+}
+
+// skipsRead reports whether the batch asked for WithSkipResult but has its
+// replies read: on a cluster, where a redirect is seen only in a reply.
+func (b *Batch) skipsRead() bool {
+	return b.opts.SkipResult && !b.plan.SkipResult && !b.plan.DropReplies
+}
+
+// skipAnswers gives the answered commands of a skip-result batch whose
+// replies were read what skipping gives them, ErrResultSkipped; those
+// answered an error reply keep it (not applied, or redirected and sent
+// again).
+func (b *Batch) skipAnswers(cmds []int, errs []errReply) {
+	k := 0 // errs are in the order of cmds, as they were read
+	for _, i := range cmds {
+		for k < len(errs) && errs[k].index < i {
+			k++
+		}
+		if k < len(errs) && errs[k].index == i {
+			continue
+		}
+		b.q.At(i).Future.(outcome).resolve(nil, ErrResultSkipped)
 	}
 }
 
