@@ -35,6 +35,9 @@ type Config struct {
 	// With more than one, the last carries only batches that end in WAIT
 	// or WAITAOF (WithSync, WithSyncAOF), so that a WAIT the replicas are
 	// slow to satisfy holds up no other batch; the others share the rest.
+	// Those batches do wait for each other: their WAITs run one after
+	// another on their connection (a batch with WithResponseTimeout keeps
+	// a connection of its own, its WAIT beside the others).
 	// More than two helps when small batches fetch large values: a reply
 	// being read holds up the batches behind it on its connection. They
 	// are taken from the pool and count in its figures as in use.
