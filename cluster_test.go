@@ -52,6 +52,17 @@ func clusterClient(t testing.TB, cl *redistest.Cluster, mods ...func(*rbatch.Con
 	return c
 }
 
+// ownerAndOther returns the primary that owns slot and another primary, to
+// move the slot to.
+func ownerAndOther(t testing.TB, cl *redistest.Cluster, slot int) (owner, other *redistest.Server) {
+	t.Helper()
+	owner, other = cl.OwnerOf(t, slot), cl.Primaries[0]
+	if other == owner {
+		other = cl.Primaries[1]
+	}
+	return owner, other
+}
+
 func freshCluster(t testing.TB) *redistest.Cluster {
 	t.Helper()
 	cl := cluster(t)
@@ -514,11 +525,7 @@ func TestClusterMigrationAskAndTryAgain(t *testing.T) {
 	c := clusterClient(t, cl)
 	const tag = "{mig}"
 	slot := route.Slot("mig")
-	from := cl.OwnerOf(t, slot)
-	to := cl.Primaries[0]
-	if to == from {
-		to = cl.Primaries[1]
-	}
+	from, to := ownerAndOther(t, cl, slot)
 	from.MustDo(t, "SET", tag+"kept", "k")
 	from.MustDo(t, "SET", tag+"moved", "m")
 	cl.BeginMigration(t, slot, from, to)
@@ -600,11 +607,7 @@ func TestSkipResultClusterFollowsRedirects(t *testing.T) {
 	c := clusterClient(t, cl)
 	key := "skr:{t}n"
 	slot := route.Slot(key)
-	home := cl.OwnerOf(t, slot)
-	other := cl.Primaries[0]
-	if other == home {
-		other = cl.Primaries[1]
-	}
+	home, other := ownerAndOther(t, cl, slot)
 	t.Cleanup(func() {
 		if cl.OwnerOf(t, slot) != home {
 			cl.MigrateSlot(t, slot, other, home)

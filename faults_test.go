@@ -152,15 +152,7 @@ func TestReadOnlyUnknownIsRetried(t *testing.T) {
 // WAITAOF numlocal numreplicas timeout, and its [local, replicas] reply
 // fills the node's figures.
 func TestWaitAOFBytes(t *testing.T) {
-	f := redistest.NewFake(t, func(cmd []string) string {
-		switch strings.ToUpper(cmd[0]) {
-		case "INFO":
-			return redistest.Bulk(strings.Replace(redistest.DefaultInfo, "7.0.15", "7.2.4", 1))
-		case "WAITAOF":
-			return "*2\r\n:1\r\n:2\r\n"
-		}
-		return "+OK\r\n"
-	})
+	f := redistest.NewFake(t, fake72("*2\r\n:1\r\n:2\r\n"))
 	c, hs := fakeClient(t, f)
 	b := c.NewBatch(rbatch.WithSyncAOF(true, 2, 1500*time.Millisecond))
 	b.Bucket("k").SetAsync("v")
@@ -175,19 +167,25 @@ func TestWaitAOFBytes(t *testing.T) {
 	assert.Equal(t, 2, res.SyncedReplicas)
 }
 
-// A server that says it is 7.2 but does not know WAITAOF: the commands
-// were applied, and Execute's error says the feature is missing
-// (ErrUnsupported), not only that the sync failed.
-func TestWaitAOFUnknownAfterVersionCheck(t *testing.T) {
-	f := redistest.NewFake(t, func(cmd []string) string {
+// fake72 answers as a Redis 7.2 would: INFO says so, WAITAOF gets
+// waitaof, anything else +OK.
+func fake72(waitaof string) func(cmd []string) string {
+	return func(cmd []string) string {
 		switch strings.ToUpper(cmd[0]) {
 		case "INFO":
 			return redistest.Bulk(strings.Replace(redistest.DefaultInfo, "7.0.15", "7.2.4", 1))
 		case "WAITAOF":
-			return "-ERR unknown command 'WAITAOF', with args beginning with: '1' '0' '100' \r\n"
+			return waitaof
 		}
 		return "+OK\r\n"
-	})
+	}
+}
+
+// A server that says it is 7.2 but does not know WAITAOF: the commands
+// were applied, and Execute's error says the feature is missing
+// (ErrUnsupported), not only that the sync failed.
+func TestWaitAOFUnknownAfterVersionCheck(t *testing.T) {
+	f := redistest.NewFake(t, fake72("-ERR unknown command 'WAITAOF', with args beginning with: '1' '0' '100' \r\n"))
 	c, _ := fakeClient(t, f)
 	b := c.NewBatch(rbatch.WithSyncAOF(true, 0, 100*time.Millisecond))
 	set := b.Bucket("k").SetAsync("v")

@@ -190,11 +190,7 @@ func TestHookSeesRedirects(t *testing.T) {
 	c.AddHook(rec)
 	key := "hk:migrating"
 	slot := route.Slot(key)
-	from := cl.OwnerOf(t, slot)
-	to := cl.Primaries[0]
-	if to == from {
-		to = cl.Primaries[1]
-	}
+	from, to := ownerAndOther(t, cl, slot)
 	t.Cleanup(func() { cl.MigrateSlot(t, slot, to, from) })
 
 	cl.BeginMigration(t, slot, from, to)

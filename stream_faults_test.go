@@ -347,10 +347,7 @@ func TestStreamClusterKeepsOrderAcrossMoved(t *testing.T) {
 	cl := freshCluster(t)
 	key := "som:x"
 	slot := route.Slot(key)
-	from, to := cl.OwnerOf(t, slot), cl.Primaries[0]
-	if to == from {
-		to = cl.Primaries[1]
-	}
+	from, to := ownerAndOther(t, cl, slot)
 	c := clusterClient(t, cl)
 	h := &holdMoved{from: from.Addr}
 	c.AddHook(h)
