@@ -135,6 +135,10 @@ type execution struct {
 	noReplica bool
 	// hooks are the client's hooks as Execute found them (nil: none).
 	hooks []Hook
+	// partOf[k] is the command that the part at queue position partsFrom+k
+	// was split from (see splitMultiKey).
+	partOf    []int
+	partsFrom int
 }
 
 type batchState int32

@@ -265,6 +265,37 @@ func TestClusterWaitOnEveryPrimary(t *testing.T) {
 	assert.Equal(t, int64(3), cl.CommandStats(t)["wait"])
 }
 
+// A split command's parts run in its place on each node: a DEL, MSET or
+// MGET of keys across slots between two commands on one of its keys runs
+// between them, in InMemory and in Streaming mode.
+func TestClusterSplitKeepsOrder(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	k, other := "so:k", "so:other" // two slots
+	require.NotEqual(t, route.Slot(k), route.Slot(other))
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		b := c.NewBatch(rbatch.WithMode(mode))
+		b.Bucket(k).SetAsync("old")
+		b.Keys().DeleteAsync(k, other)
+		b.Bucket(k).SetAsync("new")
+		afterDel := b.Bucket(k).GetAsync()
+		b.Buckets().SetAsync(map[string]any{k: "m", other: "o"})
+		afterSet := b.Bucket(k).GetAsync()
+		b.Bucket(k).SetAsync("last")
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		v, err := afterDel.Get()
+		require.NoError(t, err, mode)
+		assert.Equal(t, "new", v, "%s: the DEL ran after the later SET", mode)
+		v, err = afterSet.Get()
+		require.NoError(t, err, mode)
+		assert.Equal(t, "m", v, "%s: the MSET ran after the later GET", mode)
+		got, err := redis.String(cl.OwnerOf(t, route.Slot(k)).Call("GET", k))
+		require.NoError(t, err)
+		assert.Equal(t, "last", got, mode)
+	}
+}
+
 func TestClusterKeysSplitPerSlot(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -216,7 +215,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		}{{next.moved, false, false}, {next.asked, true, false}, {next.again, false, true}} {
 			for addr, idx := range to.cmds {
 				if len(idx) > 0 {
-					slices.Sort(idx)
+					b.inOrder(idx)
 					entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx,
 						asking: to.asking, reloaded: to.reloaded})
 				}

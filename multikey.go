@@ -1,7 +1,9 @@
 package rbatch
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
@@ -11,9 +13,11 @@ import (
 // TOUCH, MGET), or key/value pairs (MSET), and whose keys span slots is
 // split at Execute into one part
 // per slot. The parts are appended to the queue after the user's commands
-// (so submission indices do not move), sent like any command, and their
-// replies joined into the one future: counts summed, MGET's values put back
-// in key order.
+// (so submission indices do not move) but sent in the place of the command
+// they split, so that on each node they keep its order among the others
+// (a DEL of k between two SETs of k runs between them), and their replies
+// are joined into the one future: counts summed, MGET's values put back in
+// key order.
 
 // split is one command sent as parts.
 type split struct {
@@ -44,8 +48,8 @@ func (p *part) failure() error { return p.err }
 func (p *part) at() int { return -1 }
 
 // splitMultiKey splits the multi-key commands of a cluster batch and
-// returns the queue positions to send: every command but the split ones,
-// then the parts.
+// returns the queue positions to send, in submission order: each split
+// command's parts in its place.
 func (b *Batch) splitMultiKey() ([]int, []split) {
 	idx := b.allIndices()
 	if !b.c.cluster || b.opts.Mode.atomic() {
@@ -105,13 +109,29 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 			pos := b.q.Add(queue.Command{Name: b.q.Name(i), KeyArg: 1, Flags: c.Flags, Future: &part{}}, nil, args...)
 			sp.parts = append(sp.parts, pos)
 			sp.positions = append(sp.positions, ks)
+			if b.run.partsFrom == 0 {
+				b.run.partsFrom = pos
+			}
+			b.run.partOf = append(b.run.partOf, i)
 		}
+		idx = append(idx, sp.parts...)
 		splits = append(splits, sp)
 	}
-	for _, sp := range splits {
-		idx = append(idx, sp.parts...)
-	}
 	return idx, splits
+}
+
+// origin is the submission index of the command at queue position i: its
+// own, or for a part of a split command, that command's.
+func (b *Batch) origin(i int) int {
+	if x := &b.run; x.partOf != nil && i >= x.partsFrom {
+		return x.partOf[i-x.partsFrom]
+	}
+	return i
+}
+
+// inOrder sorts queue positions into the order they were submitted in.
+func (b *Batch) inOrder(idx []int) {
+	slices.SortFunc(idx, func(i, j int) int { return cmp.Or(cmp.Compare(b.origin(i), b.origin(j)), cmp.Compare(i, j)) })
 }
 
 // oneSlot reports whether keys all hash to one slot.

@@ -108,12 +108,10 @@ func (b *Batch) skipsRead() bool {
 // answered an error reply keep it (not applied, or redirected and sent
 // again).
 func (b *Batch) skipAnswers(cmds []int, errs []errReply) {
-	k := 0 // errs are in the order of cmds, as they were read
+	k := 0 // errs are among cmds, in their order, as they were read
 	for _, i := range cmds {
-		for k < len(errs) && errs[k].index < i {
-			k++
-		}
 		if k < len(errs) && errs[k].index == i {
+			k++
 			continue
 		}
 		b.q.At(i).Future.(outcome).resolve(nil, ErrResultSkipped)
