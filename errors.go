@@ -37,8 +37,9 @@ var (
 	ErrResultSkipped = errors.New("rbatch: result skipped")
 
 	// ErrCrossSlot fails an atomic batch whose keys span more than one slot in
-	// a cluster. Nothing was sent.
-	ErrCrossSlot = errors.New("rbatch: keys of an atomic batch span more than one slot")
+	// a cluster, and a command that must run on one slot but names keys of
+	// several (Buckets.TrySetAsync's MSETNX). Nothing was sent.
+	ErrCrossSlot = errors.New("rbatch: keys that must share a slot span more than one")
 
 	// ErrTxAborted resolves every command of a transaction that Redis discarded
 	// (EXECABORT, or a nil EXEC). Nothing of the transaction was applied.

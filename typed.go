@@ -57,11 +57,19 @@ func decodeValue(codec Codec, raw []byte, dst any) error {
 		*d = string(raw)
 		return nil
 	case *[]byte:
-		*d = append([]byte(nil), raw...)
+		*d = append([]byte{}, raw...) // an empty value is empty, not nil
 		return nil
 	}
 	rv := reflect.ValueOf(dst).Elem()
 	switch rv.Kind() {
+	case reflect.String: // a named string type, stored as its text
+		rv.SetString(string(raw))
+		return nil
+	case reflect.Slice:
+		if rv.Type().Elem().Kind() == reflect.Uint8 { // a named []byte
+			rv.SetBytes(append([]byte{}, raw...))
+			return nil
+		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(string(raw), 10, rv.Type().Bits())
 		if err != nil {

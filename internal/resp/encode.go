@@ -93,8 +93,8 @@ func AppendArg(dst []byte, enc Encoder, v any) ([]byte, error) {
 	return appendOther(dst, enc, v)
 }
 
-// appendOther handles named basic types (type Status string) by their kind,
-// and everything else through the encoder.
+// appendOther handles named basic types (type Status string, type Blob
+// []byte) by their kind, and everything else through the encoder.
 func appendOther(dst []byte, enc Encoder, v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
@@ -110,6 +110,10 @@ func appendOther(dst []byte, enc Encoder, v any) ([]byte, error) {
 		return appendFloat(dst, rv.Float(), 64), nil
 	case reflect.Bool:
 		return AppendArg(dst, enc, rv.Bool())
+	case reflect.Slice:
+		if rv.Type().Elem().Kind() == reflect.Uint8 { // type Blob []byte
+			return appendBulkBytes(dst, rv.Bytes()), nil
+		}
 	}
 	if enc == nil {
 		return dst, fmt.Errorf("value of type %T: %w", v, ErrNoCodec)
