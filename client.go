@@ -112,6 +112,9 @@ type Client struct {
 	streamBuffer int
 	// sharedLines is how many shared connections each node gets (0: none).
 	sharedLines int
+	// addr is the configured address the client connected through ("" for
+	// a redigo pool's client): BatchInfo.Addr.
+	addr string
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that
@@ -211,7 +214,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		if info.Cluster {
 			conn.Close()
-			return newClusterClient(ctx, cfg, opts, info)
+			return newClusterClient(ctx, cfg, opts, info, addr)
 		}
 		p := newPool(addr, cfg.PoolSize, opts)
 		p.AddIdle(conn)
@@ -219,7 +222,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
 		}
-		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer,
+		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer, addr: addr,
 			sharedLines: sharedLines(cfg)}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))

@@ -12,7 +12,7 @@ import (
 // newClusterClient discovers a cluster from cfg.Addrs (CLUSTER SHARDS,
 // falling back to CLUSTER SLOTS) and keeps a pool per node. Every cluster
 // connection sends READONLY, so replicas serve the reads ReadFrom sends them.
-func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info pool.ServerInfo) (*Client, error) {
+func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info pool.ServerInfo, seed string) (*Client, error) {
 	if cfg.DB != 0 {
 		return nil, fmt.Errorf("rbatch: invalid config: DB %d: a cluster has only database 0", cfg.DB)
 	}
@@ -25,7 +25,7 @@ func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info p
 	if err != nil {
 		return nil, fmt.Errorf("rbatch: %w", err)
 	}
-	return &Client{router: r, cluster: true, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer,
+	return &Client{router: r, cluster: true, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer, addr: seed,
 		sharedLines: sharedLines(cfg)}, nil
 }
 

@@ -54,6 +54,10 @@ type BatchInfo struct {
 	Command    string
 	Conditions int       // conditions added
 	Start      time.Time // when Execute started
+	// Addr is the configured address the client connected through (of
+	// Config.Addrs; "" for a NewClientFromPool client), the same for every
+	// batch: a cluster batch's nodes are its groups'.
+	Addr string
 }
 
 // GroupInfo describes one node group as it starts.
@@ -133,7 +137,7 @@ func (h *hooks) installed() []Hook {
 
 // batchInfo describes b for its hooks.
 func (b *Batch) batchInfo(start time.Time) BatchInfo {
-	info := BatchInfo{Options: *b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start}
+	info := BatchInfo{Options: *b.opts, Commands: b.q.Len(), Conditions: len(b.conds), Start: start, Addr: b.c.addr}
 	if info.Commands == 0 {
 		return info
 	}

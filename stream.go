@@ -72,7 +72,7 @@ func newStream(b *Batch) *stream {
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
 		b.run.hooks = hs
-		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: *b.opts, Start: s.start})
+		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: *b.opts, Start: s.start, Addr: b.c.addr})
 	}
 	if b.opts.Progress != nil {
 		s.progress = startProgress(b.opts.ProgressEvery, b.opts.Progress, s.start)

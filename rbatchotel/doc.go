@@ -8,15 +8,20 @@
 // Each batch is one span, following OpenTelemetry's conventions for Redis:
 // named PIPELINE (MULTI for the atomic modes, PIPELINE SET when every
 // command is SET, the command's own name for a one-command pipeline), with
-// db.system.name "redis", db.operation.name, db.operation.batch.size and,
-// when one node ran it, server.address and server.port. Each node group is
-// a child span with the node's address and its commands; a batch whose
-// commands were redirected or retried has a child per round. There is
-// never a span per command: a million-command batch costs two spans.
+// db.system.name "redis", db.operation.name, db.operation.batch.size, and
+// server.address and server.port: the configured address the client
+// connected through, set when the span starts (for a NewClientFromPool
+// client, the node that ran the batch). Each node group is a child span
+// with the node's address and its commands; a batch whose commands were
+// redirected or retried has a child per round. There is never a span per
+// command: a million-command InMemory batch costs two spans. A Streaming
+// batch is sent in parts while it is filled, a child span per part and
+// node; its span starts with its first command, as a child of WithContext's
+// context (Execute comes later), and its size is known when it ends.
 //
 // A batch that failed sets error.type (the Redis error prefix, such as
 // WRONGTYPE, or one of timeout, not_sent, unknown_outcome, tx_aborted,
-// condition_failed, _OTHER) and, for an error reply,
+// condition_failed, discarded, _OTHER) and, for an error reply,
 // db.response.status_code; the span's status is Error. Every batch records
 // its duration in the db.client.operation.duration histogram, in seconds.
 //

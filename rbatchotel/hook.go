@@ -113,8 +113,11 @@ func batchSize(n int) (attribute.KeyValue, bool) {
 func (h *hook) BatchStart(ctx context.Context, b rbatch.BatchInfo) context.Context {
 	op := operation(b)
 	attrs := []attribute.KeyValue{systemRedis, keyOperation.String(op)}
-	if kv, ok := batchSize(b.Commands); ok {
+	if kv, ok := batchSize(b.Commands); ok && b.Options.Mode != rbatch.Streaming {
 		attrs = append(attrs, kv)
+	}
+	if b.Addr != "" { // known at the start, for samplers to see
+		attrs = append(attrs, serverAttrs(b.Addr)...)
 	}
 	ctx, _ = h.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(b.Start), trace.WithAttributes(attrs...))
@@ -127,11 +130,16 @@ type opKey struct{}
 func (h *hook) BatchEnd(ctx context.Context, b rbatch.BatchInfo, res *rbatch.BatchResult, err error) {
 	span := trace.SpanFromContext(ctx)
 	attrs := []attribute.KeyValue{systemRedis, keyOperation.String(operation(b))}
-	if res != nil && len(res.Nodes) == 1 {
+	switch {
+	case b.Addr != "":
+		attrs = append(attrs, serverAttrs(b.Addr)...)
+	case res != nil && len(res.Nodes) == 1: // a redigo pool's client: the node that ran it
 		attrs = append(attrs, serverAttrs(res.Nodes[0].Addr)...)
 	}
 	if res != nil && b.Options.Mode == rbatch.Streaming {
-		span.SetAttributes(keyBatchSize.Int(res.Counts.Total())) // known once it ends
+		if kv, ok := batchSize(res.Counts.Total()); ok { // known once it ends
+			span.SetAttributes(kv)
+		}
 	}
 	if err != nil {
 		attrs = append(attrs, errorAttrs(err)...)
@@ -168,6 +176,9 @@ func (h *hook) GroupEnd(ctx context.Context, g rbatch.GroupInfo, r rbatch.GroupR
 	case r.ServerError != nil:
 		span.SetAttributes(errorAttrs(r.ServerError)...)
 		span.SetStatus(codes.Error, r.ServerError.Error())
+	case r.Counts.Aborted > 0: // the transaction was discarded
+		span.SetAttributes(keyErrorType.String("tx_aborted"))
+		span.SetStatus(codes.Error, "transaction aborted")
 	}
 	span.End(trace.WithTimestamp(g.Start.Add(r.Duration)))
 }
@@ -204,7 +215,13 @@ func serverAttrs(addr string) []attribute.KeyValue {
 // errorAttrs are error.type, and db.response.status_code for an error reply.
 func errorAttrs(err error) []attribute.KeyValue {
 	var re *rbatch.RedisError
-	if errors.As(err, &re) {
+	switch {
+	case errors.Is(err, rbatch.ErrTxAborted) && errors.As(err, &re):
+		// Discarded for an error reply (EXECABORT after a queue-time
+		// error): nothing was applied, which the reply's prefix alone
+		// would not say.
+		return []attribute.KeyValue{keyErrorType.String("tx_aborted"), keyStatusCode.String(re.Prefix())}
+	case errors.As(err, &re):
 		return []attribute.KeyValue{keyErrorType.String(re.Prefix()), keyStatusCode.String(re.Prefix())}
 	}
 	return []attribute.KeyValue{keyErrorType.String(errorType(err))}
@@ -225,6 +242,8 @@ func errorType(err error) string {
 		return "unknown_outcome"
 	case errors.Is(err, rbatch.ErrNotSent):
 		return "not_sent"
+	case errors.Is(err, rbatch.ErrDiscarded):
+		return "discarded"
 	}
 	return "_OTHER"
 }
