@@ -242,7 +242,9 @@ func (p *Proxy) accept(ln net.Listener) {
 		}
 		c := &pconn{p: p, side: [2]*net.TCPConn{sc.(*net.TCPConn), nc.(*net.TCPConn)}}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || (p.refusing && p.ln == ln) {
+			// Closed, or refused while this one was being accepted: it
+			// must not outlive the cut.
 			c.side[0].Close()
 			c.side[1].Close()
 		} else {
