@@ -70,9 +70,13 @@ type GroupInfo struct {
 
 // GroupResult is how a node group ended.
 type GroupResult struct {
-	Addr                    string // the node whose connection ran it
-	Duration                time.Duration
-	BytesWritten, BytesRead int64  // on the connection, by this group (0 for a redigo pool's)
+	Addr     string // the node whose connection ran it
+	Duration time.Duration
+	// BytesWritten and BytesRead are what the group weighed on its
+	// connection: 0 for a redigo pool's; in the Redis-side modes, whose
+	// commands went as they were queued, and for BytesRead in Streaming,
+	// whose replies are read apart from the groups, 0 as well.
+	BytesWritten, BytesRead int64
 	Counts                  Counts // the group's commands by state, as this round left them
 	// ServerError is the first error reply among the group's commands
 	// (WRONGTYPE, MOVED, …), nil when none.
