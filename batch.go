@@ -38,7 +38,7 @@ type Batch struct {
 	// keeps only what its futures and result need.
 	*work
 
-	slabs slabs // futures are allocated from here, many at a time
+	firsts firsts // the first future of each common type (see slab)
 	// out holds a small batch's result, responses (up to three commands)
 	// and its one node's figures: they outlive the batch's work.
 	out struct {
@@ -102,6 +102,10 @@ type work struct {
 	lastFlags queue.Flags
 
 	run execution // the state of the batch's one Execute
+
+	// slabs hand out the batch's futures (the first of each type from
+	// the batch's firsts) while it is open.
+	slabs slabs
 }
 
 var works = sync.Pool{New: func() any { return new(work) }}
@@ -231,7 +235,7 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 	if b.state != open {
 		return failedFuture[T](ErrAlreadyExecuted)
 	}
-	f := newFuture[T](&b.slabs)
+	f := newFuture[T](&b.slabs, &b.firsts)
 	f.sig, f.dec = &b.sig, dec
 	if c.Name != b.lastName { // batches mostly repeat one command: skip the table
 		b.lastName, b.lastFlags = c.Name, queue.FlagsOf(c.Name)

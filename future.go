@@ -163,23 +163,26 @@ const (
 	maxSlab   = 256
 )
 
-// slab hands out futures of one type: the first few from an array inside
-// it (a small batch allocates none), then from arrays allocated a few at a
-// time. Futures are taken from the end of free, so that its capacity is
-// the size of the array in use.
+// slab hands out futures of one type: the first from the batch itself
+// (firsts: a small batch allocates none), then from arrays allocated a few
+// at a time. Futures are taken from the end of free, so that its capacity
+// is the size of the array in use. A slab lives in the batch's work, which
+// is recycled when the batch ends: only the futures handed out, which the
+// user may keep, live in the batch or in arrays of their own. (In the
+// batch, the slabs' slices made a small batch 576 bytes instead of 480.)
 type slab[T any] struct {
-	free  []Future[T]
-	first [firstSlab]Future[T]
+	free       []Future[T]
+	firstTaken bool // the batch's own future of this type was handed out
 }
 
-func (s *slab[T]) next() *Future[T] {
+func (s *slab[T]) next(first *Future[T]) *Future[T] {
+	if !s.firstTaken {
+		s.firstTaken = true
+		return first
+	}
 	n := len(s.free)
 	if n == 0 {
-		if size := cap(s.free); size == 0 {
-			s.free = s.first[:]
-		} else {
-			s.free = make([]Future[T], min(2*size, maxSlab))
-		}
+		s.free = make([]Future[T], min(2*max(cap(s.free), firstSlab), maxSlab))
 		n = len(s.free)
 	}
 	f := &s.free[n-1]
@@ -196,18 +199,26 @@ type slabs struct {
 	units   slab[struct{}]
 }
 
+// firsts are a batch's first future of each slab's type.
+type firsts struct {
+	bools   Future[bool]
+	ints    Future[int64]
+	strings Future[string]
+	units   Future[struct{}]
+}
+
 // newFuture returns a zero future, from a slab when its type has one.
-func newFuture[T any](s *slabs) *Future[T] {
+func newFuture[T any](s *slabs, first *firsts) *Future[T] {
 	var f any
 	switch any((*T)(nil)).(type) {
 	case *bool:
-		f = s.bools.next()
+		f = s.bools.next(&first.bools)
 	case *int64:
-		f = s.ints.next()
+		f = s.ints.next(&first.ints)
 	case *string:
-		f = s.strings.next()
+		f = s.strings.next(&first.strings)
 	case *struct{}:
-		f = s.units.next()
+		f = s.units.next(&first.units)
 	default:
 		return new(Future[T])
 	}
