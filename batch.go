@@ -111,7 +111,7 @@ type work struct {
 var works = sync.Pool{New: func() any { return new(work) }}
 
 // noOptions are the options of every batch made without any: shared, so
-// that such a batch does not carry a copy (136 bytes of its 704).
+// that such a batch does not carry a copy (it would be 136 bytes more).
 var noOptions BatchOptions
 
 // recycle gives w back to the pool when it came from there; a stream and
