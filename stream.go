@@ -211,6 +211,7 @@ func (s *stream) run() {
 		go func() {
 			defer close(done)
 			s.runSegment(seg, discarded)
+			seg.pipe.before = nil // no chain of ended segments kept alive
 			s.mu.Lock()
 			s.held -= seg.bytes
 			s.cond.Broadcast()
