@@ -464,9 +464,13 @@ func (ln *line) readLoop() {
 			}
 			c.res.Sent, c.res.ExecSent = c.n, c.plan.Atomic
 			err := c.res.Err
+			if err != nil {
+				// Down before its caller hears of it: a batch it runs next
+				// must not find this line still up.
+				ln.fail(err)
+			}
 			c.finish()
 			if err != nil {
-				ln.fail(err)
 				for _, d := range calls[i+1:] {
 					d.settle(Result{Sent: d.n, ExecSent: d.plan.Atomic, Err: err})
 				}
