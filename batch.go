@@ -137,6 +137,9 @@ type execution struct {
 	// noReplica is set when read-only work for a replica went to its
 	// primary because the slot map knows no replica of it.
 	noReplica bool
+	// wrote are the primaries written to, whose reads stay on them (nil:
+	// none, or ReadFrom is Primary).
+	wrote *writtenPrimaries
 	// hooks are the client's hooks as Execute found them (nil: none).
 	hooks []Hook
 	// partOf[k] is the command that the part at queue position partsFrom+k

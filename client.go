@@ -26,7 +26,10 @@ type Config struct {
 	ReadTimeout  time.Duration // bound on each reply; 0: 30s; WithResponseTimeout overrides it per batch
 	WriteTimeout time.Duration // bound on each write; 0: 30s
 	PoolSize     int           // max connections per node; 0: 64 (as Redisson)
-	ReadFrom     ReadFrom      // Primary (default), Replica, PreferReplica: where read-only work may go
+	// ReadFrom is where read-only work may go: Primary (default), Replica,
+	// PreferReplica. A batch's reads for a primary it also writes to stay
+	// on that primary, so that they see its writes (as in Redisson).
+	ReadFrom ReadFrom
 	// StreamBuffer bounds the bytes of encoded commands a Streaming batch
 	// holds (queued and not yet answered) before queueing blocks; 0: 8 MiB.
 	StreamBuffer int

@@ -84,6 +84,9 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 			}
 		}
 	}
+	if !atomic && b.c.readFrom != Primary {
+		b.markWrites(idx)
+	}
 	var last *entry // consecutive commands mostly share a node: skip the map
 	type groupKey struct {
 		node pool.Node

@@ -2,6 +2,7 @@ package rbatch
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/internal/route"
@@ -103,7 +104,7 @@ func (b *Batch) slots(i int, tx *txSlot) target {
 // (with the owner as fallback).
 func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, err error) {
 	node, err = b.c.router.RouteSlot(slot)
-	if err != nil || !readOnly || b.c.readFrom == Primary {
+	if err != nil || !readOnly || b.c.readFrom == Primary || b.run.wrote.has(node) {
 		return node, nil, err
 	}
 	if r := b.c.router.Replica(node); r != nil {
@@ -115,4 +116,71 @@ func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, er
 
 func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
 	return fmt.Errorf("rbatch: %q (slot %d) and %q (slot %d): %w", k1, s1, k2, s2, ErrCrossSlot)
+}
+
+// writtenPrimaries are the primaries a batch writes to, under ReadFrom
+// Replica or PreferReplica: its read-only commands for them stay on them,
+// beside the writes, so that a read queued with a write of its key sees
+// it. (Redisson sends a node's commands to a replica only when all of them
+// read.) A stream's segments share one, so that a read queued after a
+// write stays with it whichever segment each lands in.
+type writtenPrimaries struct {
+	mu    sync.Mutex
+	nodes []pool.Node // few: one per primary written to
+}
+
+func (w *writtenPrimaries) has(n pool.Node) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.nodes {
+		if m == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *writtenPrimaries) add(n pool.Node) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.nodes {
+		if m == n {
+			return
+		}
+	}
+	w.nodes = append(w.nodes, n)
+}
+
+// markWrites records the primaries that commands idx write to, when the
+// batch also reads under ReadFrom (nothing to keep otherwise).
+func (b *Batch) markWrites(idx []int) {
+	reads, writes := false, false
+	for _, i := range idx {
+		if b.q.At(i).Flags&queue.ReadOnly != 0 {
+			reads = true
+		} else {
+			writes = true
+		}
+	}
+	if !writes || (!reads && b.run.wrote == nil) {
+		return
+	}
+	if b.run.wrote == nil {
+		b.run.wrote = new(writtenPrimaries)
+	}
+	var last pool.Node
+	for _, i := range idx {
+		if b.q.At(i).Flags&queue.ReadOnly != 0 {
+			continue
+		}
+		node, err := b.c.router.RouteSlot(b.slots(i, nil).slot)
+		if err != nil || node == last {
+			continue // unserved: it is not sent this round
+		}
+		b.run.wrote.add(node)
+		last = node
+	}
 }

@@ -55,6 +55,9 @@ type stream struct {
 	scripts map[string]string // SHA1 → body of the scripts queued so far
 
 	lines streamLines // one connection per node for the segments
+	// wrote are the primaries the segments wrote to so far, whose reads
+	// stay on them (ReadFrom Replica or PreferReplica).
+	wrote writtenPrimaries
 
 	// What the segments did, gathered by the runner.
 	counts   Counts
@@ -90,6 +93,9 @@ func (s *stream) newSegment(base int) *Batch {
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
 	seg.run.hooks = b.run.hooks
+	if b.c.readFrom != Primary {
+		seg.run.wrote = &s.wrote
+	}
 	return seg
 }
 

@@ -1,0 +1,135 @@
+package rbatch_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+	"github.com/rbatch/rbatch/internal/route"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Under ReadFrom Replica or PreferReplica a batch's reads go to a replica
+// only where the batch writes nothing (as Redisson sends a node's commands
+// to a replica only when all of them read): a GET queued after a SET of its
+// key sees the SET, in every buffered mode and across a stream's parts.
+func TestReadFromKeepsReadsWithWrites(t *testing.T) {
+	primary, replica := redistest.PrimaryReplica(t)
+	for _, rf := range []rbatch.ReadFrom{rbatch.Replica, rbatch.PreferReplica} {
+		t.Run(strconv.Itoa(int(rf)), func(t *testing.T) {
+			primary.MustDo(t, "FLUSHALL")
+			primary.MustDo(t, "SET", "ryw:k", "old")
+			primary.MustDo(t, "SET", "ryw:other", "o")
+			primary.WaitReplicated(t, 1)
+			c := clientFor(t, primary, func(cfg *rbatch.Config) {
+				cfg.ReadFrom = rf
+				cfg.StreamBuffer = 4 << 10 // a stream's parts of ~1 KiB
+			})
+
+			for i := range 20 {
+				replica.ResetStats(t)
+				primary.ResetStats(t)
+				want := "new" + strconv.Itoa(i)
+				b := c.NewBatch()
+				b.Bucket("ryw:k").SetAsync(want)
+				got := b.Bucket("ryw:k").GetAsync()
+				other := b.Bucket("ryw:other").GetAsync()
+				_, err := b.Execute(context.Background())
+				require.NoError(t, err)
+				v, err := got.Get()
+				require.NoError(t, err)
+				require.Equal(t, want, v, "batch %d: the GET sees the SET queued before it", i)
+				v, _ = other.Get()
+				assert.Equal(t, "o", v)
+				require.Zero(t, replica.CommandStats(t)["get"], "batch %d: no read of a writing batch on the replica", i)
+				require.EqualValues(t, 2, primary.CommandStats(t)["get"])
+			}
+
+			// A batch that only reads still goes to the replica.
+			primary.WaitReplicated(t, 1)
+			replica.ResetStats(t)
+			primary.ResetStats(t)
+			b := c.NewBatch()
+			got := b.Bucket("ryw:k").GetAsync()
+			_, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			v, _ := got.Get()
+			assert.Equal(t, "new19", v)
+			assert.EqualValues(t, 1, replica.CommandStats(t)["get"], "a read-only batch reads from the replica")
+			assert.Zero(t, primary.CommandStats(t)["get"])
+
+			// A stream: its last parts hold only reads, queued after the
+			// writes of the first parts.
+			replica.ResetStats(t)
+			primary.ResetStats(t)
+			s := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+			s.Bucket("ryw:k").SetAsync("streamed")
+			for i := range 300 {
+				s.Bucket("ryw:pad:" + strconv.Itoa(i)).SetAsync(i)
+			}
+			for i := range 100 {
+				s.Bucket("ryw:pad:" + strconv.Itoa(i)).GetAsync()
+			}
+			last := s.Bucket("ryw:k").GetAsync()
+			res, err := s.Execute(context.Background())
+			require.NoError(t, err)
+			assert.Greater(t, res.Nodes[0].Attempts, 1, "the stream went in several parts")
+			v, err = last.Get()
+			require.NoError(t, err)
+			assert.Equal(t, "streamed", v, "a stream's read sees its earlier write")
+			assert.Zero(t, replica.CommandStats(t)["get"])
+			assert.EqualValues(t, 101, primary.CommandStats(t)["get"])
+
+			// A stream that only reads goes to the replica.
+			primary.WaitReplicated(t, 1)
+			replica.ResetStats(t)
+			r := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+			for i := range 300 {
+				r.Bucket("ryw:pad:" + strconv.Itoa(i)).GetAsync()
+			}
+			_, err = r.Execute(context.Background())
+			require.NoError(t, err)
+			assert.EqualValues(t, 300, replica.CommandStats(t)["get"])
+		})
+	}
+}
+
+// In a cluster the rule is per primary: the reads for a primary the batch
+// writes to stay on it, the others go to replicas.
+func TestClusterReadFromKeepsReadsWithWrites(t *testing.T) {
+	cl := freshCluster(t)
+	for _, p := range cl.Primaries {
+		require.Eventually(t, func() bool { return len(shardReplicas(t, p)) == 1 },
+			20*time.Second, 50*time.Millisecond, "%s reports its replica online", p)
+	}
+	written := cl.Primaries[0]
+	on, off := keysOnAndOff(t, cl, written)
+	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")
+	for _, p := range cl.Primaries {
+		p.WaitReplicated(t, 1)
+	}
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	for _, s := range append(cl.Primaries, cl.Replicas...) {
+		s.ResetStats(t)
+	}
+	b := c.NewBatch()
+	b.Bucket(on).SetAsync("new")
+	got := b.Bucket(on).GetAsync()
+	other := b.Bucket(off).GetAsync()
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := got.Get()
+	assert.Equal(t, "new", v)
+	v, _ = other.Get()
+	assert.Equal(t, "o", v)
+	assert.EqualValues(t, 1, written.CommandStats(t)["get"], "the written primary serves its read")
+	var onReplicas int64
+	for _, r := range cl.Replicas {
+		onReplicas += r.CommandStats(t)["get"]
+	}
+	assert.EqualValues(t, 1, onReplicas, "the other key's read goes to a replica")
+}
