@@ -158,6 +158,9 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 // connection is closed, and no write among them is re-sent. A batch with
 // its own response timeout keeps a connection of its own rather than
 // sharing one (see Config.SharedConns), so its timeout is its alone.
+// With WithSkipResult the one reply is CLIENT REPLY ON's, which comes once
+// the server has worked through what its socket still held when the last
+// command was written: d must cover that as well.
 func WithResponseTimeout(d time.Duration) Option {
 	return func(o *BatchOptions) { o.ResponseTimeout = d }
 }
