@@ -329,10 +329,7 @@ func TestClusterKeysSplitPerSlot(t *testing.T) {
 
 func TestClusterReadFromReplica(t *testing.T) {
 	cl := freshCluster(t)
-	for _, p := range cl.Primaries { // a cluster just started may not report them yet
-		require.Eventually(t, func() bool { return len(shardReplicas(t, p)) == 1 },
-			20*time.Second, 50*time.Millisecond, "%s reports its replica online", p)
-	}
+	waitReplicasKnown(t, cl)
 	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
 	w := c.NewBatch()
 	for i := range 100 {

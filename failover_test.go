@@ -281,6 +281,26 @@ func TestUnservedSlotRetryBudget(t *testing.T) {
 	})
 }
 
+// waitReplicasKnown waits until every primary's CLUSTER SHARDS shows one
+// online replica for every shard: a client may load its slot map from any
+// of them, and one that lags would send a shard's reads to its primary.
+func waitReplicasKnown(t *testing.T, cl *redistest.Cluster) {
+	require.Eventually(t, func() bool {
+		for _, p := range cl.Primaries {
+			shards, err := route.ParseShards(p.MustDo(t, "CLUSTER", "SHARDS"), false)
+			if err != nil || len(shards) != len(cl.Primaries) {
+				return false
+			}
+			for _, s := range shards {
+				if len(s.Replicas) != 1 {
+					return false
+				}
+			}
+		}
+		return true
+	}, 20*time.Second, 50*time.Millisecond, "every primary reports every shard's replica online")
+}
+
 // shardReplicas lists the online replicas of primary that CLUSTER SHARDS
 // reports.
 func shardReplicas(t *testing.T, primary *redistest.Server) []string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/rbatch/rbatch"
 	"github.com/rbatch/rbatch/internal/redistest"
@@ -102,10 +101,7 @@ func TestReadFromKeepsReadsWithWrites(t *testing.T) {
 // writes to stay on it, the others go to replicas.
 func TestClusterReadFromKeepsReadsWithWrites(t *testing.T) {
 	cl := freshCluster(t)
-	for _, p := range cl.Primaries {
-		require.Eventually(t, func() bool { return len(shardReplicas(t, p)) == 1 },
-			20*time.Second, 50*time.Millisecond, "%s reports its replica online", p)
-	}
+	waitReplicasKnown(t, cl)
 	written := cl.Primaries[0]
 	on, off := keysOnAndOff(t, cl, written)
 	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")

@@ -2,7 +2,8 @@ package rbatch
 
 import (
 	"fmt"
-	"sync"
+	"slices"
+	"sync/atomic"
 
 	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/internal/route"
@@ -125,33 +126,35 @@ func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
 // read.) A stream's segments share one, so that a read queued after a
 // write stays with it whichever segment each lands in.
 type writtenPrimaries struct {
-	mu    sync.Mutex
-	nodes []pool.Node // few: one per primary written to
+	// nodes is replaced, never changed in place: a read is one load.
+	nodes atomic.Pointer[[]pool.Node]
 }
 
 func (w *writtenPrimaries) has(n pool.Node) bool {
 	if w == nil {
 		return false
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range w.nodes {
-		if m == n {
-			return true
-		}
+	if p := w.nodes.Load(); p != nil {
+		return slices.Contains(*p, n)
 	}
 	return false
 }
 
 func (w *writtenPrimaries) add(n pool.Node) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range w.nodes {
-		if m == n {
+	for {
+		old := w.nodes.Load()
+		var next []pool.Node
+		if old != nil {
+			if slices.Contains(*old, n) {
+				return
+			}
+			next = slices.Clip(*old)
+		}
+		next = append(next, n)
+		if w.nodes.CompareAndSwap(old, &next) {
 			return
 		}
 	}
-	w.nodes = append(w.nodes, n)
 }
 
 // markWrites records the primaries that commands idx write to, when the
