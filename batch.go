@@ -61,6 +61,9 @@ type work struct {
 	// (they stay in q as stand-ins, and are not sent).
 	segment bool
 	base    int
+	// streamSyncs is set on the segments of a stream that waits for its
+	// replicas at its end (their own options leave WAIT out).
+	streamSyncs bool
 	// pipe runs a segment on its stream's lines, beside the one before it.
 	pipe *segmentPipe
 	// ownConn is set once a command that blocks its connection or changes

@@ -28,7 +28,8 @@ type Config struct {
 	PoolSize     int           // max connections per node; 0: 64 (as Redisson)
 	// ReadFrom is where read-only work may go: Primary (default), Replica,
 	// PreferReplica. A batch's reads for a primary it also writes to stay
-	// on that primary, so that they see its writes (as in Redisson).
+	// on that primary, so that they see its writes (as in Redisson); a
+	// batch with WithSync or WithSyncAOF reads from primaries only.
 	ReadFrom ReadFrom
 	// StreamBuffer bounds the bytes of encoded commands a Streaming batch
 	// holds (queued and not yet answered) before queueing blocks; 0: 8 MiB.

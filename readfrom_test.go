@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rbatch/rbatch"
 	"github.com/rbatch/rbatch/internal/redistest"
@@ -128,4 +129,55 @@ func TestClusterReadFromKeepsReadsWithWrites(t *testing.T) {
 		onReplicas += r.CommandStats(t)["get"]
 	}
 	assert.EqualValues(t, 1, onReplicas, "the other key's read goes to a replica")
+}
+
+// A batch that waits for its replicas (WithSync) reads from the primaries
+// under ReadFrom Replica: a replica refuses WAIT, and a read-only batch
+// with WithSync failed with "WAIT cannot be used with replica instances"
+// though its reads had succeeded.
+func TestReadFromWithSyncReadsPrimaries(t *testing.T) {
+	primary, replica := redistest.PrimaryReplica(t)
+	primary.MustDo(t, "SET", "rws:k", "v")
+	primary.WaitReplicated(t, 1)
+	c := clientFor(t, primary, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisReadAtomic, rbatch.Streaming} {
+		t.Run(mode.String(), func(t *testing.T) {
+			replica.ResetStats(t)
+			primary.ResetStats(t)
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSync(1, time.Second))
+			got := b.Bucket("rws:k").GetAsync()
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			v, err := got.Get()
+			require.NoError(t, err)
+			assert.Equal(t, "v", v)
+			assert.Equal(t, 1, res.SyncedReplicas)
+			assert.Zero(t, replica.CommandStats(t)["get"])
+			assert.Zero(t, replica.CommandStats(t)["wait"])
+			assert.EqualValues(t, 1, primary.CommandStats(t)["get"])
+			assert.EqualValues(t, 1, primary.CommandStats(t)["wait"])
+		})
+	}
+}
+
+// In a cluster, a WithSync batch that writes to one primary and reads a key
+// of another sends its WAITs to primaries only.
+func TestClusterReadFromWithSync(t *testing.T) {
+	cl := freshCluster(t)
+	waitReplicasKnown(t, cl)
+	written := cl.Primaries[0]
+	on, off := keysOnAndOff(t, cl, written)
+	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	b := c.NewBatch(rbatch.WithSync(1, 2*time.Second))
+	b.Bucket(on).SetAsync("new")
+	other := b.Bucket(off).GetAsync()
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := other.Get()
+	assert.Equal(t, "o", v)
+	assert.Equal(t, 1, res.SyncedReplicas)
+	for _, r := range cl.Replicas {
+		assert.Zero(t, r.CommandStats(t)["wait"], "no WAIT on replica %s", r.Addr)
+	}
 }

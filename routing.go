@@ -105,7 +105,7 @@ func (b *Batch) slots(i int, tx *txSlot) target {
 // (with the owner as fallback).
 func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, err error) {
 	node, err = b.c.router.RouteSlot(slot)
-	if err != nil || !readOnly || b.c.readFrom == Primary || b.run.wrote.has(node) {
+	if err != nil || !readOnly || b.c.readFrom == Primary || b.syncs() || b.run.wrote.has(node) {
 		return node, nil, err
 	}
 	if r := b.c.router.Replica(node); r != nil {
@@ -114,6 +114,11 @@ func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, er
 	b.run.noReplica = true // the map may predate the replicas: see runRounds
 	return node, nil, nil
 }
+
+// syncs reports whether the batch (or the stream it is a segment of) ends
+// in WAIT or WAITAOF: its reads stay on the primaries, since a replica
+// refuses both ("WAIT cannot be used with replica instances").
+func (b *Batch) syncs() bool { return b.opts.Sync || b.opts.SyncAOF || b.streamSyncs }
 
 func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
 	return fmt.Errorf("rbatch: %q (slot %d) and %q (slot %d): %w", k1, s1, k2, s2, ErrCrossSlot)

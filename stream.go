@@ -89,7 +89,7 @@ func (s *stream) newSegment(base int) *Batch {
 	opts := *b.opts
 	opts.Mode, opts.Progress, opts.Context = InMemory, nil, nil
 	opts.Sync, opts.SyncAOF = false, false // the stream waits once per node, at its end (syncNodes)
-	seg := &Batch{c: b.c, opts: &opts, work: &work{segment: true, base: base}}
+	seg := &Batch{c: b.c, opts: &opts, work: &work{segment: true, base: base, streamSyncs: b.syncs()}}
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
 	seg.run.hooks = b.run.hooks
