@@ -101,15 +101,10 @@ func TestReadFromKeepsReadsWithWrites(t *testing.T) {
 // In a cluster the rule is per primary: the reads for a primary the batch
 // writes to stay on it, the others go to replicas.
 func TestClusterReadFromKeepsReadsWithWrites(t *testing.T) {
-	cl := freshCluster(t)
-	waitReplicasKnown(t, cl)
-	written := cl.Primaries[0]
-	on, off := keysOnAndOff(t, cl, written)
-	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")
+	cl, c, written, on, off := readFromCluster(t)
 	for _, p := range cl.Primaries {
 		p.WaitReplicated(t, 1)
 	}
-	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
 	for _, s := range append(cl.Primaries, cl.Replicas...) {
 		s.ResetStats(t)
 	}
@@ -163,12 +158,7 @@ func TestReadFromWithSyncReadsPrimaries(t *testing.T) {
 // In a cluster, a WithSync batch that writes to one primary and reads a key
 // of another sends its WAITs to primaries only.
 func TestClusterReadFromWithSync(t *testing.T) {
-	cl := freshCluster(t)
-	waitReplicasKnown(t, cl)
-	written := cl.Primaries[0]
-	on, off := keysOnAndOff(t, cl, written)
-	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")
-	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	cl, c, _, on, off := readFromCluster(t)
 	b := c.NewBatch(rbatch.WithSync(1, 2*time.Second))
 	b.Bucket(on).SetAsync("new")
 	other := b.Bucket(off).GetAsync()
@@ -180,4 +170,17 @@ func TestClusterReadFromWithSync(t *testing.T) {
 	for _, r := range cl.Replicas {
 		assert.Zero(t, r.CommandStats(t)["wait"], "no WAIT on replica %s", r.Addr)
 	}
+}
+
+// readFromCluster returns a cluster whose replicas every node knows, a
+// ReadFrom Replica client of it, a primary, a key on it and a key off it
+// (set to "o").
+func readFromCluster(t *testing.T) (cl *redistest.Cluster, c *rbatch.Client, written *redistest.Server, on, off string) {
+	cl = freshCluster(t)
+	waitReplicasKnown(t, cl)
+	written = cl.Primaries[0]
+	on, off = keysOnAndOff(t, cl, written)
+	cl.OwnerOf(t, route.Slot(off)).MustDo(t, "SET", off, "o")
+	c = clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	return cl, c, written, on, off
 }
