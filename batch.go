@@ -261,7 +261,10 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 }
 
 // Do queues any command. In a cluster it is routed by its first argument as
-// the key. Commands that would change the connection (SUBSCRIBE, MONITOR,
+// the key, except for the commands whose first argument cannot be one:
+// EVAL, EVALSHA, FCALL and their _RO forms go by their first key (none
+// when numkeys is 0), OBJECT and MEMORY USAGE by the key after the
+// subcommand, XREAD and XREADGROUP by the first stream after STREAMS. Commands that would change the connection (SUBSCRIBE, MONITOR,
 // SELECT, …) or that the modes own (MULTI, EXEC, WATCH, …) fail Execute.
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	var sub string
@@ -282,7 +285,7 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	}
 	keyArg := 0 // the first argument, whatever its type or bytes ("" and 42 are keys too)
 	if flags&queue.NoKey == 0 && len(args) > 0 {
-		keyArg = 1
+		keyArg = rawKeyArg(name, args)
 	}
 	return enqueue(b, decodeAny, name, keyArg, err, args...)
 }

@@ -3,6 +3,8 @@ package rbatch
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/rbatch/rbatch/internal/pool"
@@ -119,6 +121,56 @@ func (b *Batch) routeSlot(slot int, readOnly bool) (node, fallback pool.Node, er
 // in WAIT or WAITAOF: its reads stay on the primaries, since a replica
 // refuses both ("WAIT cannot be used with replica instances").
 func (b *Batch) syncs() bool { return b.opts.Sync || b.opts.SyncAOF || b.streamSyncs }
+
+// rawKeyArg is the position among args (1: the first; 0: none) of the key
+// that routes Do(name, args...): the first argument, but for the commands
+// whose first argument is a script, a subcommand or an option.
+func rawKeyArg(name string, args []any) int {
+	switch name {
+	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
+		// script (or function), numkeys, key…
+		if len(args) >= 3 {
+			if n, ok := argInt(args[1]); ok && n > 0 {
+				return 3
+			}
+		}
+		return 0
+	case "OBJECT", "MEMORY":
+		// OBJECT ENCODING key, MEMORY USAGE key; the others take none
+		if len(args) >= 2 {
+			return 2
+		}
+		return 0
+	case "XREAD", "XREADGROUP":
+		for k, a := range args {
+			if strings.EqualFold(argString(a), "STREAMS") && k+1 < len(args) {
+				return k + 2
+			}
+		}
+		return 0
+	}
+	return 1
+}
+
+// argInt reads a numeric argument given as an integer or its decimal text.
+func argInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	case int32:
+		return int64(n), true
+	case uint:
+		return int64(n), true
+	case uint64:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	}
+	n, err := strconv.ParseInt(argString(v), 10, 64)
+	return n, err == nil
+}
 
 func crossSlot(k1 string, s1 int, k2 string, s2 int) error {
 	return fmt.Errorf("rbatch: %q (slot %d) and %q (slot %d): %w", k1, s1, k2, s2, ErrCrossSlot)

@@ -1,0 +1,93 @@
+package rbatch_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/rbatch/rbatch"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Do routes a command whose first argument cannot be a key by the key it
+// names: a script's first key, OBJECT's and MEMORY USAGE's key, XREAD's
+// first stream. Routed by the script text or the subcommand, an atomic
+// batch of them failed with ErrCrossSlot, and the others went by MOVED.
+func TestDoRoutesByTheCommandsKey(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	const get = "return redis.call('GET', KEYS[1])"
+
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	b.Bucket("{rk}k").SetAsync("v")
+	b.Do("XADD", "{rk}s", "1-1", "f", "x")
+	eval := b.Do("EVAL", get, 1, "{rk}k")
+	evalText := b.Do("EVAL_RO", get, "1", "{rk}k")
+	enc := b.Do("OBJECT", "ENCODING", "{rk}k")
+	usage := b.Do("MEMORY", "USAGE", "{rk}k")
+	read := b.Do("XREAD", "COUNT", 1, "STREAMS", "{rk}s", "0")
+	none := b.Do("EVAL", "return 7", 0)
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err, "one slot: one transaction")
+	for _, f := range []*rbatch.Future[any]{eval, evalText} {
+		v, err := f.Get()
+		require.NoError(t, err)
+		assert.Equal(t, "v", asString(v))
+	}
+	v, err := enc.Get()
+	require.NoError(t, err)
+	assert.Equal(t, "embstr", asString(v))
+	v, err = usage.Get()
+	require.NoError(t, err)
+	assert.Positive(t, v)
+	v, err = read.Get()
+	require.NoError(t, err)
+	assert.NotEmpty(t, v)
+	v, err = none.Get()
+	require.NoError(t, err)
+	assert.EqualValues(t, 7, v)
+
+	// Keys on every node, in one buffered batch: each goes straight to its
+	// owner, no MOVED.
+	w := c.NewBatch()
+	keys := make([]string, 30)
+	for i := range keys {
+		keys[i] = "rk:" + strconv.Itoa(i)
+		w.Bucket(keys[i]).SetAsync(i)
+	}
+	_, err = w.Execute(context.Background())
+	require.NoError(t, err)
+	var sha string
+	for _, p := range cl.Primaries {
+		sha = asString(p.MustDo(t, "SCRIPT", "LOAD", get))
+	}
+	r := c.NewBatch()
+	evals := make([]*rbatch.Future[any], len(keys))
+	for i, k := range keys {
+		evals[i] = r.Do("EVALSHA_RO", sha, 1, k)
+	}
+	res, err := r.Execute(context.Background())
+	require.NoError(t, err)
+	for i, f := range evals {
+		v, err := f.Get()
+		require.NoError(t, err)
+		assert.Equal(t, strconv.Itoa(i), asString(v))
+	}
+	moved := 0
+	for _, n := range res.Nodes {
+		moved += n.Moved
+	}
+	assert.Zero(t, moved, "every EVALSHA_RO went to its key's owner")
+	assert.Len(t, res.Nodes, len(cl.Primaries))
+}
+
+func asString(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case []byte:
+		return string(s)
+	}
+	return ""
+}
