@@ -262,9 +262,11 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 
 // Do queues any command. In a cluster it is routed by its first argument as
 // the key, except for the commands whose first argument cannot be one:
-// EVAL, EVALSHA, FCALL and their _RO forms go by their first key (none
-// when numkeys is 0), OBJECT and MEMORY USAGE by the key after the
-// subcommand, XREAD and XREADGROUP by the first stream after STREAMS. Commands that would change the connection (SUBSCRIBE, MONITOR,
+// EVAL, EVALSHA, FCALL and their _RO forms, and the commands that take a
+// count of keys first (SINTERCARD, ZINTER, ZUNION, ZDIFF, ZINTERCARD,
+// LMPOP, ZMPOP, BLMPOP, BZMPOP) go by their first key (none when the count
+// is 0), OBJECT and MEMORY USAGE by the key after the subcommand, XREAD and
+// XREADGROUP by the first stream after STREAMS. Commands that would change the connection (SUBSCRIBE, MONITOR,
 // SELECT, …) or that the modes own (MULTI, EXEC, WATCH, …) fail Execute.
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	var sub string

@@ -11,8 +11,8 @@ import (
 )
 
 // Do routes a command whose first argument cannot be a key by the key it
-// names: a script's first key, OBJECT's and MEMORY USAGE's key, XREAD's
-// first stream. Routed by the script text or the subcommand, an atomic
+// names: a script's first key, the first of SINTERCARD's or LMPOP's keys,
+// OBJECT's and MEMORY USAGE's key, XREAD's first stream. Routed by the script text or the subcommand, an atomic
 // batch of them failed with ErrCrossSlot, and the others went by MOVED.
 func TestDoRoutesByTheCommandsKey(t *testing.T) {
 	cl := freshCluster(t)
@@ -28,6 +28,11 @@ func TestDoRoutesByTheCommandsKey(t *testing.T) {
 	usage := b.Do("MEMORY", "USAGE", "{rk}k")
 	read := b.Do("XREAD", "COUNT", 1, "STREAMS", "{rk}s", "0")
 	none := b.Do("EVAL", "return 7", 0)
+	b.Do("SADD", "{rk}a", "x", "y")
+	b.Do("SADD", "{rk}b", "y")
+	card := b.Do("SINTERCARD", 2, "{rk}a", "{rk}b")
+	b.Do("RPUSH", "{rk}l", "p")
+	popped := b.Do("LMPOP", "1", "{rk}l", "LEFT")
 	_, err := b.Execute(context.Background())
 	require.NoError(t, err, "one slot: one transaction")
 	for _, f := range []*rbatch.Future[any]{eval, evalText} {
@@ -47,6 +52,12 @@ func TestDoRoutesByTheCommandsKey(t *testing.T) {
 	v, err = none.Get()
 	require.NoError(t, err)
 	assert.EqualValues(t, 7, v)
+	v, err = card.Get()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, v)
+	v, err = popped.Get()
+	require.NoError(t, err)
+	assert.NotEmpty(t, v)
 
 	// Keys on every node, in one buffered batch: each goes straight to its
 	// owner, no MOVED.

@@ -124,17 +124,19 @@ func (b *Batch) syncs() bool { return b.opts.Sync || b.opts.SyncAOF || b.streamS
 
 // rawKeyArg is the position among args (1: the first; 0: none) of the key
 // that routes Do(name, args...): the first argument, but for the commands
-// whose first argument is a script, a subcommand or an option.
+// whose first argument is a script, a count of keys, a subcommand or an
+// option.
 func rawKeyArg(name string, args []any) int {
 	switch name {
 	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
 		// script (or function), numkeys, key…
-		if len(args) >= 3 {
-			if n, ok := argInt(args[1]); ok && n > 0 {
-				return 3
-			}
-		}
-		return 0
+		return numKeysAt(args, 1)
+	case "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION", "LMPOP", "ZMPOP":
+		// numkeys, key…
+		return numKeysAt(args, 0)
+	case "BLMPOP", "BZMPOP":
+		// timeout, numkeys, key…
+		return numKeysAt(args, 1)
 	case "OBJECT", "MEMORY":
 		// OBJECT ENCODING key, MEMORY USAGE key; the others take none
 		if len(args) >= 2 {
@@ -150,6 +152,17 @@ func rawKeyArg(name string, args []any) int {
 		return 0
 	}
 	return 1
+}
+
+// numKeysAt is the position of the first key of a command whose numkeys
+// is args[at] and whose keys follow it (0: no key).
+func numKeysAt(args []any, at int) int {
+	if len(args) > at+1 {
+		if n, ok := argInt(args[at]); ok && n > 0 {
+			return at + 2
+		}
+	}
+	return 0
 }
 
 // argInt reads a numeric argument given as an integer or its decimal text.

@@ -42,6 +42,8 @@ var readOnly = set(
 	"PFCOUNT", "GETBIT", "BITCOUNT", "BITPOS", "GEOPOS", "GEODIST", "GEOHASH", "GEOSEARCH",
 	"DBSIZE", "PING", "ECHO", "TIME", "RANDOMKEY", "SCAN", "KEYS", "DUMP", "TOUCH", "OBJECT", "MEMORY",
 	"EVAL_RO", "EVALSHA_RO", "FCALL_RO",
+	"SORT_RO", "GEORADIUS_RO", "GEORADIUSBYMEMBER_RO", "LCS", "SUBSTR", "BITFIELD_RO",
+	"ZDIFF", "ZINTER", "ZUNION", "ZINTERCARD",
 )
 
 // noKey lists commands whose first argument is not a key.
