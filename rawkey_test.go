@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -93,12 +94,5 @@ func TestDoRoutesByTheCommandsKey(t *testing.T) {
 	assert.Len(t, res.Nodes, len(cl.Primaries))
 }
 
-func asString(v any) string {
-	switch s := v.(type) {
-	case string:
-		return s
-	case []byte:
-		return string(s)
-	}
-	return ""
-}
+// asString reads a bulk reply, whether it came as a string or as bytes.
+func asString(v any) string { return fmt.Sprintf("%s", v) }
