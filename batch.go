@@ -266,8 +266,9 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 // count of keys first (SINTERCARD, ZINTER, ZUNION, ZDIFF, ZINTERCARD,
 // LMPOP, ZMPOP, BLMPOP, BZMPOP) go by their first key (none when the count
 // is 0), OBJECT and MEMORY USAGE by the key after the subcommand, XREAD and
-// XREADGROUP by the first stream after STREAMS. Commands that would change the connection (SUBSCRIBE, MONITOR,
-// SELECT, …) or that the modes own (MULTI, EXEC, WATCH, …) fail Execute.
+// XREADGROUP by the first stream after STREAMS. Commands that would change
+// the connection (SUBSCRIBE, MONITOR, SELECT, …) or that the modes own
+// (MULTI, EXEC, WATCH, …) fail Execute.
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	var sub string
 	if len(args) > 0 {

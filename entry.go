@@ -84,7 +84,7 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 			}
 		}
 	}
-	if !atomic && b.c.readFrom != Primary {
+	if !atomic && b.c.readFrom != Primary && !b.syncs() { // (else every read stays on its primary)
 		b.markWrites(idx)
 	}
 	var last *entry // consecutive commands mostly share a node: skip the map
