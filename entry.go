@@ -66,7 +66,7 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 	if atomic && b.c.cluster {
 		// Conditions make one transaction even when split per slot: they
 		// hold for all of it.
-		tx = &txSlot{perSlot: b.opts.TransactionPerSlot && len(b.conds) == 0}
+		tx = &txSlot{perSlot: b.perSlot()}
 		if !tx.perSlot {
 			if err := b.pinTransaction(tx, idx); err != nil {
 				return nil, nil, err

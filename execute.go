@@ -180,6 +180,16 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			if retryRounds > b.opts.RetryAttempts {
 				retry = nil // they keep their last outcome
 			} else {
+				if len(next.moved)+len(next.asked)+len(next.again) > 0 {
+					b.holdBehindRetries(&next)
+					retry = next.retry
+				}
+				// A retry counts against RetryAttempts: its redirects start
+				// again (in a migration ASK and TRYAGAIN alternate until it
+				// ends, and that is not a loop).
+				for _, i := range retry {
+					delete(redirects, i)
+				}
 				for _, h := range b.run.hooks {
 					h.Retry(ctx, RetryInfo{Attempt: retryRounds, Commands: len(retry), Interval: b.opts.RetryInterval})
 				}
@@ -209,14 +219,16 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 		}
 		// Redirected commands go where the redirect says, in their original order.
 		// Commands whose script the node forgot go back to it.
+		// A transaction of its own per slot stays one: two slots sent to
+		// one node are two transactions there too.
 		for _, to := range []struct {
-			cmds             map[string][]int
+			cmds             map[dest][]int
 			asking, reloaded bool
 		}{{next.moved, false, false}, {next.asked, true, false}, {next.again, false, true}} {
-			for addr, idx := range to.cmds {
+			for d, idx := range to.cmds {
 				if len(idx) > 0 {
 					b.inOrder(idx)
-					entries = append(entries, &entry{node: b.c.router.Node(addr), indices: idx,
+					entries = append(entries, &entry{node: b.c.router.Node(d.addr), slot: d.slot, indices: idx,
 						asking: to.asking, reloaded: to.reloaded})
 				}
 			}
@@ -228,8 +240,8 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 // nextRound gathers the follow-ups of a round's entries.
 type nextRound struct {
 	retry        []int
-	moved, asked map[string][]int
-	again        map[string][]int // NOSCRIPT: back to the same node, its scripts loaded
+	moved, asked map[dest][]int
+	again        map[dest][]int // NOSCRIPT: back to the same node, its scripts loaded
 	refresh      bool
 	errs         []error
 	redirects    map[int]int // per command, how often it was redirected
@@ -249,15 +261,29 @@ func (n *nextRound) add(o followUp) {
 		n.redirects = map[int]int{}
 	}
 	for addr, idx := range o.moved {
-		addTo(&n.moved, addr, "", limit(idx, n.redirects))
+		addToDest(&n.moved, dest{addr, o.slot}, limit(idx, n.redirects))
 	}
 	for addr, idx := range o.asked {
-		addTo(&n.asked, addr, "", limit(idx, n.redirects))
+		addToDest(&n.asked, dest{addr, o.slot}, limit(idx, n.redirects))
 	}
 	for addr, idx := range o.again {
-		addTo(&n.again, addr, "", idx)
+		addToDest(&n.again, dest{addr, o.slot}, idx)
 	}
 	n.refresh = n.refresh || o.refresh || len(o.moved) > 0
+}
+
+// dest is where a round sends commands again: a node, and with
+// WithTransactionPerSlot the slot whose transaction they are (-1 otherwise).
+type dest struct {
+	addr string
+	slot int
+}
+
+func addToDest(m *map[dest][]int, d dest, cmds []int) {
+	if *m == nil {
+		*m = map[dest][]int{}
+	}
+	(*m)[d] = append((*m)[d], cmds...)
 }
 
 // limit counts a redirect for each command and keeps those still under the
@@ -293,6 +319,7 @@ type followUp struct {
 	again   map[string][]int // NOSCRIPT: send to that node again, its scripts loaded
 	refresh bool             // the node failed: reload the slot map
 	err     error            // about the node as a whole (sync, MULTI refused)
+	slot    int              // the entry's transaction slot (entry.slot)
 }
 
 // nodeStats gathers the NodeResults of a batch, one per node address.
@@ -398,6 +425,7 @@ func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr erro
 		return followUp{}, true
 	}
 	fu = b.settle(e.indices, e.errs, r, connErr, nr)
+	fu.slot = e.slot
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}

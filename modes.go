@@ -180,7 +180,13 @@ func WithCodec(c Codec) Option { return func(o *BatchOptions) { o.Codec = c } }
 // all or none; the batch as a whole is NOT atomic: another client may see one
 // slot's transaction applied and another's not yet, and one may abort while
 // another commits. Without it, an atomic batch whose keys span slots fails
-// with ErrCrossSlot before anything is sent.
+// with ErrCrossSlot before anything is sent. A multi-key command whose keys
+// span slots (Keys().DeleteAsync, Buckets().GetAsync, …) is split in
+// InMemoryAtomic, each part in the transaction of its slot and its replies
+// joined into the one future (so it too is not atomic as a whole); the
+// Redis-side modes queue each command in Redis whole, so there its keys
+// must share a slot, or Execute fails with ErrCrossSlot and nothing is
+// applied.
 func WithTransactionPerSlot() Option {
 	return func(o *BatchOptions) { o.TransactionPerSlot = true }
 }

@@ -52,7 +52,8 @@ func (p *part) at() int { return -1 }
 // command's parts in its place.
 func (b *Batch) splitMultiKey() ([]int, []split) {
 	idx := b.allIndices()
-	if !b.c.cluster || b.opts.Mode.atomic() {
+	if !b.c.cluster || (b.opts.Mode.atomic() && !b.perSlot()) {
+		// (One transaction's keys share a slot: pinTransaction checks.)
 		return idx, nil
 	}
 	var splits []split
@@ -119,6 +120,12 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 	}
 	return idx, splits
 }
+
+// perSlot reports whether the batch runs a transaction per slot
+// (WithTransactionPerSlot, and no conditions: they hold for one
+// transaction). Then a multi-key command is split too, each part in the
+// transaction of its slot.
+func (b *Batch) perSlot() bool { return b.opts.TransactionPerSlot && len(b.conds) == 0 }
 
 // origin is the submission index of the command at queue position i: its
 // own, or for a part of a split command, that command's.

@@ -111,6 +111,15 @@ func (b *Batch) keepRemote(tx *txSlot, i int) error {
 	if !tx.pinned && b.q.KeyBytes(i) == nil {
 		return fmt.Errorf("rbatch: in a cluster the first command of a %v batch must name a key (it picks the slot)", b.opts.Mode)
 	}
+	if tx.perSlot {
+		// A command is queued in Redis whole, into one slot's transaction,
+		// before the batch is complete: its own keys must share that slot
+		// (the buffered modes split it per slot instead).
+		var own txSlot
+		if err := b.keepAll(&own, i); err != nil {
+			return err
+		}
+	}
 	return b.keepAll(tx, i)
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -167,4 +168,42 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 		return &CommandError{Index: i, Command: b.q.Name(i), Err: cause}
 	}
 	return cause
+}
+
+// holdBehindRetries keeps the commands on one key in their order when a
+// round both retries some (TRYAGAIN, LOADING, not sent, …) and redirects
+// others: a redirected command queued after a retried one of its slot
+// would otherwise overtake it (sent on at once to the redirect's node
+// while the retry waits), so it waits with the retry instead and is
+// routed again with it, in submission order.
+func (b *Batch) holdBehindRetries(n *nextRound) {
+	first := map[int]int{} // slot → the earliest submission index retried there
+	for _, i := range n.retry {
+		if key := b.q.KeyBytes(i); key != nil {
+			s, o := route.Slot(key), b.origin(i)
+			if f, ok := first[s]; !ok || o < f {
+				first[s] = o
+			}
+		}
+	}
+	held := len(n.retry)
+	for _, m := range []map[dest][]int{n.moved, n.asked, n.again} {
+		for d, idx := range m {
+			kept := idx[:0]
+			for _, i := range idx {
+				key := b.q.KeyBytes(i)
+				if key != nil {
+					if f, ok := first[route.Slot(key)]; ok && f < b.origin(i) {
+						n.retry = append(n.retry, i)
+						continue
+					}
+				}
+				kept = append(kept, i)
+			}
+			m[d] = kept
+		}
+	}
+	if len(n.retry) > held {
+		b.inOrder(n.retry)
+	}
 }
