@@ -714,11 +714,18 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 // A skip-result batch on a cluster has its replies read, not turned off
 // (see skipsRead): only a reply tells a MOVED, ASK or TRYAGAIN, and a
 // command redirected unseen would be lost.
+//
+// An atomic one on a server that refuses CLIENT GETNAME has its replies
+// read and dropped too: a transaction run with replies off is told run or
+// discarded by the name it gives its connection (see batch.Plan), and
+// there the CLIENT SETNAME would itself discard it.
 func (b *Batch) makePlan() batch.Plan {
+	atomic := b.opts.Mode.atomic()
+	drop := b.c.info.Proxy || (atomic && b.c.info.NoClientName) // no CLIENT REPLY through a proxy
 	p := batch.Plan{
-		Atomic:          b.opts.Mode.atomic(),
-		SkipResult:      b.opts.SkipResult && !b.c.info.Proxy && !b.c.cluster,
-		DropReplies:     b.opts.SkipResult && b.c.info.Proxy, // no CLIENT REPLY through a proxy
+		Atomic:          atomic,
+		SkipResult:      b.opts.SkipResult && !drop && !b.c.cluster,
+		DropReplies:     b.opts.SkipResult && drop,
 		ResponseTimeout: b.opts.ResponseTimeout,
 	}
 	switch {

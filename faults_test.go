@@ -200,7 +200,13 @@ func TestWaitAOFUnknownAfterVersionCheck(t *testing.T) {
 
 // The exact layout of an atomic skip-result batch with WAIT.
 func TestAtomicSkipResultWaitBytes(t *testing.T) {
+	var named atomic.Value // the connection's name, as CLIENT SETNAME set it
+	named.Store("")
 	f := redistest.NewFake(t, func(cmd []string) string {
+		if len(cmd) == 3 && strings.EqualFold(cmd[0]+" "+cmd[1], "CLIENT SETNAME") {
+			named.Store(cmd[2])
+			return "" // replies are off
+		}
 		switch strings.ToUpper(strings.Join(cmd, " ")) {
 		case "INFO SERVER", "INFO CLUSTER", "INFO REPLICATION":
 			return redistest.DefaultReply(cmd)
@@ -208,6 +214,8 @@ func TestAtomicSkipResultWaitBytes(t *testing.T) {
 			return "" // replies are off
 		case "CLIENT REPLY ON":
 			return "+OK\r\n"
+		case "CLIENT GETNAME":
+			return redistest.Bulk(named.Load().(string))
 		case "WAIT 1 250":
 			return ":1\r\n"
 		}
@@ -220,9 +228,13 @@ func TestAtomicSkipResultWaitBytes(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped)
 	assert.Equal(t, 1, res.SyncedReplicas)
+	name := named.Load().(string)
+	require.True(t, strings.HasPrefix(name, "rbatch-tx-"), "the transaction named its connection: %q", name)
 	want := "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*1\r\n$5\r\nMULTI\r\n" +
-		"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nEXEC\r\n" +
-		"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n250\r\n"
+		"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n" +
+		"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$" + itoa(len(name)) + "\r\n" + name + "\r\n*1\r\n$4\r\nEXEC\r\n" +
+		"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n" +
+		"*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n250\r\n"
 	assert.Equal(t, want, string(f.Received())[len(handshakeBytes(f, hs)):])
 }
 

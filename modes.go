@@ -128,6 +128,13 @@ func WithMode(m ExecutionMode) Option { return func(o *BatchOptions) { o.Mode = 
 // only a reply tells a MOVED, ASK or TRYAGAIN, and a command redirected
 // unseen would be lost. There a command the server rejects (WRONGTYPE, …)
 // fails with its error, as without WithSkipResult.
+//
+// In the atomic modes the transaction also names its connection (CLIENT
+// SETNAME rbatch-tx-N, its last command) and reads the name back after
+// CLIENT REPLY ON (CLIENT GETNAME): with replies off, the EXECABORT of a
+// transaction Redis discarded for a queue-time error is never read, and
+// the name tells. Its commands then end with ErrTxAborted, not
+// ErrResultSkipped.
 func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = true } }
 
 // WithSync makes each node WAIT until replicas replicas acknowledged the

@@ -557,3 +557,43 @@ func TestBatchesWithoutOptionsShareUntouchedDefaults(t *testing.T) {
 		assert.Equal(t, rbatch.BatchOptions{}, rbatch.DefaultOptions())
 	}
 }
+
+// With WithSkipResult an atomic batch runs with replies off, so Redis's
+// EXECABORT for a queue-time error (here SET with one argument) is never
+// read: the transaction's mark, read back once replies are on, tells that
+// Redis discarded it. Every command is aborted, not skipped, and Execute
+// says so; a transaction that ran stays skipped.
+func TestSkipResultTransactionDiscardedIsAborted(t *testing.T) {
+	s := redistest.Standalone(t)
+	shared := clientFor(t, s)
+	own := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		for name, c := range map[string]*rbatch.Client{"shared": shared, "own": own} {
+			s.FlushAll(t)
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+			first := b.AtomicLong("sq:n").IncrementAndGetAsync()
+			bad := b.Do("SET", "sq:only")
+			last := b.AtomicLong("sq:n").IncrementAndGetAsync()
+			res, err := b.Execute(context.Background())
+			require.ErrorIs(t, err, rbatch.ErrTxAborted, "%v %s", mode, name)
+			assert.Contains(t, err.Error(), "EXECABORT", "%v %s", mode, name)
+			assert.Equal(t, rbatch.Counts{Aborted: 3}, res.Counts, "%v %s", mode, name)
+			for i, e := range []error{errOf(first), errOf(bad), errOf(last)} {
+				assert.ErrorIs(t, e, rbatch.ErrTxAborted, "%v %s: command %d", mode, name, i)
+			}
+			v, err := s.Call("GET", "sq:n")
+			require.NoError(t, err)
+			assert.Nil(t, v, "%v %s: nothing applied", mode, name)
+
+			ok := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+			ok.AtomicLong("sq:n").IncrementAndGetAsync()
+			ok.AtomicLong("sq:n").IncrementAndGetAsync()
+			res, err = ok.Execute(context.Background())
+			require.NoError(t, err, "%v %s", mode, name)
+			assert.Equal(t, rbatch.Counts{Skipped: 2}, res.Counts, "%v %s", mode, name)
+			n, err := redis.Int64(s.Call("GET", "sq:n"))
+			require.NoError(t, err)
+			assert.Equal(t, int64(2), n, "%v %s", mode, name)
+		}
+	}
+}

@@ -1,11 +1,21 @@
 package batch
 
+import (
+	"strconv"
+	"sync/atomic"
+)
+
 // The wire layout of a group, described once and walked by both the writer
 // (which sends each frame) and the reader (which reads each frame's
 // replies). A new wire element is a new frame kind: its bytes here, its
 // replies in readFrame.
 //
-//	[prefix…] [CLIENT REPLY OFF] [ASKING] [MULTI] cmd… [EXEC | DISCARD] [CLIENT REPLY ON] [WAIT | WAITAOF]
+//	[prefix…] [CLIENT REPLY OFF] [ASKING] [MULTI] cmd… [CLIENT SETNAME mark] [EXEC | DISCARD] [CLIENT REPLY ON] [CLIENT GETNAME] [WAIT | WAITAOF]
+//
+// The mark and its check are for a transaction run with replies off: with
+// them off, EXEC's EXECABORT (a queue-time error discarded it) is never
+// read, so the transaction also names the connection, and the name read
+// back once replies are on says whether it ran.
 
 // frameKind says what a frame is, and so what its replies are.
 type frameKind uint8
@@ -16,9 +26,11 @@ const (
 	frameAsking                    // ASKING before MULTI (an ASK-redirected transaction): +OK, dropped
 	frameMulti                     // MULTI: +OK, or its refusal (the commands then run one by one)
 	frameCommands                  // the group's commands: one reply each (QUEUED inside MULTI), each after ASKING's +OK when askEach
+	frameMark                      // CLIENT SETNAME mark, the transaction's last command when replies are off: silent
 	frameExec                      // EXEC: the transaction's replies
 	frameDiscard                   // DISCARD: +OK, nothing applied
 	frameReplyOn                   // CLIENT REPLY ON: +OK, the first reply since OFF
+	frameCheck                     // CLIENT GETNAME: the mark when the transaction ran
 	frameTail                      // WAIT or WAITAOF: the replicas' acknowledgement
 )
 
@@ -29,7 +41,7 @@ type frame struct {
 }
 
 // maxFrames bounds the frames on either side of the commands.
-const maxFrames = 4
+const maxFrames = 5
 
 // layout is a group's frames: those written before its commands (head)
 // and after them (end). It is built once per group, in place (no
@@ -40,6 +52,7 @@ type layout struct {
 	prefix      [][]byte // framePrefix's encoded commands
 	askEach     bool     // ASKING before each command (an ASK redirect outside a transaction)
 	drop        bool     // every reply is read and dropped (a proxy without CLIENT REPLY)
+	mark        []byte   // the name frameMark gives the connection (nil: no mark)
 }
 
 func (l *layout) addHead(f frame) { l.head[l.nHead] = f; l.nHead++ }
@@ -72,15 +85,22 @@ func (l *layout) build(p Plan, prefix [][]byte, discard bool) {
 
 // buildEnd lays out the frames after the commands.
 func (l *layout) buildEnd(p Plan, discard bool) {
-	l.nEnd = 0
+	l.nEnd, l.mark = 0, nil
 	switch {
 	case discard:
 		l.addEnd(frame{kind: frameDiscard, bytes: discardCmd})
 	case p.Atomic:
+		if p.SkipResult && !p.DropReplies {
+			l.mark = newMark()
+			l.addEnd(frame{kind: frameMark, bytes: mustEncode("CLIENT", "SETNAME", l.mark)})
+		}
 		l.addEnd(frame{kind: frameExec, bytes: exec})
 	}
 	if p.SkipResult && !p.DropReplies {
 		l.addEnd(frame{kind: frameReplyOn, bytes: clientReplyOn})
+	}
+	if l.mark != nil {
+		l.addEnd(frame{kind: frameCheck, bytes: clientGetName})
 	}
 	if p.Tail != nil && !discard {
 		l.addEnd(frame{kind: frameTail, bytes: p.Tail})
@@ -119,4 +139,12 @@ func (l *layout) appendFrames(dst []byte, frames []frame) []byte {
 		dst = append(dst, f.bytes...)
 	}
 	return dst
+}
+
+// marks numbers the marks: each transaction's is its own, so a name left
+// by an earlier one never passes for it.
+var marks atomic.Uint64
+
+func newMark() []byte {
+	return strconv.AppendUint([]byte("rbatch-tx-"), marks.Add(1), 10)
 }

@@ -21,6 +21,7 @@ func TestLayoutsExactBytes(t *testing.T) {
 	waitAOF := string(batch.WaitAOF(true, 1, 2*time.Second))
 	queued := []any{"QUEUED", "QUEUED", "QUEUED"}
 	execReply := []any{"OK", int64(1), []byte("1")}
+	mark := batch.NextMark() // the one case below that runs a transaction with replies off
 	cases := []struct {
 		name    string
 		plan    batch.Plan
@@ -58,10 +59,11 @@ func TestLayoutsExactBytes(t *testing.T) {
 		},
 		{
 			name: "skip result, atomic, WAIT", plan: batch.Plan{Atomic: true, SkipResult: true, Tail: batch.Wait(1, time.Second)},
-			wire:    wire(replyOff, multi, cmdsWire, exec, replyOn, wait),
-			replies: []any{"OK", int64(1)},
+			wire:    wire(replyOff, multi, cmdsWire, enc("CLIENT", "SETNAME", mark), exec, replyOn, getName, wait),
+			replies: []any{"OK", []byte(mark), int64(1)},
 			check: func(t *testing.T, r batch.Result, got map[int]any) {
 				assert.True(t, r.Skipped)
+				assert.Nil(t, r.Aborted, "the mark was read back: the transaction ran")
 				assert.True(t, r.Synced)
 				assert.Equal(t, 1, r.Replicas)
 				assert.Empty(t, got)
@@ -173,4 +175,32 @@ type leased struct{ *fakeConn }
 
 func (leased) Release(bool) {}
 
-var discardCmd = enc("DISCARD")
+var (
+	discardCmd = enc("DISCARD")
+	getName    = enc("CLIENT", "GETNAME")
+)
+
+// A transaction run with replies off whose mark is not read back was
+// discarded by Redis (a queue-time error, its EXECABORT unread): every
+// command is aborted, not skipped.
+func TestSkipResultTransactionDiscarded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		getName any
+	}{{"no name", nil}, {"an earlier transaction's name", []byte("rbatch-tx-0")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, got := group(batch.Plan{Atomic: true, SkipResult: true}, three...)
+			mark := batch.NextMark()
+			conn := newFakeConn("OK", tc.getName)
+			r := batch.Run(context.Background(), conn, &g)
+			require.NoError(t, r.Err)
+			assert.Equal(t, wire(replyOff, multi, cmdsWire, enc("CLIENT", "SETNAME", mark), exec, replyOn, getName), conn.bytes())
+			require.NotNil(t, r.Aborted)
+			assert.ErrorIs(t, r.Aborted, batch.ErrDiscardedUnseen)
+			assert.Equal(t, -1, r.Aborted.Index)
+			assert.Equal(t, []batch.Span{{State: batch.Aborted, From: 0, To: 3}}, r.Spans(nil, 3, g.Plan, false))
+			assert.True(t, r.Clean)
+			assert.Empty(t, got)
+		})
+	}
+}

@@ -45,6 +45,7 @@ var (
 	multi          = mustEncode("MULTI")
 	exec           = mustEncode("EXEC")
 	discardCmd     = mustEncode("DISCARD")
+	clientGetName  = mustEncode("CLIENT", "GETNAME")
 	// Asking is the ASKING command, sent before a command redirected by ASK.
 	Asking = mustEncode("ASKING")
 )
@@ -133,6 +134,13 @@ func (e *AbortError) Unwrap() error { return e.Cause }
 
 // ErrNilExec is the cause when EXEC answered nil (a watched key changed).
 var ErrNilExec = errors.New("EXEC answered nil")
+
+// ErrDiscardedUnseen is the cause when a transaction run with replies off
+// did not run: Redis discarded it at EXEC for a queue-time error (EXECABORT)
+// whose reply was off.
+var ErrDiscardedUnseen = errors.New("EXECABORT: Redis discarded the transaction for a queue-time error " +
+	"(an unknown command, a wrong number of arguments, a command the user may not run, OOM, …), " +
+	"whose error reply was not read, as replies were off")
 
 // replyError turns an error reply into an error.
 func replyError(r any) error {

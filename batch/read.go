@@ -47,13 +47,15 @@ type reader struct {
 	dropped bool // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
 	queued  int  // QUEUED replies (or queue-time errors) inside MULTI
 	nPrefix int  // the prefix frame's commands
+	l       *layout
+	txOpen  bool // MULTI answered +OK (told apart even when replies are dropped)
 }
 
 // read consumes the replies of a group laid out by l: its head frames, the
 // commands, then src.after(), resolving the commands' sinks, and fills
 // res. It stops at the first transport error.
 func read(conn Conn, p Plan, l *layout, src source, res *Result, w *progress) {
-	rd := reader{conn: conn, w: w, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix)}
+	rd := reader{conn: conn, w: w, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix), l: l}
 	head := l.before()
 	for i := 0; i < len(head); i++ {
 		if !rd.frame(head[i]) {
@@ -135,6 +137,7 @@ func (rd *reader) frame(f frame) bool {
 		if err != nil {
 			return false
 		}
+		rd.txOpen = replyError(r) == nil
 		if !rd.dropped {
 			// Refused: no transaction; the commands run (or fail) one by one.
 			res.MultiRefused = replyError(r)
@@ -148,8 +151,22 @@ func (rd *reader) frame(f frame) bool {
 		switch {
 		case rd.dropped:
 			rd.count(r)
+			if rd.txOpen && f.kind == frameExec {
+				rd.droppedExec(r)
+			}
 		case res.MultiRefused == nil:
 			return rd.transaction(r, f.kind == frameExec)
+		}
+		return true
+	case frameCheck:
+		r, err := rd.recv(0)
+		if err != nil {
+			return false
+		}
+		if name, _ := r.([]byte); !rd.dropped && res.Aborted == nil && string(name) != string(rd.l.mark) {
+			// The mark queued last in the transaction did not run: Redis
+			// discarded the transaction.
+			res.Aborted = &AbortError{Index: -1, Cause: ErrDiscardedUnseen}
 		}
 		return true
 	case frameTail:
@@ -166,9 +183,28 @@ func (rd *reader) frame(f frame) bool {
 		}
 		parseTail(res, r)
 		return true
-	default: // frameAsking
-		_, err := rd.recv(0)
+	default: // frameAsking, and frameMark when replies are dropped (its QUEUED)
+		r, err := rd.recv(0)
+		if err == nil && f.kind == frameMark {
+			rd.count(r)
+		}
 		return err == nil
+	}
+}
+
+// droppedExec notes, from EXEC's reply when every reply is dropped, whether
+// the transaction ran: the commands stay skipped when it did, and are
+// aborted when Redis discarded it.
+func (rd *reader) droppedExec(r any) {
+	switch v := r.(type) {
+	case []any:
+		rd.res.Aborted = nil // it ran
+	case nil:
+		rd.res.Aborted = &AbortError{Index: -1, Cause: ErrNilExec}
+	case redis.Error:
+		if rd.res.Aborted == nil {
+			rd.res.Aborted = &AbortError{Index: -1, Cause: v}
+		}
 	}
 }
 
@@ -195,6 +231,9 @@ func (rd *reader) commands() bool {
 		switch {
 		case rd.dropped:
 			rd.count(r)
+			if e := replyError(r); e != nil && rd.txOpen && res.Aborted == nil {
+				res.Aborted = &AbortError{Index: k, Cause: e} // the transaction's fate is EXEC's
+			}
 		case inTx:
 			if e := replyError(r); e != nil && res.Aborted == nil {
 				res.Aborted = &AbortError{Index: k, Cause: e}

@@ -254,7 +254,11 @@ func TestRunMultiRefused(t *testing.T) {
 func TestRunSkipResult(t *testing.T) {
 	for _, atomic := range []bool{false, true} {
 		g, got := group(batch.Plan{SkipResult: true, Atomic: atomic}, three...)
+		mark := batch.NextMark()
 		conn := newFakeConn("OK") // only CLIENT REPLY ON answers
+		if atomic {
+			conn = newFakeConn("OK", []byte(mark)) // and the mark, read back
+		}
 		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
@@ -267,7 +271,7 @@ func TestRunSkipResult(t *testing.T) {
 		assert.Empty(t, got)
 		want := wire(replyOff, cmdsWire, replyOn)
 		if atomic {
-			want = wire(replyOff, multi, cmdsWire, exec, replyOn)
+			want = wire(replyOff, multi, cmdsWire, enc("CLIENT", "SETNAME", mark), exec, replyOn, getName)
 		}
 		assert.Equal(t, want, conn.bytes(), "atomic %v", atomic)
 	}
@@ -296,13 +300,29 @@ func TestRunClientReplyRefused(t *testing.T) {
 	})
 	t.Run("atomic", func(t *testing.T) {
 		g, _ := group(batch.Plan{SkipResult: true, Atomic: true}, three...)
-		conn := newFakeConn(unknown, "OK", "QUEUED", "QUEUED", "QUEUED", []any{"OK", wrongType, int64(1)}, unknown)
+		conn := newFakeConn(unknown, "OK", "QUEUED", "QUEUED", "QUEUED", "QUEUED", []any{"OK", wrongType, int64(1), "OK"},
+			unknown, []byte("rbatch-tx-0"))
 		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.ReplyRefused)
 		assert.Equal(t, 1, r.ServerErrors, "errors inside EXEC's array count")
 		assert.True(t, r.ExecSent)
+		assert.Nil(t, r.Aborted, "EXEC ran it (the name read back is not looked at: EXEC said)")
+		assert.True(t, r.Clean)
+	})
+	t.Run("atomic discarded", func(t *testing.T) {
+		g, _ := group(batch.Plan{SkipResult: true, Atomic: true}, three...)
+		arity := redis.Error("ERR wrong number of arguments for 'incr' command")
+		conn := newFakeConn(unknown, "OK", "QUEUED", arity, "QUEUED", "QUEUED",
+			redis.Error("EXECABORT Transaction discarded because of previous errors."), unknown, nil)
+		r := batch.Run(context.Background(), conn, &g)
+
+		assert.NoError(t, r.Err)
+		require.NotNil(t, r.Aborted, "EXECABORT, though its reply was dropped")
+		assert.Equal(t, 1, r.Aborted.Index)
+		assert.Equal(t, arity, r.Aborted.Cause)
+		assert.Equal(t, []batch.Span{{State: batch.Aborted, From: 0, To: 3}}, r.Spans(nil, 3, g.Plan, false))
 		assert.True(t, r.Clean)
 	})
 }

@@ -52,6 +52,11 @@ func (r *Result) Spans(dst []Span, n int, p Plan, queuedBefore bool) []Span {
 		// The connection failed before any command was written (while
 		// conditions were read, or at MULTI): none reached Redis.
 		add(NotSent, 0, n)
+	case p.Atomic && r.Aborted != nil && r.MultiRefused == nil:
+		// Discarded, though its replies were skipped (EXECABORT seen with
+		// replies dropped, or the mark of a transaction run with them off
+		// missing).
+		add(Aborted, 0, n)
 	case r.Skipped:
 		add(Skipped, 0, n)
 	case p.Atomic && r.MultiRefused == nil && r.Answered < n:

@@ -127,6 +127,9 @@ type ServerInfo struct {
 	// (version 0, standalone), the connection Info ran on is closed, and
 	// commands it may refuse (CLIENT, MULTI, WAIT, …) must not be sent.
 	Proxy bool
+	// NoClientName reports that the server refused CLIENT GETNAME (CLIENT
+	// renamed away, or not granted to the user).
+	NoClientName bool
 }
 
 // AtLeast reports whether the server's version is major.minor or later.
@@ -177,6 +180,14 @@ func (c *Conn) Info() (ServerInfo, error) {
 	}
 	if err == nil && len(kv) == 2 {
 		si.MaxBulkLen, _ = strconv.ParseInt(kv[1], 10, 64)
+	}
+	switch _, err := c.Do("CLIENT", "GETNAME"); {
+	case closedByPeer(err):
+		si.Proxy = true
+	case errors.As(err, new(redis.Error)):
+		si.NoClientName = true
+	case err != nil:
+		return si, fmt.Errorf("CLIENT GETNAME: %w", err)
 	}
 	return si, nil
 }
