@@ -326,13 +326,34 @@ func blocks(name string, args []any) bool {
 // every command succeeded (nil replies count as success); otherwise it is a
 // *BatchError naming each failed command, and the result still holds what
 // did succeed. A batch that cannot be sent as a whole (an invalid option, a
-// value that does not encode, a closed client) sends nothing.
-func (b *Batch) Execute(ctx context.Context) (*BatchResult, error) {
+// value that does not encode, a closed client) sends nothing. A nil ctx is
+// refused with an error and leaves the batch as it was.
+func (b *Batch) Execute(ctx context.Context) (res *BatchResult, err error) {
+	if ctx == nil {
+		return nil, errNilContext // the batch stays as it was, to execute with a context
+	}
 	if !b.start() {
 		return nil, ErrAlreadyExecuted
 	}
-	defer b.end()
-	return b.execute(ctx)
+	returned := false
+	defer func() {
+		if !returned {
+			b.abandon()
+		}
+		b.end()
+	}()
+	res, err = b.execute(ctx)
+	returned = true
+	return res, err
+}
+
+// abandon resolves a batch whose Execute is unwinding from a panic: what it
+// had sent is not known, so every command is unknown (its value, if it had
+// one, is dropped rather than trusted).
+func (b *Batch) abandon() {
+	if b.stream == nil {
+		b.resolveAll(&unknownError{cause: errPanicked})
+	}
 }
 
 // start moves the batch from open to running; false if it already left open
@@ -371,6 +392,9 @@ func (b *Batch) end() {
 // ExecuteAsync runs Execute in its own goroutine. The batch counts as
 // executed from the call on: the Get of any of its futures waits for it.
 func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
+	if ctx == nil {
+		return failedFuture[*BatchResult](errNilContext)
+	}
 	if !b.start() {
 		return failedFuture[*BatchResult](ErrAlreadyExecuted)
 	}
@@ -379,8 +403,15 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 	f := &Future[*BatchResult]{sig: sig, index: -1}
 	go func() {
 		defer sig.finish()
-		defer b.end()
+		returned := false
+		defer func() {
+			if !returned {
+				b.abandon()
+			}
+			b.end()
+		}()
 		f.val, f.err = b.execute(ctx)
+		returned = true
 	}()
 	return f
 }
@@ -388,6 +419,9 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 // Discard drops the batch: every future resolves with ErrDiscarded. For a
 // Redis-side queue it sends DISCARD, so nothing queued is applied.
 func (b *Batch) Discard(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if !b.start() {
 		return ErrAlreadyExecuted
 	}

@@ -264,6 +264,13 @@ func (e *notSentError) Error() string {
 func (e *notSentError) Unwrap() []error { return []error{ErrNotSent, e.cause} }
 
 // unknownError is ErrUnknownOutcome with its cause.
+// errNilContext refuses a nil context, before anything is done.
+var errNilContext = errors.New("rbatch: nil context (pass context.Background() for none)")
+
+// errPanicked is the cause of every future of a batch whose Execute
+// panicked (in a hook, say): it says nothing of what reached Redis.
+var errPanicked = errors.New("rbatch: Execute panicked before the batch ended")
+
 type unknownError struct{ cause error }
 
 func (e *unknownError) Error() string {

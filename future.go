@@ -94,6 +94,10 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 	if f.sig.finished() {
 		return f.val, f.err
 	}
+	if ctx == nil {
+		var zero T
+		return zero, errNilContext
+	}
 	select {
 	case <-f.sig.wait():
 		return f.val, f.err

@@ -352,3 +352,25 @@ func TestStatsAddUp(t *testing.T) {
 	assert.Zero(t, st[0].DiscardedDead+st[0].DiscardedDirty+st[0].Timeouts)
 	t.Logf("%d samples; final %+v", samples.Load(), st[0])
 }
+
+// panicHook panics as a batch starts.
+type panicHook struct{ rbatch.NopHook }
+
+func (panicHook) BatchStart(context.Context, rbatch.BatchInfo) context.Context { panic("hook failed") }
+
+// A hook that panics unwinds Execute, and the panic reaches the caller;
+// the batch's futures then say their outcome is unknown, never a success.
+func TestHookPanicLeavesFuturesUnknown(t *testing.T) {
+	c := newClient(t)
+	c.AddHook(panicHook{})
+	b := c.NewBatch()
+	n := b.AtomicLong("hp:n").IncrementAndGetAsync()
+	get := b.Bucket("hp:k").GetAsync()
+	assert.PanicsWithValue(t, "hook failed", func() { _, _ = b.Execute(context.Background()) })
+	for i, err := range []error{errOf(n), errOf(get)} {
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome, "command %d", i)
+		assert.ErrorContains(t, err, "panicked", "command %d", i)
+	}
+	_, err := b.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+}

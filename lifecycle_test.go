@@ -47,6 +47,30 @@ func TestExecuteOnce(t *testing.T) {
 	assert.Equal(t, 1, b.Len())
 }
 
+// A nil context is refused with an error that says so, and the batch is
+// left as it was: executed afterwards with a context, it runs in full.
+func TestNilContextIsRefused(t *testing.T) {
+	c := newClient(t)
+	b := c.NewBatch()
+	n := b.AtomicLong("nilctx:n").IncrementAndGetAsync()
+	var nilCtx context.Context
+	_, err := b.Execute(nilCtx)
+	require.ErrorContains(t, err, "nil context")
+	_, err = b.ExecuteAsync(nilCtx).Get()
+	require.ErrorContains(t, err, "nil context")
+	require.ErrorContains(t, b.Discard(nilCtx), "nil context")
+	_, err = n.Wait(nilCtx)
+	require.ErrorContains(t, err, "nil context")
+	_, err = n.Get()
+	require.ErrorIs(t, err, rbatch.ErrNotExecuted, "nothing ran")
+
+	_, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	v, err := n.Wait(nilCtx) // resolved: nothing to wait for
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v)
+}
+
 func TestExecuteFromTwoGoroutines(t *testing.T) {
 	c := newClient(t)
 	for range 20 {
