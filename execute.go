@@ -665,7 +665,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 	if b.remoteErr != nil {
 		return b.remoteErr
 	}
-	return ctx.Err()
+	return context.Cause(ctx)
 }
 
 // refuse fails every command as not sent because of cause.

@@ -141,7 +141,8 @@ func runFailover(t *testing.T, cl *redistest.Cluster, victim *redistest.Server, 
 	grew := false
 	for sample := before; !grew; {
 		select {
-		case <-done:
+		case <-done: // a change quicker than a sample: its last look is now
+			grew = healthySum() > sample
 		case <-time.After(200 * time.Millisecond):
 			now := healthySum()
 			grew, sample = now > sample, now

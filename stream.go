@@ -33,7 +33,7 @@ const segmentCommands = 1 << 16
 type stream struct {
 	b        *Batch
 	ctx      context.Context // the background work's: WithContext's, ended by Discard or Execute's ctx
-	cancel   context.CancelFunc
+	cancel   context.CancelCauseFunc
 	limit    int // Config.StreamBuffer: the bytes held before queueing blocks
 	segBytes int // a segment is sealed at this size
 	start    time.Time
@@ -69,7 +69,7 @@ type stream struct {
 }
 
 func newStream(b *Batch) *stream {
-	ctx, cancel := context.WithCancel(b.backgroundContext())
+	ctx, cancel := context.WithCancelCause(b.backgroundContext())
 	s := &stream{b: b, ctx: ctx, cancel: cancel, limit: b.c.streamBuffer, start: time.Now()}
 	s.segBytes = max(s.limit/4, 1)
 	s.cond = sync.NewCond(&s.mu)
@@ -101,7 +101,8 @@ func (s *stream) newSegment(base int) *Batch {
 
 // pushStream queues one command of a Streaming batch. It blocks while the
 // stream holds its limit of bytes. A command that cannot be sent (no codec,
-// forbidden, too long) fails alone, at once.
+// forbidden, too long, or queued once WithContext's context ended) fails
+// alone, at once, and counts not sent.
 func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst bool, args []any) *Future[T] {
 	s := b.stream
 	s.mu.Lock()
@@ -109,11 +110,8 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	for !s.closed && s.held >= s.limit && s.ctx.Err() == nil {
 		s.cond.Wait()
 	}
-	switch {
-	case s.closed:
+	if s.closed {
 		return failedFuture[T](ErrAlreadyExecuted)
-	case s.ctx.Err() != nil:
-		return failedFuture[T](&notSentError{cause: context.Cause(s.ctx)})
 	}
 	if s.cur == nil {
 		s.cur = s.newSegment(s.queued)
@@ -125,6 +123,9 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	err := seg.admit(i)
 	if err == nil && s.stopped != nil {
 		err = s.stopped
+	}
+	if err == nil && s.ctx.Err() != nil { // WithContext's ended: nothing more is sent
+		err = context.Cause(s.ctx)
 	}
 	if err != nil {
 		// It goes nowhere: its future fails now, and a stand-in keeps its
@@ -352,7 +353,8 @@ func (s *stream) addNode(nr NodeResult) {
 // ending first stops them as it would an InMemory batch), and returns the
 // batch's result.
 func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
-	stop := context.AfterFunc(ctx, s.cancel)
+	// The stream's context ends with Execute's cause (its deadline, say).
+	stop := context.AfterFunc(ctx, func() { s.cancel(context.Cause(ctx)) })
 	defer stop()
 	s.mu.Lock()
 	s.sealLocked()
@@ -367,7 +369,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 		s.syncNodes()
 	}
 	s.lines.end(!s.b.stateful)
-	s.cancel()
+	s.cancel(nil)
 
 	res := &BatchResult{Responses: []any{}, Nodes: s.nodes, Counts: s.counts}
 	if s.anySync {
@@ -452,7 +454,7 @@ func (s *stream) discard() {
 	s.mu.Lock()
 	s.discarded = true
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(nil)
 	s.finish(context.Background())
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -437,4 +438,57 @@ func TestStreamKeepsOrderAcrossRetry(t *testing.T) {
 	assert.NoError(t, errOf(second))
 	got, _ := redis.String(srv.MustDo(t, "GET", "kr:x"), nil)
 	assert.Equal(t, "2", got, "the later SET was overtaken by the earlier one's retry")
+}
+
+// Execute's deadline ending a stream is its commands' cause: the unanswered
+// ones are unknown with context.DeadlineExceeded, as in the other modes,
+// not context.Canceled.
+func TestStreamExecuteDeadlineIsTheCause(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	first := b.AtomicLong("sd:n").IncrementAndGetAsync()
+	_, err := first.Get()
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	defer func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) }()
+	second := b.AtomicLong("sd:n").IncrementAndGetAsync()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res, err := b.Execute(ctx)
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGCONT))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, errOf(second), rbatch.ErrUnknownOutcome)
+	assert.ErrorIs(t, errOf(second), context.DeadlineExceeded)
+	assert.NotErrorIs(t, errOf(second), context.Canceled)
+	assert.Equal(t, rbatch.Counts{Applied: 1, Unknown: 1}, res.Counts)
+}
+
+// A command queued after WithContext's context ended fails at once, not
+// sent, and counts: Counts add up to every command queued, and Execute
+// reports it.
+func TestStreamQueuedAfterContextEndedCounts(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithContext(ctx))
+	first := b.AtomicLong("sc:n").IncrementAndGetAsync()
+	_, err := first.Get()
+	require.NoError(t, err)
+	cancel()
+	late := b.AtomicLong("sc:n").IncrementAndGetAsync()
+	assert.ErrorIs(t, errOf(late), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(late), context.Canceled)
+	assert.Equal(t, 1, late.Index())
+	assert.Equal(t, 2, b.Len())
+	res, err := b.Execute(context.Background())
+	var be *rbatch.BatchError
+	require.ErrorAs(t, err, &be)
+	require.Len(t, be.Commands, 1)
+	assert.Equal(t, 1, be.Commands[0].Index)
+	assert.Equal(t, rbatch.Counts{Applied: 1, NotSent: 1}, res.Counts)
+	n, err := redis.Int64(s.Call("GET", "sc:n"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
 }

@@ -300,7 +300,7 @@ func TestStreamCancel(t *testing.T) {
 	assert.ErrorIs(t, errOf(late), rbatch.ErrNotSent, "queueing after the context ended fails at once")
 	assert.ErrorIs(t, errOf(late), context.Canceled)
 	res, err := b.Execute(context.Background())
-	assert.Equal(t, 10000, res.Counts.Total())
+	assert.Equal(t, 10001, res.Counts.Total(), "every command queued counts, the late one not sent")
 	t.Logf("cancelled before Execute: %+v (%v)", res.Counts, err)
 
 	var mu sync.Mutex

@@ -122,12 +122,12 @@ func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
 	case <-done:
 	}
 	if c.line.withdraw(c) {
-		*res = Result{Err: ctx.Err()}
+		*res = Result{Err: context.Cause(ctx)}
 		return Traffic{}, true
 	}
 	// Once abandoned the call is the reader's, to recycle: read it first.
 	t = Traffic{Written: c.traffic.Written} // Read is the reader's
-	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: ctx.Err()}
+	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: context.Cause(ctx)}
 	if c.state.CompareAndSwap(callWaiting, callAbandoned) {
 		*res = gone
 		return t, false

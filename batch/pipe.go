@@ -159,7 +159,7 @@ func (p *Pipe) Sync(ctx context.Context, tail []byte, timeout time.Duration) (re
 		p.broken = true
 		p.mu.Unlock()
 		if ctx.Err() != nil {
-			err = ctx.Err()
+			err = context.Cause(ctx)
 		}
 		return Result{Sent: 1, Err: err}
 	}

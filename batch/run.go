@@ -100,7 +100,7 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 	case g.Guard != nil && !guard(conn, g, res):
 		// Nothing of the group was sent: res says why.
 		if res.Err != nil && ctx.Err() != nil {
-			res.Err = ctx.Err()
+			res.Err = context.Cause(ctx)
 		}
 	case g.small():
 		// It fits one write: written, then read, by the caller alone.
@@ -168,7 +168,7 @@ func settleExchange(ctx context.Context, res *Result, w *progress, writeErr erro
 		res.Err = writeErr
 	}
 	if res.Err != nil && ctx.Err() != nil {
-		res.Err = ctx.Err()
+		res.Err = context.Cause(ctx)
 	}
 	res.Clean = res.Clean && res.Err == nil
 }
@@ -237,7 +237,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		return err
 	}
 	for idx := g.Indices; len(idx) > 0; {
-		if err := ctx.Err(); err != nil {
+		if err := context.Cause(ctx); err != nil {
 			return err
 		}
 		if g.layout.askEach {
@@ -258,7 +258,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		idx = idx[n:]
 	}
-	if err := ctx.Err(); err != nil {
+	if err := context.Cause(ctx); err != nil {
 		return err
 	}
 	if g.Atomic {

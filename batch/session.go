@@ -112,7 +112,7 @@ func (s *Session) close(ctx context.Context, discard bool) Result {
 		// ctx ended: the abort may be under way (even if every reply came).
 		res.Clean = false
 		if res.Err != nil {
-			res.Err = ctx.Err()
+			res.Err = context.Cause(ctx)
 		}
 	}
 	s.mu.Lock()

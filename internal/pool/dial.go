@@ -68,9 +68,9 @@ func (c *Conn) Bound(ctx context.Context, fn func() error) error {
 	err := fn()
 	if !stop() {
 		if err == nil {
-			return ctx.Err() // aborted as fn ended
+			return context.Cause(ctx) // aborted as fn ended
 		}
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
 	}
 	return err
 }

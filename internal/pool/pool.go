@@ -86,7 +86,7 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 		case <-ctx.Done():
 			waited = time.Since(start)
 			p.countWait(waited, true)
-			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctx.Err())
+			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), context.Cause(ctx))
 		}
 	}
 	p.mu.Lock()
