@@ -17,6 +17,7 @@ type entry struct {
 	indices  []int
 
 	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
+	turn    *pool.Turn     // the session's place in line for its node's connections
 	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
 	// q and errs are set while runGroup's group runs: the queue its
 	// replies resolve, and the error replies among them as they were read.

@@ -636,9 +636,18 @@ func (e *entry) acquire(ctx context.Context, hs []Hook) (pool.Lease, error) {
 	return conn, err
 }
 
-// acquireLease is acquire as a Redis-side session takes it.
+// acquireLease is acquire as a Redis-side session takes it: in its turn
+// on the node, taken as the session opened.
 func (e *entry) acquireLease(ctx context.Context) (batch.Lease, error) {
-	conn, err := e.acquire(ctx, nil)
+	var conn pool.Lease
+	var err error
+	if p, ok := e.node.(*pool.Pool); ok && e.turn != nil {
+		if conn, err = p.GetInTurn(ctx, e.turn); err != nil && e.fallback != nil && ctx.Err() == nil {
+			conn, err = get(ctx, e.fallback, nil)
+		}
+	} else {
+		conn, err = e.acquire(ctx, nil)
+	}
 	if err != nil {
 		return nil, err
 	}

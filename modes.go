@@ -22,7 +22,10 @@ const (
 
 	// RedisReadAtomic sends MULTI and each command as it is queued, on a
 	// connection held for the batch, and EXEC at Execute. Read-only commands
-	// only; it may run on a replica (Config.ReadFrom).
+	// only; it may run on a replica (Config.ReadFrom). The connection is
+	// taken in the background; batches opened on a node get theirs in the
+	// order they were opened (their first command queued), so with the pool
+	// exhausted, executing them in that order never waits on a later one.
 	RedisReadAtomic
 
 	// RedisWriteAtomic is RedisReadAtomic for any command, on the primary.

@@ -597,3 +597,32 @@ func TestSkipResultTransactionDiscardedIsAborted(t *testing.T) {
 		}
 	}
 }
+
+// A Redis-side batch holds a connection from its first command to EXEC.
+// Opened one after another on a pool with one free connection, the first
+// gets it, whatever order their sessions' goroutines run in: executed in
+// the order opened, each runs as the one before gives the connection back.
+func TestRedisSideBatchesTakeConnectionsInOrder(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	for round := range 20 {
+		var batches []*rbatch.Batch
+		var fs []*rbatch.Future[int64]
+		for range 3 {
+			b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+			fs = append(fs, b.AtomicLong("order:n").IncrementAndGetAsync())
+			batches = append(batches, b)
+		}
+		for i, b := range batches {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.Execute(ctx)
+			cancel()
+			require.NoError(t, err, "round %d: batch %d", round, i)
+		}
+		for i, f := range fs {
+			v, err := f.Get()
+			require.NoError(t, err)
+			assert.Equal(t, int64(3*round+i+1), v, "round %d: batch %d ran in its turn", round, i)
+		}
+	}
+}

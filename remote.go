@@ -9,6 +9,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -72,6 +73,11 @@ func (b *Batch) pushRemote(i int) {
 			return
 		}
 		e = &entry{node: node, fallback: fallback, slot: t.groupSlot}
+		if p, ok := node.(*pool.Pool); ok {
+			// Batches opened earlier get their connections first, not
+			// those whose session goroutines happen to run first.
+			e.turn = p.Line()
+		}
 		e.session = batch.Open(b.backgroundContext(), b.plan, e.resolveSink, e.acquireLease)
 		b.remote = append(b.remote, e)
 	}

@@ -20,10 +20,11 @@ type Pool struct {
 	dial  func(ctx context.Context) (*Conn, error)
 	slots chan struct{} // one token per connection in use; its capacity is the pool size
 
-	mu     sync.Mutex // guards idle, closed and st
-	idle   []*Conn
-	closed bool
-	st     Stats // Idle is len(idle), filled in by Stats
+	mu       sync.Mutex // guards idle, closed, st and lastTurn
+	idle     []*Conn
+	closed   bool
+	st       Stats         // Idle is len(idle), filled in by Stats
+	lastTurn chan struct{} // closed once the last Turn taken was served (nil: none taken)
 	// discarded counts the idle connections Get found dead or dirty.
 	discarded int
 
@@ -123,6 +124,38 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 	p.mu.Unlock()
 	c.home = p
 	return c, waited, nil
+}
+
+// Turn is a place in line for a connection: see Line.
+type Turn struct {
+	prev, mine chan struct{} // closed once the turn before, and this one, were served
+}
+
+// Line takes the next place in line for a connection to be held a while (a
+// Redis-side MULTI, open until its batch executes): GetInTurn with it is
+// served after the GetInTurn of every earlier Turn, so whoever queued first
+// gets a connection first, whatever order their goroutines run in.
+func (p *Pool) Line() *Turn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := &Turn{prev: p.lastTurn, mine: make(chan struct{})}
+	p.lastTurn = t.mine
+	return t
+}
+
+// GetInTurn is Get once every earlier Turn was served (or gave up).
+func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, error) {
+	if t.prev != nil {
+		select {
+		case <-t.prev:
+		case <-ctx.Done():
+			go func() { <-t.prev; close(t.mine) }() // the later turns still wait for the earlier
+			return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), context.Cause(ctx))
+		}
+	}
+	defer close(t.mine)
+	l, _, err := p.GetTimed(ctx)
+	return l, err
 }
 
 // GetShared is Get for a connection that carries the groups of many

@@ -244,3 +244,38 @@ func TestDialHandshake(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.True(t, strings.Contains(err.Error(), s.Addr), err.Error())
 }
+
+// Turns are served in the order they were taken, whatever order their
+// GetInTurn calls come in; one that gives up (its context ended) lets the
+// later ones through once the earlier were served.
+func TestPoolTurnsServeInOrder(t *testing.T) {
+	s := redistest.Standalone(t)
+	p, _ := newPool(t, s, 1)
+	ctx := context.Background()
+	first, quitter, second := p.Line(), p.Line(), p.Line()
+
+	served := make(chan int, 2)
+	go func() {
+		c, err := p.GetInTurn(ctx, second) // called before the earlier turns: it waits for them
+		if assert.NoError(t, err) {
+			served <- 2
+			c.Release(true)
+		}
+	}()
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := p.GetInTurn(gone, quitter) // gives up while the first is unserved
+	require.ErrorIs(t, err, context.Canceled)
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-served:
+		t.Fatal("a later turn was served before the first")
+	default:
+	}
+	c, err := p.GetInTurn(ctx, first)
+	require.NoError(t, err)
+	served <- 1
+	c.Release(true)
+	assert.Equal(t, 1, <-served)
+	assert.Equal(t, 2, <-served)
+}
