@@ -17,7 +17,9 @@ import (
 // they split, so that on each node they keep its order among the others
 // (a DEL of k between two SETs of k runs between them), and their replies
 // are joined into the one future: counts summed, MGET's values put back in
-// key order.
+// key order. A part that fails fails the command; a write whose other parts
+// were applied then ends unknown (ErrUnknownOutcome), as it was applied for
+// some of its keys.
 
 // split is one command sent as parts.
 type split struct {
@@ -152,6 +154,22 @@ func oneSlot(keys [][]byte) bool {
 	return true
 }
 
+// partFailed is a split command's error when its part at pos failed with
+// err. A write whose other parts were applied is unknown, not failed: it
+// was applied for some of its keys (an error wrapping err would count as
+// err's state, which says it was not).
+func (b *Batch) partFailed(sp split, pos int, err error) error {
+	slot := route.Slot(b.q.KeyBytes(pos))
+	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
+		for _, other := range sp.parts {
+			if b.q.At(other).Future.(*part).err == nil {
+				return &unknownError{cause: fmt.Errorf("applied for the keys of some slots; for those of slot %d: %v", slot, err)}
+			}
+		}
+	}
+	return fmt.Errorf("keys of slot %d: %w", slot, err)
+}
+
 // joinSplits resolves each split command from its parts: the first failed
 // part's error, else the parts' replies joined.
 func (b *Batch) joinSplits(splits []split) {
@@ -163,7 +181,7 @@ func (b *Batch) joinSplits(splits []split) {
 		for k, pos := range sp.parts {
 			p := b.q.At(pos).Future.(*part)
 			if p.err != nil {
-				failed = fmt.Errorf("keys of slot %d: %w", route.Slot(b.q.KeyBytes(pos)), p.err)
+				failed = b.partFailed(sp, pos, p.err)
 				break
 			}
 			switch r := p.reply.(type) {

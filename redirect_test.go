@@ -126,6 +126,31 @@ func TestClusterPerSlotMultiKey(t *testing.T) {
 	assert.Equal(t, rbatch.Counts{Applied: 4}, res.Counts)
 	assert.Len(t, res.Responses, 4)
 
+	// One slot's transaction discarded (its node out of memory: OOM as the
+	// MSET's part is queued) while the other's ran: the MSET was applied
+	// for some keys, so it is unknown, not aborted; the other commands of
+	// the discarded transaction name the MSET as its cause.
+	oom := cl.OwnerOf(t, route.Slot("b"))
+	require.NotEqual(t, oom, cl.OwnerOf(t, route.Slot("a")))
+	oom.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
+	b = c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithTransactionPerSlot())
+	okA := b.Bucket("{a}x").SetAsync("1")
+	mset := b.Buckets().SetAsync(map[string]any{"{a}m": "x", "{b}m": "y"})
+	setB := b.Bucket("{b}y").SetAsync("1")
+	res, err = b.Execute(context.Background())
+	oom.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+	require.Error(t, err)
+	require.NoError(t, errOf(okA))
+	assert.ErrorIs(t, errOf(mset), rbatch.ErrUnknownOutcome)
+	assert.NotErrorIs(t, errOf(mset), rbatch.ErrTxAborted, "a part was applied: not aborted")
+	assert.ErrorContains(t, errOf(mset), "OOM")
+	assert.ErrorIs(t, errOf(setB), rbatch.ErrTxAborted)
+	assert.ErrorContains(t, errOf(setB), "command 1 (MSET)", "the abort names the user's command")
+	assert.Equal(t, rbatch.Counts{Applied: 1, Unknown: 1, Aborted: 1}, res.Counts)
+	got, err := redis.String(cl.OwnerOf(t, route.Slot("a")).Call("GET", "{a}m"))
+	require.NoError(t, err)
+	assert.Equal(t, "x", got)
+
 	for _, mode := range []rbatch.ExecutionMode{rbatch.RedisWriteAtomic, rbatch.RedisReadAtomic} {
 		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithTransactionPerSlot())
 		first := b.Bucket("{a}3").GetAsync()

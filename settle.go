@@ -164,7 +164,7 @@ func redirectAddr(msg string) string {
 func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	cause := orRedisError(a.Cause)
 	if a.Index >= 0 && a.Index < len(idx) {
-		i := idx[a.Index]
+		i := b.origin(idx[a.Index]) // a split command's part is named as the command
 		return &CommandError{Index: i, Command: b.q.Name(i), Err: cause}
 	}
 	return cause
