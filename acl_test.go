@@ -197,3 +197,24 @@ func TestACLMultiRefusedRedisSide(t *testing.T) {
 		assert.Equal(t, counts[i%7], v, "command %d got its own reply", i)
 	}
 }
+
+// An atomic skip-result batch of a user who may not name connections (the
+// mark a transaction run with replies off carries) has its replies read
+// and dropped instead: applied, and skipped, whether INFO is allowed or not.
+func TestACLSkipResultTransactionWithoutClientSetname(t *testing.T) {
+	for _, rules := range [][]any{{"-client|setname"}, {"-info", "-client"}, {"-client|getname"}} {
+		s := redistest.Standalone(t)
+		s.MustDo(t, "ACL", append([]any{"SETUSER", "noname", "on", ">" + aclPassword, "~*", "+@all"}, rules...)...)
+		c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.Username, cfg.Password = "noname", aclPassword })
+		b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithSkipResult())
+		set := b.Bucket("noname:k").SetAsync("v")
+		n := b.AtomicLong("noname:n").IncrementAndGetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, rules)
+		assert.Equal(t, rbatch.Counts{Skipped: 2}, res.Counts, rules)
+		assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped, rules)
+		assert.ErrorIs(t, errOf(n), rbatch.ErrResultSkipped, rules)
+		assert.Equal(t, []byte("v"), s.MustDo(t, "GET", "noname:k"), rules)
+		assert.Equal(t, []byte("1"), s.MustDo(t, "GET", "noname:n"), rules)
+	}
+}

@@ -724,8 +724,8 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 // (see skipsRead): only a reply tells a MOVED, ASK or TRYAGAIN, and a
 // command redirected unseen would be lost.
 //
-// An atomic one on a server that refuses CLIENT GETNAME has its replies
-// read and dropped too: a transaction run with replies off is told run or
+// An atomic one on a server that refuses CLIENT SETNAME or GETNAME has its
+// replies read and dropped too: a transaction run with replies off is told run or
 // discarded by the name it gives its connection (see batch.Plan), and
 // there the CLIENT SETNAME would itself discard it.
 func (b *Batch) makePlan() batch.Plan {

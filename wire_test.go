@@ -93,9 +93,9 @@ func checkHandshake(t *testing.T, f *redistest.Fake) int {
 	raw := string(f.Received())
 	require.True(t, strings.HasPrefix(raw, handshakeStart), "handshake %q", raw)
 	cmds := f.Commands()
-	for _, c := range cmds[2:] { // more INFO sections, server limits read with CONFIG GET, CLIENT GETNAME
+	for _, c := range cmds[2:] { // more INFO sections, server limits read with CONFIG GET, CLIENT SETNAME "" and GETNAME
 		readsConfig := len(c) == 3 && c[0] == "CONFIG" && c[1] == "GET"
-		readsName := len(c) == 2 && c[0] == "CLIENT" && c[1] == "GETNAME"
+		readsName := c[0] == "CLIENT" && (len(c) == 2 && c[1] == "GETNAME" || len(c) == 3 && c[1] == "SETNAME" && c[2] == "")
 		require.True(t, readsConfig || readsName || len(c) == 2 && c[0] == "INFO", "handshake command %q", c)
 	}
 	return len(cmds)
@@ -611,9 +611,9 @@ func TestWireStalledReplyTimesOut(t *testing.T) {
 }
 
 // handshakeCmd reports a command of NewClient's handshake (INFO, CONFIG GET,
-// CLIENT GETNAME).
+// CLIENT SETNAME "" and GETNAME).
 func handshakeCmd(cmd []string) bool {
-	return cmd[0] == "INFO" || cmd[0] == "CONFIG" || len(cmd) == 2 && cmd[0] == "CLIENT" && cmd[1] == "GETNAME"
+	return cmd[0] == "INFO" || cmd[0] == "CONFIG" || len(cmd) >= 2 && cmd[0] == "CLIENT" && (cmd[1] == "GETNAME" || cmd[1] == "SETNAME")
 }
 
 // A node that answers NOSCRIPT even after loading gets the command once

@@ -204,3 +204,18 @@ func TestSkipResultTransactionDiscarded(t *testing.T) {
 		})
 	}
 }
+
+// The connection lost after CLIENT REPLY ON's +OK but before the mark is
+// read back: whether the transaction ran is not known, so its commands are
+// unknown, not skipped.
+func TestSkipResultTransactionMarkUnread(t *testing.T) {
+	g, _ := group(batch.Plan{Atomic: true, SkipResult: true}, three...)
+	conn := newFakeConn("OK", errConnReset)
+	r := batch.Run(context.Background(), conn, &g)
+	require.ErrorIs(t, r.Err, errConnReset)
+	assert.False(t, r.Skipped)
+	assert.Nil(t, r.Aborted)
+	assert.True(t, r.ExecSent)
+	assert.Equal(t, []batch.Span{{State: batch.Unknown, From: 0, To: 3}}, r.Spans(nil, 3, g.Plan, false))
+	assert.False(t, r.Clean)
+}

@@ -161,6 +161,9 @@ func (rd *reader) frame(f frame) bool {
 	case frameCheck:
 		r, err := rd.recv(0)
 		if err != nil {
+			if !rd.dropped {
+				res.Skipped = false // whether the transaction ran is not known: unknown, not skipped
+			}
 			return false
 		}
 		if name, _ := r.([]byte); !rd.dropped && res.Aborted == nil && string(name) != string(rd.l.mark) {

@@ -127,8 +127,8 @@ type ServerInfo struct {
 	// (version 0, standalone), the connection Info ran on is closed, and
 	// commands it may refuse (CLIENT, MULTI, WAIT, …) must not be sent.
 	Proxy bool
-	// NoClientName reports that the server refused CLIENT GETNAME (CLIENT
-	// renamed away, or not granted to the user).
+	// NoClientName reports that the server refused CLIENT SETNAME or
+	// GETNAME (CLIENT renamed away, or not granted to the user).
 	NoClientName bool
 }
 
@@ -147,7 +147,7 @@ func (c *Conn) Info() (ServerInfo, error) {
 		// A user without INFO, or a server without it (renamed away, a
 		// minimal stand-in): version unknown (features that need a version
 		// check are refused), routed as a standalone server.
-		return si, nil
+		return si, c.probeNames(&si)
 	}
 	if closedByPeer(err) {
 		return ServerInfo{Proxy: true}, nil
@@ -181,15 +181,26 @@ func (c *Conn) Info() (ServerInfo, error) {
 	if err == nil && len(kv) == 2 {
 		si.MaxBulkLen, _ = strconv.ParseInt(kv[1], 10, 64)
 	}
-	switch _, err := c.Do("CLIENT", "GETNAME"); {
-	case closedByPeer(err):
-		si.Proxy = true
-	case errors.As(err, new(redis.Error)):
-		si.NoClientName = true
-	case err != nil:
-		return si, fmt.Errorf("CLIENT GETNAME: %w", err)
+	return si, c.probeNames(&si)
+}
+
+// probeNames sets si.NoClientName when the server refuses to name the
+// connection or to say its name (si.Proxy when it closes the connection
+// on it). The connection has no name, so naming it "" changes nothing.
+func (c *Conn) probeNames(si *ServerInfo) error {
+	for _, args := range [][]any{{"SETNAME", ""}, {"GETNAME"}} {
+		switch _, err := c.Do("CLIENT", args...); {
+		case closedByPeer(err):
+			si.Proxy = true
+			return nil
+		case errors.As(err, new(redis.Error)):
+			si.NoClientName = true
+			return nil
+		case err != nil:
+			return fmt.Errorf("CLIENT %v: %w", args[0], err)
+		}
 	}
-	return si, nil
+	return nil
 }
 
 // closedByPeer reports whether err says the server closed the connection
