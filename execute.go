@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/ctxerr"
 	"github.com/rbatch/rbatch/internal/pool"
 )
 
@@ -31,10 +32,10 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
-		stop := context.AfterFunc(bg, func() { cancel(context.Cause(bg)) })
+		stop := context.AfterFunc(bg, func() { cancel(ctxerr.Of(bg)) })
 		defer stop()
 		if bg.Err() != nil {
-			cancel(context.Cause(bg))
+			cancel(ctxerr.Of(bg))
 		}
 	}
 	hs := b.c.hooks.installed()
@@ -674,7 +675,7 @@ func (b *Batch) refusal(ctx context.Context) error {
 	if b.remoteErr != nil {
 		return b.remoteErr
 	}
-	return context.Cause(ctx)
+	return ctxerr.Of(ctx)
 }
 
 // refuse fails every command as not sent because of cause.

@@ -71,6 +71,26 @@ func TestNilContextIsRefused(t *testing.T) {
 	assert.Equal(t, int64(1), v)
 }
 
+// A context ended with a cause of its own (WithTimeoutCause,
+// WithCancelCause) is reported with both: errors.Is finds the context's
+// end and the cause, in every mode.
+func TestContextCauseKeepsItsEnd(t *testing.T) {
+	c := newClient(t)
+	mine := errors.New("request budget spent")
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic, rbatch.Streaming} {
+		ctx, cancel := context.WithTimeoutCause(context.Background(), time.Millisecond, mine)
+		<-ctx.Done()
+		b := c.NewBatch(rbatch.WithMode(mode))
+		f := b.Bucket("cause:k").SetAsync("v")
+		_, err := b.Execute(ctx)
+		cancel()
+		for what, e := range map[string]error{"Execute": err, "future": errOf(f)} {
+			assert.ErrorIs(t, e, context.DeadlineExceeded, "%v: %s", mode, what)
+			assert.ErrorIs(t, e, mine, "%v: %s", mode, what)
+		}
+	}
+}
+
 func TestExecuteFromTwoGoroutines(t *testing.T) {
 	c := newClient(t)
 	for range 20 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/ctxerr"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -125,7 +126,7 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 		err = s.stopped
 	}
 	if err == nil && s.ctx.Err() != nil { // WithContext's ended: nothing more is sent
-		err = context.Cause(s.ctx)
+		err = ctxerr.Of(s.ctx)
 	}
 	if err != nil {
 		// It goes nowhere: its future fails now, and a stand-in keeps its
@@ -354,7 +355,7 @@ func (s *stream) addNode(nr NodeResult) {
 // batch's result.
 func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	// The stream's context ends with Execute's cause (its deadline, say).
-	stop := context.AfterFunc(ctx, func() { s.cancel(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { s.cancel(ctxerr.Of(ctx)) })
 	defer stop()
 	s.mu.Lock()
 	s.sealLocked()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // call is one group on a shared line: a copy of what the reader needs (the
@@ -122,12 +124,12 @@ func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
 	case <-done:
 	}
 	if c.line.withdraw(c) {
-		*res = Result{Err: context.Cause(ctx)}
+		*res = Result{Err: ctxerr.Of(ctx)}
 		return Traffic{}, true
 	}
 	// Once abandoned the call is the reader's, to recycle: read it first.
 	t = Traffic{Written: c.traffic.Written} // Read is the reader's
-	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: context.Cause(ctx)}
+	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: ctxerr.Of(ctx)}
 	if c.state.CompareAndSwap(callWaiting, callAbandoned) {
 		*res = gone
 		return t, false

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // Pipe runs groups one after another on one connection, each written while
@@ -159,7 +161,7 @@ func (p *Pipe) Sync(ctx context.Context, tail []byte, timeout time.Duration) (re
 		p.broken = true
 		p.mu.Unlock()
 		if ctx.Err() != nil {
-			err = context.Cause(ctx)
+			err = ctxerr.Of(ctx)
 		}
 		return Result{Sent: 1, Err: err}
 	}

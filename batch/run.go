@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rbatch/rbatch/internal/ctxerr"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -100,7 +101,7 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 	case g.Guard != nil && !guard(conn, g, res):
 		// Nothing of the group was sent: res says why.
 		if res.Err != nil && ctx.Err() != nil {
-			res.Err = context.Cause(ctx)
+			res.Err = ctxerr.Of(ctx)
 		}
 	case g.small():
 		// It fits one write: written, then read, by the caller alone.
@@ -168,7 +169,7 @@ func settleExchange(ctx context.Context, res *Result, w *progress, writeErr erro
 		res.Err = writeErr
 	}
 	if res.Err != nil && ctx.Err() != nil {
-		res.Err = context.Cause(ctx)
+		res.Err = ctxerr.Of(ctx)
 	}
 	res.Clean = res.Clean && res.Err == nil
 }
@@ -237,7 +238,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		return err
 	}
 	for idx := g.Indices; len(idx) > 0; {
-		if err := context.Cause(ctx); err != nil {
+		if err := ctxerr.Of(ctx); err != nil {
 			return err
 		}
 		if g.layout.askEach {
@@ -258,7 +259,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		idx = idx[n:]
 	}
-	if err := context.Cause(ctx); err != nil {
+	if err := ctxerr.Of(ctx); err != nil {
 		return err
 	}
 	if g.Atomic {

@@ -3,6 +3,8 @@ package batch
 import (
 	"context"
 	"sync"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // Session is a Redis-side queue: a connection held for one batch, on which
@@ -112,7 +114,7 @@ func (s *Session) close(ctx context.Context, discard bool) Result {
 		// ctx ended: the abort may be under way (even if every reply came).
 		res.Clean = false
 		if res.Err != nil {
-			res.Err = context.Cause(ctx)
+			res.Err = ctxerr.Of(ctx)
 		}
 	}
 	s.mu.Lock()

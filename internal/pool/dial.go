@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // Options says how to dial and set up a connection.
@@ -68,9 +70,9 @@ func (c *Conn) Bound(ctx context.Context, fn func() error) error {
 	err := fn()
 	if !stop() {
 		if err == nil {
-			return context.Cause(ctx) // aborted as fn ended
+			return ctxerr.Of(ctx) // aborted as fn ended
 		}
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		return fmt.Errorf("%w (%w)", ctxerr.Of(ctx), err)
 	}
 	return err
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // ErrClosed is returned by Get after Close.
@@ -87,7 +89,7 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 		case <-ctx.Done():
 			waited = time.Since(start)
 			p.countWait(waited, true)
-			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), context.Cause(ctx))
+			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctxerr.Of(ctx))
 		}
 	}
 	p.mu.Lock()
@@ -150,7 +152,7 @@ func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, error) {
 		case <-t.prev:
 		case <-ctx.Done():
 			go func() { <-t.prev; close(t.mine) }() // the later turns still wait for the earlier
-			return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), context.Cause(ctx))
+			return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctxerr.Of(ctx))
 		}
 	}
 	defer close(t.mine)
