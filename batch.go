@@ -349,11 +349,19 @@ func (b *Batch) Execute(ctx context.Context) (res *BatchResult, err error) {
 
 // abandon resolves a batch whose Execute is unwinding from a panic: what it
 // had sent is not known, so every command is unknown (its value, if it had
-// one, is dropped rather than trusted).
+// one, is dropped rather than trusted). A Redis-side MULTI still open is
+// discarded first (closing an executed session again does nothing), so
+// that its connection goes back and no session reader still resolves.
 func (b *Batch) abandon() {
-	if b.stream == nil {
-		b.resolveAll(&unknownError{cause: errPanicked})
+	if b.stream != nil {
+		return
 	}
+	if len(b.remote) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), closeDiscardTimeout)
+		b.discardRemote(ctx)
+		cancel()
+	}
+	b.resolveAll(&unknownError{cause: errPanicked})
 }
 
 // start moves the batch from open to running; false if it already left open

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -353,16 +354,30 @@ func TestStatsAddUp(t *testing.T) {
 	t.Logf("%d samples; final %+v", samples.Load(), st[0])
 }
 
-// panicHook panics as a batch starts.
-type panicHook struct{ rbatch.NopHook }
+// panicHook panics as the next batch starts, once.
+type panicHook struct {
+	rbatch.NopHook
+	armed *atomic.Bool
+}
 
-func (panicHook) BatchStart(context.Context, rbatch.BatchInfo) context.Context { panic("hook failed") }
+func (h panicHook) BatchStart(ctx context.Context, _ rbatch.BatchInfo) context.Context {
+	if h.armed.CompareAndSwap(true, false) {
+		panic("hook failed")
+	}
+	return ctx
+}
+
+func armedPanicHook() panicHook {
+	h := panicHook{armed: new(atomic.Bool)}
+	h.armed.Store(true)
+	return h
+}
 
 // A hook that panics unwinds Execute, and the panic reaches the caller;
 // the batch's futures then say their outcome is unknown, never a success.
 func TestHookPanicLeavesFuturesUnknown(t *testing.T) {
 	c := newClient(t)
-	c.AddHook(panicHook{})
+	c.AddHook(armedPanicHook())
 	b := c.NewBatch()
 	n := b.AtomicLong("hp:n").IncrementAndGetAsync()
 	get := b.Bucket("hp:k").GetAsync()
@@ -373,4 +388,31 @@ func TestHookPanicLeavesFuturesUnknown(t *testing.T) {
 	}
 	_, err := b.Execute(context.Background())
 	assert.ErrorIs(t, err, rbatch.ErrAlreadyExecuted)
+}
+
+// A panic unwinding Execute of a Redis-side batch discards its open MULTI:
+// nothing queued is applied, and its connection goes back to the pool for
+// the next batch.
+func TestHookPanicDiscardsRedisSideQueue(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	c.AddHook(armedPanicHook())
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	set := b.Bucket("hpr:k").SetAsync("v")
+	assert.Panics(t, func() { _, _ = b.Execute(context.Background()) })
+	assert.ErrorIs(t, errOf(set), rbatch.ErrUnknownOutcome)
+	assert.Zero(t, c.Stats()[0].InUse, "the connection went back")
+
+	next := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	n := next.AtomicLong("hpr:n").IncrementAndGetAsync()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := next.Execute(ctx)
+	require.NoError(t, err, "the next batch gets the connection")
+	v, err := n.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v)
+	exists, err := redis.Int64(srv.Call("EXISTS", "hpr:k"))
+	require.NoError(t, err)
+	assert.Zero(t, exists, "the discarded MULTI applied nothing")
 }

@@ -22,6 +22,7 @@ type Session struct {
 	acquire func(ctx context.Context) (Lease, error)
 	cancel  context.CancelFunc // stops a pending acquire
 	done    chan struct{}      // closed when the reader and writer are finished; res is final
+	release sync.Once          // the connection goes back once, however often the session is closed
 
 	mu      sync.Mutex // guards the fields below
 	cond    *sync.Cond // signalled when out, sinks or closed change
@@ -121,7 +122,7 @@ func (s *Session) close(ctx context.Context, discard bool) Result {
 	tainted := s.tainted
 	s.mu.Unlock()
 	if conn := s.Conn(); conn != nil {
-		conn.Release(res.Clean && !tainted)
+		s.release.Do(func() { conn.Release(res.Clean && !tainted) })
 	}
 	return res
 }
