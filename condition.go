@@ -360,6 +360,9 @@ func (b *Batch) makeGuard() *batch.Guard {
 		g.Reads[k] = cd.read
 	}
 	g.Watch, _ = resp.AppendCommand(nil, nil, "WATCH", keys...) // strings always encode
+	if b.c.cluster {
+		g.Probe = b.placementProbe(keys, seen)
+	}
 	g.Holds = func(replies []any) bool {
 		b.run.unmet = nil
 		for k, cd := range b.conds {
@@ -373,6 +376,33 @@ func (b *Batch) makeGuard() *batch.Guard {
 		return b.run.unmet == nil
 	}
 	return g
+}
+
+// placementProbe returns EXISTS of every key of the conditions (watched,
+// in seen) and of the transaction when the transaction names a key the
+// conditions do not (nil otherwise). While its slot migrates, WATCH of the
+// conditions' keys alone would let the transaction run on a node that
+// lacks a key it writes (forking the key, or reading a condition's key as
+// missing); Redis answers a command naming keys on both sides ASK or
+// TRYAGAIN, and the transaction then waits or goes whole to where they
+// all are.
+func (b *Batch) placementProbe(watched []any, seen map[string]bool) []byte {
+	keys := watched
+	add := func(k []byte) error {
+		if !seen[string(k)] {
+			seen[string(k)] = true
+			keys = append(keys, string(k))
+		}
+		return nil
+	}
+	for i := range b.q.Len() {
+		_ = b.eachKey(i, add)
+	}
+	if len(keys) == len(watched) {
+		return nil
+	}
+	probe, _ := resp.AppendCommand(nil, nil, "EXISTS", keys...)
+	return probe
 }
 
 // conditionsRefusal is why the batch's conditions cannot be checked (the

@@ -272,3 +272,69 @@ func TestClusterRetryKeepsKeyOrder(t *testing.T) {
 		assert.Equal(t, rbatch.Counts{Applied: 3}, res.Counts, mode)
 	}
 }
+
+// A conditional transaction while its slot migrates, its keys on both
+// sides: WATCH of the conditions' keys alone let it run where a key it
+// writes was not (a fresh INCR on the target, forking the counter), or read
+// a condition's key as missing there. Told by the probe naming every key,
+// Redis answers ASK or TRYAGAIN until the keys are together: within its
+// retries the transaction then runs once, on the real values.
+func TestClusterConditionsDuringMigration(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl)
+	split := func(tag string, moved ...string) (finish func()) {
+		slot := route.Slot(tag)
+		from, to := ownerAndOther(t, cl, slot)
+		from.MustDo(t, "SET", "{"+tag+"}flag", "on")
+		from.MustDo(t, "SET", "{"+tag+"}ctr", 10)
+		cl.BeginMigration(t, slot, from, to)
+		host, port, _ := strings.Cut(to.Addr, ":")
+		for _, k := range moved {
+			from.MustDo(t, "MIGRATE", host, port, "{"+tag+"}"+k, 0, 5000)
+		}
+		return func() { cl.FinishMigration(t, slot, from, to) }
+	}
+
+	// Without retries: refused whole, nothing applied, nothing forked.
+	finish := split("cm0", "flag")
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	held := b.AddCondition(rbatch.KeyExists("{cm0}flag"))
+	incr := b.AtomicLong("{cm0}ctr").IncrementAndGetAsync()
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, errOf(incr), rbatch.ErrNotSent)
+	_, herr := held.Get()
+	assert.ErrorIs(t, herr, rbatch.ErrNotSent, "the condition was not read where its keys are")
+	finish()
+	n, err := redis.Int64(cl.OwnerOf(t, route.Slot("cm0")).Call("GET", "{cm0}ctr"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(10), n)
+
+	cases := []struct {
+		tag   string
+		moved []string // keys already on the target
+	}{
+		{"cm1", []string{"flag"}}, // the condition's key moved, the written one not
+		{"cm2", []string{"ctr"}},  // the written key moved, the condition's not
+	}
+	for _, tc := range cases {
+		finish := split(tc.tag, tc.moved...)
+		b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(60, 25*time.Millisecond))
+		held := b.AddCondition(rbatch.KeyExists("{" + tc.tag + "}flag"))
+		incr := b.AtomicLong("{" + tc.tag + "}ctr").IncrementAndGetAsync()
+		done := b.ExecuteAsync(context.Background())
+		time.Sleep(300 * time.Millisecond)
+		finish()
+		_, err := done.Wait(context.Background())
+		require.NoError(t, err, tc.tag)
+		ok, err := held.Get()
+		require.NoError(t, err, tc.tag)
+		assert.True(t, ok, "%s: the key exists: the condition holds", tc.tag)
+		v, err := incr.Get()
+		require.NoError(t, err, tc.tag)
+		assert.Equal(t, int64(11), v, "%s: the INCR ran on the counter at 10", tc.tag)
+		n, err := redis.Int64(cl.OwnerOf(t, route.Slot(tc.tag)).Call("GET", "{"+tc.tag+"}ctr"))
+		require.NoError(t, err)
+		assert.Equal(t, int64(11), n, tc.tag)
+	}
+}

@@ -39,9 +39,12 @@ func (t *txSlot) keep(key []byte) error {
 	return nil
 }
 
-// keepAll pins or checks every key of command i (each argument of a
-// multi-key command, each key of MSET's pairs).
-func (b *Batch) keepAll(t *txSlot, i int) error {
+// keepAll pins or checks every key of command i.
+func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
+
+// eachKey calls fn with every key of command i (each argument of a
+// multi-key command, each key of MSET's pairs), up to fn's first error.
+func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
 	if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
 		step := 1
 		if f&queue.KeyValue != 0 {
@@ -49,14 +52,14 @@ func (b *Batch) keepAll(t *txSlot, i int) error {
 		}
 		args := b.q.Args(i)
 		for k := 0; k < len(args); k += step {
-			if err := t.keep(args[k]); err != nil {
+			if err := fn(args[k]); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	if key := b.q.KeyBytes(i); key != nil {
-		return t.keep(key)
+		return fn(key)
 	}
 	return nil
 }

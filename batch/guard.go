@@ -7,7 +7,12 @@ package batch
 // watched key changed in between); when not, UNWATCH ends the exchange and
 // nothing of the group is sent.
 type Guard struct {
-	Watch []byte   // the encoded WATCH key…
+	Watch []byte // the encoded WATCH key…
+	// Probe, when set, is sent after WATCH: a command naming every key of
+	// the transaction and its conditions (in a cluster), whose error reply
+	// (ASK, TRYAGAIN while a migration has them on two nodes) stops the
+	// group as WATCH's does. Its other replies are dropped.
+	Probe []byte
 	Reads [][]byte // one encoded read per condition
 	// Holds is given the reads' replies, in order (error replies as
 	// redis.Error values).
@@ -18,7 +23,7 @@ var unwatch = mustEncode("UNWATCH")
 
 // guard runs g.Guard on conn and reports whether the group's commands are to
 // follow. When they are not, res says why: Unmet (a condition did not hold),
-// GuardErr (WATCH's error reply, such as MOVED) or Err (the connection
+// GuardErr (WATCH's or the probe's error reply, such as MOVED) or Err (the connection
 // failed; it is aborted). Then nothing of the group was sent, and the
 // connection, when it answered, holds no WATCH.
 func guard(conn Conn, g *Group, res *Result) bool {
@@ -33,6 +38,9 @@ func guard(conn Conn, g *Group, res *Result) bool {
 		return err
 	}
 	err := write(gd.Watch)
+	if err == nil && gd.Probe != nil {
+		err = write(gd.Probe)
+	}
 	for _, r := range gd.Reads {
 		if err == nil {
 			err = write(r)
@@ -61,6 +69,13 @@ func guard(conn Conn, g *Group, res *Result) bool {
 		conn.Abort()
 		return false
 	}
+	var probed any
+	if gd.Probe != nil {
+		if probed, ok = next(); !ok {
+			conn.Abort()
+			return false
+		}
+	}
 	replies := make([]any, len(gd.Reads))
 	for k := range replies {
 		if replies[k], ok = next(); !ok {
@@ -68,7 +83,10 @@ func guard(conn Conn, g *Group, res *Result) bool {
 			return false
 		}
 	}
-	if res.GuardErr = replyError(watched); res.GuardErr == nil && gd.Holds(replies) {
+	if res.GuardErr = replyError(watched); res.GuardErr == nil {
+		res.GuardErr = replyError(probed)
+	}
+	if res.GuardErr == nil && gd.Holds(replies) {
 		return true
 	}
 	res.Unmet = res.GuardErr == nil
