@@ -50,6 +50,9 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 		nc, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
+		if cerr := ctxerr.Of(ctx); cerr != nil { // the dialer says only "operation was canceled"
+			return nil, fmt.Errorf("dial %s: %w (%w)", addr, cerr, err)
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	c := newConn(nc, o.ReadTimeout, o.WriteTimeout)
