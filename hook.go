@@ -227,9 +227,15 @@ func get(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
 	if hs == nil || !ok {
 		return node.Get(ctx)
 	}
-	conn, waited, err := tn.GetTimed(ctx)
+	return reportWait(ctx, node.Addr(), hs, func() (pool.Lease, time.Duration, error) { return tn.GetTimed(ctx) })
+}
+
+// reportWait takes a connection of addr with take, telling the hooks when
+// it had to wait.
+func reportWait(ctx context.Context, addr string, hs []Hook, take func() (pool.Lease, time.Duration, error)) (pool.Lease, error) {
+	conn, waited, err := take()
 	if waited > 0 {
-		w := ConnWaitInfo{Addr: node.Addr(), Duration: waited, Err: err}
+		w := ConnWaitInfo{Addr: addr, Duration: waited, Err: err}
 		for _, h := range hs {
 			h.ConnWait(ctx, w)
 		}

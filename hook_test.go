@@ -416,3 +416,40 @@ func TestHookPanicDiscardsRedisSideQueue(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, exists, "the discarded MULTI applied nothing")
 }
+
+// The connection a shared line or a stream brings up is waited for as any
+// group's is: the hook hears of each wait that Stats counts.
+func TestHookSeesSharedAndStreamConnectionWaits(t *testing.T) {
+	fresh(t)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 2 }) // one shared line
+		rec := &recorder{}
+		c.AddHook(rec)
+		var holders []*rbatch.Batch
+		for k := range 2 { // both connections held in MULTI
+			h := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+			h.Bucket("hs:hold" + strconv.Itoa(k)).SetAsync("1")
+			holders = append(holders, h)
+		}
+		waitUntil(t, "the holders have the connections", func() bool { return c.Stats()[0].InUse == 2 })
+		done := make(chan error, 1)
+		go func() {
+			b := c.NewBatch(rbatch.WithMode(mode))
+			b.Bucket("hs:k").SetAsync("v")
+			_, err := b.Execute(context.Background())
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // it waits
+		_, err := holders[0].Execute(context.Background())
+		require.NoError(t, err)
+		require.NoError(t, <-done, mode)
+		_, err = holders[1].Execute(context.Background())
+		require.NoError(t, err)
+		rec.mu.Lock()
+		require.Len(t, rec.waits, 1, mode)
+		assert.Equal(t, srv.Addr, rec.waits[0].Addr, mode)
+		assert.GreaterOrEqual(t, rec.waits[0].Duration, 25*time.Millisecond, mode)
+		rec.mu.Unlock()
+		assert.EqualValues(t, 1, c.Stats()[0].Waits, mode)
+	}
+}

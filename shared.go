@@ -3,6 +3,7 @@ package rbatch
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
@@ -48,7 +49,15 @@ func (c *Client) sharedOf(node pool.Node) *batch.Shared {
 	}
 	sh, _ := p.Extra(func() io.Closer {
 		return batch.NewShared(c.sharedLines, func(ctx context.Context) (batch.Lease, error) {
-			return p.GetShared(ctx)
+			// ctx is the group's that brings the line up: the hooks hear of
+			// its wait as of any group's.
+			conn, err := reportWait(ctx, p.Addr(), c.hooks.installed(), func() (pool.Lease, time.Duration, error) {
+				return p.GetShared(ctx)
+			})
+			if err != nil {
+				return nil, err
+			}
+			return conn, nil
 		})
 	}).(*batch.Shared)
 	return sh

@@ -52,7 +52,7 @@ func (l *streamLines) trouble(node pool.Node) {
 
 // of returns node's pipe, taking a connection on first use and when the
 // pipe failed.
-func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, error) {
+func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch.Pipe, error) {
 	l.mu.Lock()
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
@@ -70,7 +70,7 @@ func (l *streamLines) of(ctx context.Context, node pool.Node) (*batch.Pipe, erro
 	l.nodes[node] = nil // used, and without a connection for now
 	l.mu.Unlock()
 
-	conn, err := node.Get(ctx) // unlocked: a node slow to reach holds up no other node
+	conn, err := get(ctx, node, hs) // unlocked: a node slow to reach holds up no other node
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -175,7 +175,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 	if round == 1 && (lines.isTroubled(e.node) || b.pipe.overtakes()) {
 		b.pipe.waitPrev(ctx) // later rounds waited already
 	}
-	p, err := lines.of(ctx, e.node)
+	p, err := lines.of(ctx, e.node, b.run.hooks)
 	if err != nil {
 		if round == 1 {
 			lines.trouble(e.node)
@@ -201,7 +201,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 	for tries := 1; batch.FoundClosed(r.Err) && tries < 3 && ctx.Err() == nil; tries++ {
 		// The connection had died while idle and nothing was written: go
 		// again on a new one.
-		if p, err = b.pipe.lines.of(ctx, e.node); err != nil {
+		if p, err = b.pipe.lines.of(ctx, e.node, b.run.hooks); err != nil {
 			break
 		}
 		r = p.Run(ctx, g)

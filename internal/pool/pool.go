@@ -160,19 +160,19 @@ func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, error) {
 	return l, err
 }
 
-// GetShared is Get for a connection that carries the groups of many
+// GetShared is GetTimed for a connection that carries the groups of many
 // callers for as long as it works: it counts as Shared, not InUse.
-func (p *Pool) GetShared(ctx context.Context) (Lease, error) {
-	l, _, err := p.GetTimed(ctx)
+func (p *Pool) GetShared(ctx context.Context) (Lease, time.Duration, error) {
+	l, waited, err := p.GetTimed(ctx)
 	if err != nil {
-		return nil, err
+		return nil, waited, err
 	}
 	p.mu.Lock()
 	p.st.InUse--
 	p.st.Shared++
 	p.mu.Unlock()
 	l.(*Conn).shared = true
-	return l, nil
+	return l, waited, nil
 }
 
 func (p *Pool) countWait(d time.Duration, timedOut bool) {
