@@ -6,6 +6,7 @@ package rbatch_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,32 @@ func TestSemanticsWriteAtomicCutBeforeExecAborts(t *testing.T) {
 	stats := s.CommandStats(t)
 	assert.Equal(t, int64(1), stats["multi"], "the transaction was opened")
 	assert.Zero(t, stats["exec"], "EXEC never reached the server")
+	assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
+}
+
+// REDIS_WRITE_ATOMIC: the server closes the connection while the batch,
+// its commands queued and answered QUEUED, waits to be executed. The
+// closed connection discarded the MULTI: EXEC is not written into it, and
+// every command is aborted, not unknown.
+func TestSemanticsWriteAtomicKilledWhileWaitingAborts(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	for round := range 10 {
+		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+		f := b.AtomicLong("kw:n").IncrementAndGetAsync()
+		waitUntil(t, "the INCR is queued in Redis", func() bool {
+			return strings.Contains(string(s.MustDo(t, "CLIENT", "LIST").([]byte)), "multi=1")
+		})
+		time.Sleep(20 * time.Millisecond) // its QUEUED is read
+		s.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+		waitUntil(t, "the batch's connection is gone", func() bool {
+			return !strings.Contains(string(s.MustDo(t, "CLIENT", "LIST").([]byte)), "multi=1")
+		})
+		res, err := b.Execute(context.Background())
+		require.ErrorIs(t, err, rbatch.ErrTxAborted, "round %d", round)
+		assert.NotErrorIs(t, errOf(f), rbatch.ErrUnknownOutcome, "round %d", round)
+		assert.Equal(t, rbatch.Counts{Aborted: 1}, res.Counts, "round %d", round)
+	}
 	assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
 }
 

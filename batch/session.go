@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/rbatch/rbatch/internal/ctxerr"
@@ -30,6 +31,7 @@ type Session struct {
 	out     [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
 	sinks   []any      // where each pushed command's reply goes, in order
 	closed  bool       // EXEC or DISCARD pushed: no more commands
+	asked   int        // the command the reader waits for: those before it are answered
 	discard bool       // the queue was closed by DISCARD
 	tainted bool       // a command changed the connection's state: it is closed at the end
 
@@ -180,6 +182,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		// EXEC is appended when the queue closes, so the first buffer
 		// taken once closed holds it.
 		buf, pushed, closed, discard := s.out, len(s.sinks), s.closed, s.discard
+		caughtUp := s.asked == pushed // every command written is answered: nothing is in flight
 		s.out = spare[:0]
 		s.mu.Unlock()
 
@@ -189,6 +192,14 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 			}
 			w.sent.Store(int64(pushed))
 			if closed && !discard {
+				if a, ok := conn.(aliver); ok && caughtUp {
+					// A connection the server closed while the batch was
+					// filled discarded its MULTI: EXEC written into it would
+					// leave the commands unknown, not aborted.
+					if cause := a.Alive(); cause != nil {
+						return fmt.Errorf("%w: %w", errFoundClosed, cause)
+					}
+				}
 				if err := w.markExec(); err != nil {
 					return err
 				}
@@ -222,6 +233,7 @@ func (src sessionSource) has(k int) bool {
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.asked = k
 	for k >= len(s.sinks) && !s.closed {
 		s.cond.Wait()
 	}
