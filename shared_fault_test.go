@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"strconv"
 	"testing"
 	"time"
 
@@ -276,5 +277,35 @@ func TestSharedResponseTimeoutIsTheBatchOwn(t *testing.T) {
 			require.NoError(t, err)
 			assert.EqualValues(t, 1, n)
 		})
+	}
+}
+
+// A batch on a shared connection whose context ends while its WAIT blocks
+// keeps the answers its commands already had: the INCR answered before
+// the WAIT is applied with its value, only the sync is unknown, as on a
+// connection of its own; the line goes on for the next batch.
+func TestSharedCancelDuringWaitKeepsAnswers(t *testing.T) {
+	s := redistest.Standalone(t) // no replica: WAIT 1 blocks for its timeout
+	for _, lines := range []int{1, 2} {
+		c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.SharedConns = lines })
+		b := c.NewBatch(rbatch.WithSync(1, 1500*time.Millisecond))
+		n := b.AtomicLong("cw:n" + strconv.Itoa(lines)).IncrementAndGetAsync()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		res, err := b.Execute(ctx)
+		cancel()
+		require.Error(t, err, "the sync was not answered")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		v, err := n.Get()
+		require.NoError(t, err, "%d lines: the INCR was answered before the WAIT", lines)
+		assert.Equal(t, int64(1), v)
+		assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
+
+		next := c.NewBatch()
+		m := next.AtomicLong("cw:m" + strconv.Itoa(lines)).IncrementAndGetAsync()
+		_, err = next.Execute(context.Background())
+		require.NoError(t, err)
+		v, err = m.Get()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), v)
 	}
 }

@@ -22,6 +22,11 @@ type call struct {
 	replies []any
 	traffic Traffic
 
+	// answered counts the replies the reader put in replies, in order: a
+	// caller who stops waiting keeps those (a batch whose WAIT outlasts its
+	// context keeps its commands' answers).
+	answered atomic.Int32
+
 	line       *line
 	start, end int  // where its frames are in line.buf while queued
 	queued     bool // in line.buf, not yet taken by a flusher (guarded by line.mu)
@@ -57,6 +62,7 @@ func newCall(g *Group) *call {
 func putCall(c *call) {
 	clear(c.replies)
 	c.g, c.line, c.res, c.traffic, c.layout.prefix = nil, nil, Result{}, Traffic{}, nil
+	c.answered.Store(0)
 	c.state.Store(callWaiting)
 	calls.Put(c)
 }
@@ -64,6 +70,7 @@ func putCall(c *call) {
 // reset readies a call that was settled unsent to be added to a line again.
 func (c *call) reset() {
 	c.line, c.res, c.traffic = nil, Result{}, Traffic{}
+	c.answered.Store(0)
 	c.state.Store(callWaiting)
 }
 
@@ -128,8 +135,14 @@ func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
 		return Traffic{}, true
 	}
 	// Once abandoned the call is the reader's, to recycle: read it first.
+	// The replies it read already are the group's (the reader writes no
+	// reply twice, and those after them are not looked at).
 	t = Traffic{Written: c.traffic.Written} // Read is the reader's
-	gone := Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: ctxerr.Of(ctx)}
+	n := int(c.answered.Load())
+	for k := range n {
+		c.g.Resolve.Resolve(c.g.Indices[k], c.replies[k])
+	}
+	gone := Result{Answered: n, Sent: c.n, ExecSent: c.plan.Atomic, Err: ctxerr.Of(ctx)}
 	if c.state.CompareAndSwap(callWaiting, callAbandoned) {
 		*res = gone
 		return t, false
@@ -143,5 +156,5 @@ func (c *call) wait(ctx context.Context, res *Result) (t Traffic, own bool) {
 type callSource struct{ c *call }
 
 func (s callSource) has(k int) bool       { return k < s.c.n }
-func (s callSource) resolve(k int, r any) { s.c.replies[k] = r }
+func (s callSource) resolve(k int, r any) { s.c.replies[k] = r; s.c.answered.Store(int32(k + 1)) }
 func (s callSource) after() []frame       { return s.c.layout.after() }
