@@ -328,13 +328,19 @@ func blocks(name string, args []any) bool {
 // did succeed. A batch that cannot be sent as a whole (an invalid option, a
 // value that does not encode, a closed client) sends nothing. A nil ctx is
 // refused with an error and leaves the batch as it was.
-func (b *Batch) Execute(ctx context.Context) (res *BatchResult, err error) {
+func (b *Batch) Execute(ctx context.Context) (*BatchResult, error) {
 	if ctx == nil {
 		return nil, errNilContext // the batch stays as it was, to execute with a context
 	}
 	if !b.start() {
 		return nil, ErrAlreadyExecuted
 	}
+	return b.executeStarted(ctx)
+}
+
+// executeStarted runs a started batch and ends it, also when execute
+// panics: then abandon settles it first.
+func (b *Batch) executeStarted(ctx context.Context) (res *BatchResult, err error) {
 	returned := false
 	defer func() {
 		if !returned {
@@ -411,15 +417,7 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 	f := &Future[*BatchResult]{sig: sig, index: -1}
 	go func() {
 		defer sig.finish()
-		returned := false
-		defer func() {
-			if !returned {
-				b.abandon()
-			}
-			b.end()
-		}()
-		f.val, f.err = b.execute(ctx)
-		returned = true
+		f.val, f.err = b.executeStarted(ctx)
 	}()
 	return f
 }

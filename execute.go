@@ -726,9 +726,9 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 // command redirected unseen would be lost.
 //
 // An atomic one on a server that refuses CLIENT SETNAME or GETNAME has its
-// replies read and dropped too: a transaction run with replies off is told run or
-// discarded by the name it gives its connection (see batch.Plan), and
-// there the CLIENT SETNAME would itself discard it.
+// replies read and dropped too: a transaction run with replies off is told
+// run or discarded by the name it gives its connection (see batch.Plan),
+// and there the CLIENT SETNAME would itself discard it.
 func (b *Batch) makePlan() batch.Plan {
 	atomic := b.opts.Mode.atomic()
 	drop := b.c.info.Proxy || (atomic && b.c.info.NoClientName) // no CLIENT REPLY through a proxy
