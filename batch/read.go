@@ -43,12 +43,12 @@ type reader struct {
 	p       Plan
 	src     source
 	res     *Result
-	silent  bool // CLIENT REPLY OFF took effect: nothing answers until ON
-	dropped bool // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
-	queued  int  // QUEUED replies (or queue-time errors) inside MULTI
-	nPrefix int  // the prefix frame's commands
-	l       *layout
-	txOpen  bool // MULTI answered +OK (told apart even when replies are dropped)
+	silent  bool    // CLIENT REPLY OFF took effect: nothing answers until ON
+	dropped bool    // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
+	queued  int     // QUEUED replies (or queue-time errors) inside MULTI
+	nPrefix int     // the prefix frame's commands
+	l       *layout // the group's frames: frameCheck compares its mark
+	txOpen  bool    // MULTI answered +OK (told apart even when replies are dropped)
 }
 
 // read consumes the replies of a group laid out by l: its head frames, the
