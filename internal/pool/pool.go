@@ -89,7 +89,7 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 		case <-ctx.Done():
 			waited = time.Since(start)
 			p.countWait(waited, true)
-			return nil, waited, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctxerr.Of(ctx))
+			return nil, waited, p.waitEnded(ctx)
 		}
 	}
 	p.mu.Lock()
@@ -152,12 +152,17 @@ func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, error) {
 		case <-t.prev:
 		case <-ctx.Done():
 			go func() { <-t.prev; close(t.mine) }() // the later turns still wait for the earlier
-			return nil, fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctxerr.Of(ctx))
+			return nil, p.waitEnded(ctx)
 		}
 	}
 	defer close(t.mine)
 	l, _, err := p.GetTimed(ctx)
 	return l, err
+}
+
+// waitEnded is the error of a wait for a connection that ctx ended.
+func (p *Pool) waitEnded(ctx context.Context) error {
+	return fmt.Errorf("waiting for one of the %d pooled connections: %w", cap(p.slots), ctxerr.Of(ctx))
 }
 
 // GetShared is GetTimed for a connection that carries the groups of many
