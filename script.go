@@ -24,10 +24,14 @@ func (b *Batch) Script() *Script { return &Script{b} }
 // later batches send the EVALSHA alone. A node that forgot the script
 // (SCRIPT FLUSH, a restart, a failover to a replica that never loaded it)
 // answers NOSCRIPT, which means the script did not run: rbatch then loads
-// it and sends that EVALSHA again, once.
+// it and sends that EVALSHA again, once — rather than EVAL with the body,
+// so a NOSCRIPT costs one SCRIPT LOAD and never a second copy of the body.
 //
-// A transaction (InMemoryAtomic) and a skip-result batch load their scripts
-// in every batch, before MULTI or before CLIENT REPLY OFF: a NOSCRIPT inside
+// Sending it again puts it after the commands queued behind it on the
+// node, so only a batch whose one script is the last of its commands on
+// that node relies on the cache. Every other batch with a script loads its
+// scripts before its commands on each node, as a transaction
+// (InMemoryAtomic) and a skip-result batch always do: a NOSCRIPT inside
 // EXEC cannot be sent again without breaking the transaction, and one
 // whose reply is skipped would go unseen. In RedisReadAtomic and
 // RedisWriteAtomic, and through a proxy, scripts are sent as EVAL with
@@ -134,7 +138,7 @@ func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []stri
 	if len(b.scripts) == 0 {
 		return nil, nil
 	}
-	always := b.plan.Atomic || b.plan.SkipResult
+	always := b.plan.Atomic || b.plan.SkipResult || !trustsCache(b, idx)
 	for _, i := range idx {
 		if b.q.Name(i) != "EVALSHA" {
 			continue
@@ -151,6 +155,20 @@ func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []stri
 		loads = append(loads, cmd)
 	}
 	return loads, shas
+}
+
+// trustsCache reports whether the group of idx may rely on the node's
+// script cache. An EVALSHA the node forgot is sent again after the rest of
+// its group ran, which keeps submission order only when nothing of the
+// group follows it: so the cache is trusted for a group whose one EVALSHA
+// is its last command, and any other group loads all its scripts first.
+func trustsCache(b *Batch, idx []int) bool {
+	for k, i := range idx {
+		if b.q.Name(i) == "EVALSHA" {
+			return k == len(idx)-1
+		}
+	}
+	return true
 }
 
 // scriptsLoaded notes which of shas the node at addr loaded, from the

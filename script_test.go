@@ -48,29 +48,78 @@ func TestScriptCompileErrorReachesItsFuture(t *testing.T) {
 
 const incrScript = "return redis.call('INCR', KEYS[1])"
 
-// A script is loaded once per node and client: later batches send EVALSHA
-// alone.
+// A script is loaded once per node and client when it is the last of a
+// batch's commands there: later such batches send EVALSHA alone. A batch
+// with commands after its script loads it every time.
 func TestScriptLoadedOnce(t *testing.T) {
 	fresh(t)
 	c := newClient(t)
-	want := int64(0)
-	for range 3 {
+	for n := int64(1); n <= 3; n++ {
 		b := c.NewBatch()
-		var fs []*rbatch.Future[int64]
-		for range 2 {
-			fs = append(fs, b.Script().EvalIntAsync(incrScript, []string{"sc:n"}))
-		}
+		b.Bucket("sc:x").SetAsync("x")
+		f := b.Script().EvalIntAsync(incrScript, []string{"sc:n"})
 		_, err := b.Execute(context.Background())
 		require.NoError(t, err)
-		for _, f := range fs {
-			want++
-			v, err := f.Get()
-			require.NoError(t, err)
-			assert.Equal(t, want, v)
-		}
+		v, err := f.Get()
+		require.NoError(t, err)
+		assert.Equal(t, n, v)
 	}
 	assert.EqualValues(t, 1, calls(t, "script|load"))
-	assert.EqualValues(t, 6, calls(t, "evalsha"))
+	assert.EqualValues(t, 3, calls(t, "evalsha"))
+
+	for range 2 {
+		b := c.NewBatch()
+		b.Script().EvalIntAsync(incrScript, []string{"sc:n"})
+		b.Bucket("sc:n").GetAsync()
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, 3, calls(t, "script|load"), "a script with commands behind it is loaded ahead of them")
+
+	// Forgotten, a script that is last is loaded and sent again, once.
+	srv.MustDo(t, "SCRIPT", "FLUSH")
+	b := c.NewBatch()
+	b.Bucket("sc:x").SetAsync("y")
+	f := b.Script().EvalIntAsync(incrScript, []string{"sc:n"})
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	v, err := f.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), v)
+	assert.EqualValues(t, 4, calls(t, "script|load"))
+	assert.EqualValues(t, 7, calls(t, "evalsha"), "the forgotten one twice")
+}
+
+// A node that forgot a script must not let the commands queued after it run
+// first: the batch loads the script ahead of its commands, so the GET sees
+// the script's INCR and the SET queued last wins.
+func TestScriptForgottenKeepsOrder(t *testing.T) {
+	for name, mode := range map[string]rbatch.ExecutionMode{"IN_MEMORY": rbatch.InMemory, "STREAMING": rbatch.Streaming} {
+		t.Run(name, func(t *testing.T) {
+			fresh(t)
+			c := newClient(t)
+			warm := c.NewBatch()
+			warm.Script().EvalIntAsync(incrScript, []string{"sc:warm"})
+			_, err := warm.Execute(context.Background())
+			require.NoError(t, err)
+			srv.MustDo(t, "SCRIPT", "FLUSH")
+
+			b := c.NewBatch(rbatch.WithMode(mode))
+			incr := b.Script().EvalIntAsync(incrScript, []string{"sc:k"})
+			get := b.Bucket("sc:k").GetAsync()
+			set := b.Bucket("sc:k").SetAsync("100")
+			_, err = b.Execute(context.Background())
+			require.NoError(t, err)
+			v, err := incr.Get()
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), v)
+			got, err := get.Get()
+			require.NoError(t, err, "the GET queued after the script sees its write")
+			assert.Equal(t, "1", got)
+			require.NoError(t, errOf(set))
+			assert.Equal(t, []byte("100"), srv.MustDo(t, "GET", "sc:k"), "the SET queued last wins")
+		})
+	}
 }
 
 // After SCRIPT FLUSH the node answers NOSCRIPT: the script did not run, so
@@ -83,7 +132,7 @@ func TestScriptReloadedAfterFlush(t *testing.T) {
 		opts  []rbatch.Option
 		loads int64 // SCRIPT LOADs over the three batches
 	}{
-		{"IN_MEMORY", nil, 2},
+		{"IN_MEMORY", nil, 3},
 		{"IN_MEMORY_ATOMIC", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}, 3},
 		{"skip-result", []rbatch.Option{rbatch.WithSkipResult()}, 3},
 		{"REDIS_WRITE_ATOMIC", []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic)}, 0},
@@ -149,10 +198,16 @@ func TestScriptTypedResults(t *testing.T) {
 func TestScriptLoadedOncePerClusterNode(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)
-	keys := []string{"{a}n", "{b}n", "{c}n", "{d}n", "{e}n", "{f}n"}
+	// One key per primary: each node's group has its script last, so it
+	// relies on the node's cache.
+	var keys []string
 	owners := map[string]bool{}
-	for _, k := range keys {
-		owners[cl.OwnerOf(t, route.Slot([]byte(k))).Addr] = true
+	for c := 'a'; len(keys) < len(cl.Primaries) && c <= 'z'; c++ {
+		k := "{" + string(c) + "}n"
+		if owner := cl.OwnerOf(t, route.Slot([]byte(k))).Addr; !owners[owner] {
+			owners[owner] = true
+			keys = append(keys, k)
+		}
 	}
 	for round := 1; round <= 2; round++ {
 		b := c.NewBatch()
