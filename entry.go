@@ -21,8 +21,9 @@ type entry struct {
 	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
 	// q and errs are set while runGroup's group runs: the queue its
 	// replies resolve, and the error replies among them as they were read.
-	q    *queue.Queue
-	errs []errReply
+	q     *queue.Queue
+	errs  []errReply
+	proxy bool // through a proxy: its own errors end commands unknown (proxyFault)
 	// again are the EVALSHAs the node answered NOSCRIPT for: their
 	// scripts are loaded and they are sent again.
 	again []int

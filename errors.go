@@ -263,7 +263,6 @@ func (e *notSentError) Error() string {
 }
 func (e *notSentError) Unwrap() []error { return []error{ErrNotSent, e.cause} }
 
-// unknownError is ErrUnknownOutcome with its cause.
 // errNilContext refuses a nil context, before anything is done.
 var errNilContext = errors.New("rbatch: nil context (pass context.Background() for none)")
 
@@ -271,6 +270,7 @@ var errNilContext = errors.New("rbatch: nil context (pass context.Background() f
 // panicked (in a hook, say): it says nothing of what reached Redis.
 var errPanicked = errors.New("rbatch: Execute panicked before the batch ended")
 
+// unknownError is ErrUnknownOutcome with its cause.
 type unknownError struct{ cause error }
 
 func (e *unknownError) Error() string {

@@ -487,7 +487,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 // buildGroup lays out the entry's commands as the group sent to addr, in
 // the entry (which is allocated anyway); shas are its scripts' SHA1s.
 func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
-	e.q, e.errs, e.again = &b.q, e.errs[:0], nil
+	e.q, e.errs, e.again, e.proxy = &b.q, e.errs[:0], nil, b.c.info.Proxy
 	loads, shas := b.scriptLoads(e.indices, addr)
 	g := &e.group
 	// Field by field: the group's scratch space (its layout and result,
@@ -529,8 +529,13 @@ type groupReplies entry
 
 // Resolve hands command i its reply.
 func (g *groupReplies) Resolve(i int, reply any) {
+	e, isErr := reply.(redis.Error)
+	if isErr && g.proxy && proxyFault(string(e)) {
+		g.q.At(i).Future.(outcome).resolve(nil, &unknownError{cause: &proxyLost{msg: string(e)}})
+		return
+	}
 	g.q.At(i).Future.(outcome).resolve(reply, nil)
-	if e, ok := reply.(redis.Error); ok {
+	if isErr {
 		g.errs = append(g.errs, errReply{index: i, err: e})
 	}
 }

@@ -3,6 +3,7 @@ package rbatch
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rbatch/rbatch/internal/pool"
 )
@@ -19,7 +20,9 @@ import (
 //   - scripts go as EVAL (routed by their first key) instead of SCRIPT LOAD
 //     and EVALSHA; a script without keys is refused with ErrUnsupported;
 //   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)
-//     are refused with ErrUnsupported before anything is sent.
+//     are refused with ErrUnsupported before anything is sent;
+//   - an error the proxy answers for its own connection to Redis (see
+//     proxyFault) ends its command unknown, not failed.
 
 // proxyRefusal returns why a batch with options o cannot run through a
 // proxy, wrapping ErrUnsupported; nil when it can.
@@ -36,6 +39,41 @@ func proxyRefusal(o BatchOptions) error {
 		return nil
 	}
 	return fmt.Errorf("rbatch: %s, and the server is a proxy that closes the connection on it: %w", what, ErrUnsupported)
+}
+
+// proxyLost is the cause of a command whose reply is an error the proxy made
+// for its own connection to Redis: the command may have been applied.
+type proxyLost struct{ msg string }
+
+func (e *proxyLost) Error() string {
+	return "the proxy lost its connection to Redis: " + e.msg
+}
+
+// proxyFault reports whether an error reply is one a proxy answers for its
+// own connection to Redis rather than Redis's: twemproxy answers "ERR" and
+// the system's text for the error (a timeout, a reset). Such a command may
+// have reached Redis and been applied, so it ends unknown — except where the
+// proxy never forwarded it: it could not connect (refused), or the server
+// is ejected (host down), and then the reply stands as a failure.
+func proxyFault(msg string) bool {
+	text, ok := strings.CutPrefix(msg, "ERR ")
+	return ok && proxyLostTexts[text]
+}
+
+// proxyLostTexts are the system errors (as Linux words them) a proxy
+// answers when its connection to Redis failed with requests on it.
+var proxyLostTexts = map[string]bool{
+	"Connection timed out":                true,
+	"Connection reset by peer":            true,
+	"Broken pipe":                         true,
+	"Transport endpoint is not connected": true,
+	"Software caused connection abort":    true,
+	"Resource temporarily unavailable":    true,
+	"Network is unreachable":              true,
+	"No route to host":                    true,
+	"Bad file descriptor":                 true,
+	"Input/output error":                  true,
+	"unknown":                             true, // twemproxy's words for a connection closed with no error
 }
 
 // redialProxy replaces the connection a proxy closed on INFO or CONFIG with

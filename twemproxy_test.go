@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,4 +183,48 @@ func TestTwemproxyScripts(t *testing.T) {
 	require.ErrorIs(t, err, rbatch.ErrUnsupported)
 	assert.True(t, errors.Is(err, rbatch.ErrNotSent) || strings.Contains(err.Error(), "not sent"), "%v", err)
 	assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "twsc:other"))
+}
+
+// A proxy that gives up waiting for Redis answers "ERR Connection timed out"
+// for each command in flight, though Redis, only slow, may apply them all:
+// they end unknown, never failed, and none is applied beyond applied+unknown.
+func TestTwemproxyTimeoutIsUnknown(t *testing.T) {
+	t.Parallel()
+	s := redistest.Standalone(t)
+	p := redistest.NewTwemproxyWith(t, redistest.TwemproxyOptions{Timeout: 200 * time.Millisecond}, s)
+	c := clientAt(t, p.Addr, func(cfg *rbatch.Config) {
+		cfg.DialTimeout, cfg.ReadTimeout = time.Second, 3*time.Second
+	})
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = syscall.Kill(s.PID(), syscall.SIGCONT)
+		}
+	})
+	const n = 50
+	b := c.NewBatch()
+	fs := make([]*rbatch.Future[int64], n)
+	for i := range fs {
+		fs[i] = b.AtomicLong("tw:slow").IncrementAndGetAsync()
+	}
+	res, err := b.Execute(shortCtx(t))
+	require.Error(t, err)
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGCONT))
+	stopped = false
+
+	assert.Equal(t, rbatch.Counts{Unknown: n}, res.Counts)
+	for i, f := range fs {
+		_, ferr := f.Get()
+		assert.ErrorIs(t, ferr, rbatch.ErrUnknownOutcome, "command %d", i)
+		assert.ErrorContains(t, ferr, "Connection timed out", "command %d names the proxy's error", i)
+	}
+	require.Eventually(t, func() bool {
+		v, _ := s.Call("GET", "tw:slow")
+		return v != nil
+	}, 5*time.Second, 10*time.Millisecond, "Redis, resumed, applies what the proxy forwarded")
+	v, err := s.Call("GET", "tw:slow")
+	require.NoError(t, err)
+	got, _ := strconv.Atoi(string(v.([]byte)))
+	assert.LessOrEqual(t, got, n, "applied at most once each")
 }

@@ -51,8 +51,13 @@ type Twemproxy struct {
 	Port int
 	// StatsPort is nutcracker's statistics port (JSON on connect).
 	StatsPort int
-	// Backend is the redis-server behind the proxy.
+	// Backend is the redis-server behind the proxy (the first, when the
+	// proxy shards over several).
 	Backend *Server
+	// Backends are every redis-server behind the proxy, in the config's order.
+	Backends []*Server
+
+	opts TwemproxyOptions
 
 	conf, log string        // paths of the YAML config and the log
 	cmd       *exec.Cmd     // the running nutcracker
@@ -66,6 +71,24 @@ type Twemproxy struct {
 // it must be called from the test's goroutine.
 func NewTwemproxy(t testing.TB, backend *Server) *Twemproxy {
 	t.Helper()
+	return NewTwemproxyWith(t, TwemproxyOptions{}, backend)
+}
+
+// TwemproxyOptions are the proxy settings tests vary.
+type TwemproxyOptions struct {
+	// Timeout is nutcracker's "timeout": how long it waits for a server's
+	// reply before answering the client an error (0: forever).
+	Timeout time.Duration
+}
+
+// NewTwemproxyWith is NewTwemproxy with options, in front of one backend or
+// sharding keys over several (modula distribution of crc32a: the same key
+// always lands on the same backend).
+func NewTwemproxyWith(t testing.TB, o TwemproxyOptions, backends ...*Server) *Twemproxy {
+	t.Helper()
+	if len(backends) == 0 {
+		t.Fatal("redistest: NewTwemproxyWith needs a backend")
+	}
 	bin, err := nutcrackerBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +105,9 @@ func NewTwemproxy(t testing.TB, backend *Server) *Twemproxy {
 			Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 			Port:      ports[0],
 			StatsPort: ports[1],
-			Backend:   backend,
+			Backend:   backends[0],
+			Backends:  backends,
+			opts:      o,
 			conf:      filepath.Join(dir, fmt.Sprintf("nutcracker-%d.yml", ports[0])),
 			log:       filepath.Join(dir, fmt.Sprintf("nutcracker-%d.log", ports[0])),
 		}
@@ -114,19 +139,25 @@ func nutcrackerBinary() (string, error) {
 	return path, nil
 }
 
-// config is the proxy's YAML: one pool, one server, one connection to it
+// config is the proxy's YAML: one pool, one connection to each server
 // (every client's commands go through it, in order per client).
 func (p *Twemproxy) config() string {
-	return fmt.Sprintf(`redistest:
-  listen: %s
-  redis: true
-  hash: fnv1a_64
-  distribution: ketama
-  auto_eject_hosts: false
-  server_connections: 1
-  servers:
-    - %s:1
-`, p.Addr, p.Backend.Addr)
+	var b strings.Builder
+	fmt.Fprintf(&b, "redistest:\n  listen: %s\n  redis: true\n", p.Addr)
+	if len(p.Backends) == 1 {
+		b.WriteString("  hash: fnv1a_64\n  distribution: ketama\n")
+	} else {
+		b.WriteString("  hash: crc32a\n  distribution: modula\n")
+	}
+	b.WriteString("  auto_eject_hosts: false\n  server_connections: 1\n")
+	if p.opts.Timeout > 0 {
+		fmt.Fprintf(&b, "  timeout: %d\n", p.opts.Timeout.Milliseconds())
+	}
+	b.WriteString("  servers:\n")
+	for i, s := range p.Backends {
+		fmt.Fprintf(&b, "    - %s:1 shard%d\n", s.Addr, i)
+	}
+	return b.String()
 }
 
 // launch writes the config, starts nutcracker and waits until it forwards.
