@@ -466,24 +466,33 @@ type progress struct {
 	fn      func(Progress)
 	every   time.Duration
 	start   time.Time
-	calling sync.Mutex // held while fn runs
-	timer   *time.Timer
+	calling sync.Mutex                 // held while fn runs
+	timer   atomic.Pointer[time.Timer] // the next tick's
 	ended   atomic.Bool
 
 	queued, written, answered, failed atomic.Int64
 }
 
+// startProgress starts the ticks; an interval that is not positive (an
+// invalid option, which refuses the batch) gives only the last call.
 func startProgress(every time.Duration, fn func(Progress), start time.Time) *progress {
 	p := &progress{fn: fn, every: every, start: start}
-	p.timer = time.AfterFunc(every, p.tick)
+	if every > 0 {
+		p.arm()
+	}
 	return p
 }
 
+// arm schedules the next tick. Each tick arms its successor, so no timer
+// is reset while its own function may be starting.
+func (p *progress) arm() { p.timer.Store(time.AfterFunc(p.every, p.tick)) }
+
 func (p *progress) tick() {
-	if p.ended.Load() || !p.calling.TryLock() {
-		if !p.ended.Load() {
-			p.timer.Reset(p.every) // fn still runs: this tick is skipped
-		}
+	if p.ended.Load() {
+		return
+	}
+	if !p.calling.TryLock() {
+		p.arm() // fn still runs: this tick is skipped
 		return
 	}
 	defer p.calling.Unlock()
@@ -491,7 +500,7 @@ func (p *progress) tick() {
 		return
 	}
 	p.fn(p.now())
-	p.timer.Reset(p.every)
+	p.arm()
 }
 
 func (p *progress) now() Progress {
@@ -504,7 +513,9 @@ func (p *progress) finish(c Counts) {
 	p.calling.Lock()
 	defer p.calling.Unlock()
 	p.ended.Store(true)
-	p.timer.Stop()
+	if t := p.timer.Load(); t != nil {
+		t.Stop()
+	}
 	p.fn(finalProgress(c, time.Since(p.start)))
 }
 

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -514,4 +515,48 @@ func TestStreamWithSyncCluster(t *testing.T) {
 		keys += k
 	}
 	assert.Equal(t, n, keys)
+}
+
+// An interval so short that the first tick fires as the timer is made:
+// progress runs in every mode without a race or a crash, and its last call
+// has the batch's counts.
+func TestProgressTinyInterval(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		for range 30 {
+			var mu sync.Mutex
+			var last rbatch.Progress
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithProgress(time.Nanosecond, func(p rbatch.Progress) {
+				mu.Lock()
+				last = p
+				mu.Unlock()
+			}))
+			b.Bucket("pt:a").SetAsync("1")
+			b.Bucket("pt:b").SetAsync("2")
+			_, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			mu.Lock()
+			assert.Equal(t, 2, last.Answered, "the last call counts every command")
+			mu.Unlock()
+		}
+	}
+}
+
+// A negative interval refuses the batch; its progress function is called
+// once, at the end, not on a timer that fires at once over and over.
+func TestProgressNegativeIntervalCallsOnce(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	var calls atomic.Int64
+	b := c.NewBatch(rbatch.WithProgress(-time.Millisecond, func(rbatch.Progress) {
+		calls.Add(1)
+		time.Sleep(time.Millisecond)
+	}))
+	f := b.Bucket("pn:a").SetAsync("1")
+	_, err := b.Execute(context.Background())
+	require.ErrorContains(t, err, "WithProgress interval")
+	assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, int64(1), calls.Load())
 }
