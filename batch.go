@@ -381,6 +381,9 @@ func (b *Batch) start() bool {
 	b.state = running
 	b.submitted = int32(b.q.Len()) // parts of split commands are queued after
 	b.sig.started.Store(true)
+	if b.stream != nil {
+		b.stream.close() // from the call on, as for every mode
+	}
 	return true
 }
 

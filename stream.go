@@ -350,6 +350,15 @@ func (s *stream) addNode(nr NodeResult) {
 	s.nodes = append(s.nodes, nr)
 }
 
+// close refuses the commands queued from now on (ErrAlreadyExecuted),
+// waking those waiting for room.
+func (s *stream) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
 // finish closes the stream, waits for every segment to be answered (ctx
 // ending first stops them as it would an InMemory batch), and returns the
 // batch's result.

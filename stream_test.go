@@ -560,3 +560,22 @@ func TestProgressNegativeIntervalCallsOnce(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, int64(1), calls.Load())
 }
+
+// A stream counts as executed from ExecuteAsync's call on: a command queued
+// after it fails with ErrAlreadyExecuted and is not applied.
+func TestStreamQueueAfterExecuteAsync(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	for range 10 {
+		srv.MustDo(t, "DEL", "sa:n")
+		b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+		b.AtomicLong("sa:n").IncrementAndGetAsync()
+		done := b.ExecuteAsync(context.Background())
+		late := b.AtomicLong("sa:n").IncrementAndGetAsync()
+		assert.ErrorIs(t, errOf(late), rbatch.ErrAlreadyExecuted)
+		res, err := done.Get()
+		require.NoError(t, err)
+		assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
+		assert.Equal(t, []byte("1"), srv.MustDo(t, "GET", "sa:n"))
+	}
+}
