@@ -536,18 +536,14 @@ func finalProgress(c Counts, elapsed time.Duration) Progress {
 }
 
 // withoutBad returns idx without the commands of a stream's segment that
-// failed at queueing (b.bad, ascending).
+// failed at queueing (b.bad, ascending). idx need not be ascending: the
+// parts of split multi-key commands sit where their parents were.
 func (b *Batch) withoutBad(idx []int) []int {
 	out := idx[:0]
-	k := 0
 	for _, i := range idx {
-		for k < len(b.bad) && b.bad[k] < i {
-			k++
+		if _, bad := slices.BinarySearch(b.bad, i); !bad {
+			out = append(out, i)
 		}
-		if k < len(b.bad) && b.bad[k] == i {
-			continue
-		}
-		out = append(out, i)
 	}
 	return out
 }

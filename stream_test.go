@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -578,4 +579,40 @@ func TestStreamQueueAfterExecuteAsync(t *testing.T) {
 		assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
 		assert.Equal(t, []byte("1"), srv.MustDo(t, "GET", "sa:n"))
 	}
+}
+
+// In a cluster stream, a command refused as it was queued (a cross-slot
+// MSETNX) after one split per slot (MSET) fails alone: the split parts sit
+// where their parent was, and the refused one is left out of every group, so
+// the MGET after it gets its own keys' values.
+func TestStreamClusterRefusedAfterSplit(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	kv := map[string]any{}
+	keys := make([]string, 0, 30)
+	for i := range 30 {
+		k := "rs:" + strconv.Itoa(i)
+		kv[k] = i
+		keys = append(keys, k)
+	}
+	set := b.Buckets().SetAsync(kv)
+	refused := b.Buckets().TrySetAsync(map[string]any{"rs:{a}": 1, "rs:{b}": 2})
+	get := b.Buckets().GetAsync(keys...)
+	del := b.Keys().DeleteAsync(keys[:10]...)
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: 3, NotSent: 1}, res.Counts)
+	assert.ErrorIs(t, errOf(refused), rbatch.ErrCrossSlot)
+	require.NoError(t, errOf(set))
+	m, err := get.Get()
+	require.NoError(t, err)
+	require.Len(t, m, len(keys))
+	for k, v := range m {
+		assert.Equal(t, strings.TrimPrefix(k, "rs:"), v, "MGET's value of %s", k)
+	}
+	n, err := del.Get()
+	require.NoError(t, err)
+	assert.EqualValues(t, 10, n)
+	assert.Zero(t, cl.CommandStats(t)["msetnx"])
 }
