@@ -96,7 +96,7 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 		}
 	}
 	stats := &b.run.stats
-	stats.list = b.out.nodes[:0]
+	stats.list, stats.wrote = b.out.nodes[:0], stats.wrote[:0]
 	var nodeErr error
 	if len(entries) == 1 && len(unserved) == 0 && b.run.hooks == nil && b.pipe == nil && entries[0].session == nil {
 		// One group, as most batches: its first round runs here, and the
@@ -325,15 +325,21 @@ type followUp struct {
 
 // nodeStats gathers the NodeResults of a batch, one per node address.
 type nodeStats struct {
-	mu   sync.Mutex // guards list
+	mu   sync.Mutex // guards list and wrote
 	list []NodeResult
+	// wrote tells, for each of list, whether a command may have been
+	// applied there: only such a node's WAIT says something of the batch.
+	wrote []bool
 }
 
-func (s *nodeStats) add(nr NodeResult) {
+// add counts a group's figures for its node; wrote reports that one of
+// its commands may have been applied there (mayHaveApplied).
+func (s *nodeStats) add(nr NodeResult, wrote bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.list {
 		if p := &s.list[i]; p.Addr == nr.Addr {
+			s.wrote[i] = s.wrote[i] || wrote
 			p.Commands += nr.Commands
 			p.Attempts++
 			p.Duration += nr.Duration
@@ -346,6 +352,34 @@ func (s *nodeStats) add(nr NodeResult) {
 	}
 	nr.Attempts = 1
 	s.list = append(s.list, nr)
+	s.wrote = append(s.wrote, wrote)
+}
+
+// wroteTo reports whether a command may have been applied on the node at addr.
+func (s *nodeStats) wroteTo(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.list {
+		if s.list[i].Addr == addr {
+			return s.wrote[i]
+		}
+	}
+	return false
+}
+
+// mayHaveApplied reports whether a command of idx may have been applied by
+// the node that answered them: one applied, skipped or left unknown — not
+// one redirected (MOVED, ASK), refused, aborted or not sent. A node that
+// applied nothing (its commands moved to another, in a failover) has
+// nothing for its WAIT to acknowledge.
+func (b *Batch) mayHaveApplied(idx []int) bool {
+	for _, i := range idx {
+		err := b.q.At(i).Future.(outcome).failure()
+		if err == nil || err == ErrResultSkipped || errors.Is(err, ErrUnknownOutcome) {
+			return true
+		}
+	}
+	return false
 }
 
 // runEntry runs one entry's group (closing its Redis-side session in the
@@ -422,7 +456,7 @@ func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr erro
 		if b.skipsRead() {
 			b.skipAnswers(e.indices, e.errs)
 		}
-		stats.add(*nr)
+		stats.add(*nr, true)
 		return followUp{}, true
 	}
 	fu = b.settle(e.indices, e.errs, r, connErr, nr)
@@ -430,7 +464,7 @@ func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr erro
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}
-	stats.add(*nr)
+	stats.add(*nr, connErr == nil && b.mayHaveApplied(e.indices))
 	return fu, false
 }
 
@@ -560,9 +594,13 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 		}
 	}
 	if b.opts.Sync || b.opts.SyncAOF {
+		first := true
 		for i, nr := range nodes {
-			if i == 0 || nr.SyncedReplicas < res.SyncedReplicas {
-				res.SyncedReplicas = nr.SyncedReplicas
+			if i < len(b.run.stats.wrote) && !b.run.stats.wrote[i] {
+				continue // it applied nothing: its WAIT acknowledges nothing of the batch
+			}
+			if first || nr.SyncedReplicas < res.SyncedReplicas {
+				res.SyncedReplicas, first = nr.SyncedReplicas, false
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -346,4 +347,67 @@ func TestReadFromReplicaLearnsLateReplicas(t *testing.T) {
 		20*time.Second, 50*time.Millisecond, "the replica is online again")
 	require.Eventually(t, func() bool { return read() == replica.Addr },
 		10*time.Second, 100*time.Millisecond, "reads reach the replica once the client reloaded its map")
+}
+
+// After a coordinated failover the client's slot map is stale until a
+// MOVED: the old primary, a replica now, redirects the batch's commands to
+// the new one. A WithSync batch waits on the node that applied them — the
+// old primary's WAIT (refused there: it is a replica) acknowledges nothing
+// of the batch — in every mode that sends WAIT.
+func TestFailoverStaleMapWithSync(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl)
+	victims := slices.Clone(cl.Primaries) // one per mode: a node just failed over to takes a while to fail over again
+	want := map[string]int64{}
+	incr := func(b *rbatch.Batch, key string) *rbatch.Future[int64] {
+		want[key]++
+		return b.AtomicLong(key).IncrementAndGetAsync()
+	}
+	warm := c.NewBatch()
+	for k := range failoverCounters {
+		incr(warm, counterKey(k))
+	}
+	_, err := warm.Execute(context.Background())
+	require.NoError(t, err)
+
+	for i, tc := range []struct {
+		name   string
+		mode   rbatch.ExecutionMode
+		atomic bool
+	}{
+		{"IN_MEMORY", rbatch.InMemory, false},
+		{"IN_MEMORY_ATOMIC", rbatch.InMemoryAtomic, true},
+		{"STREAMING", rbatch.Streaming, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			on, off := keysOnAndOff(t, cl, victims[i])
+			keys := []string{on, off}
+			if tc.atomic {
+				keys = keys[:1]
+			}
+			cl.Failover(t, victims[i]) // the client still has it as the owner
+			b := c.NewBatch(rbatch.WithMode(tc.mode), rbatch.WithSync(1, 2*time.Second))
+			fs := map[string]*rbatch.Future[int64]{}
+			for _, k := range keys {
+				fs[k] = incr(b, k)
+			}
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err, "every command applied on its owner, and acknowledged there")
+			assert.Equal(t, rbatch.Counts{Applied: len(keys)}, res.Counts)
+			assert.Equal(t, 1, res.SyncedReplicas)
+			moved := 0
+			for _, nr := range res.Nodes {
+				moved += nr.Moved
+			}
+			assert.Positive(t, moved, "the batch met the stale map")
+			for k, f := range fs {
+				v, err := f.Get()
+				require.NoError(t, err)
+				assert.Equal(t, want[k], v, k)
+				got, err := redis.Int64(cl.OwnerOf(t, route.Slot(k)).Call("GET", k))
+				require.NoError(t, err)
+				assert.Equal(t, want[k], got, "%s applied once", k)
+			}
+		})
+	}
 }

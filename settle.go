@@ -22,9 +22,6 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 		return followUp{retry: idx, refresh: true}
 	}
 	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
-	if r.SyncErr != nil {
-		fu.err = wrap(syncFailed(r.SyncErr))
-	}
 	fu.refresh = r.Err != nil
 	p := &b.plan
 	switch {
@@ -37,7 +34,13 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 	default:
 		b.settleSpans(idx, errs, r, &fu, nr, wrap)
 	}
-	if p.Tail != nil && !r.Synced && r.SyncErr == nil && r.Err != nil {
+	switch {
+	case p.Tail == nil || !b.mayHaveApplied(idx):
+		// No WAIT, or nothing here for it to acknowledge: the node
+		// redirected its commands (a failover moved them) or refused them.
+	case r.SyncErr != nil:
+		fu.err = errors.Join(fu.err, wrap(syncFailed(r.SyncErr)))
+	case !r.Synced && r.Err != nil:
 		// WAIT/WAITAOF was asked for and never answered: how many replicas
 		// hold the writes is unknown, which is not "none".
 		fu.err = errors.Join(fu.err, wrap(fmt.Errorf("sync not answered: %w", &unknownError{cause: r.Err})))

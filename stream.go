@@ -64,6 +64,7 @@ type stream struct {
 	counts   Counts
 	failed   []CommandError
 	nodes    []NodeResult
+	applied  map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
 	nodeErrs []error
 	synced   int
 	anySync  bool
@@ -268,8 +269,8 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 		p.answered.Add(int64(c.Applied + c.Failed + c.Skipped))
 		p.failed.Add(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
 	}
-	for _, nr := range res.Nodes {
-		s.addNode(nr)
+	for k, nr := range res.Nodes {
+		s.addNode(nr, k >= len(seg.run.stats.wrote) || seg.run.stats.wrote[k])
 	}
 	s.keepFailures(failed)
 	var berr *BatchError
@@ -333,7 +334,14 @@ func (b *Batch) failures(limit int) []CommandError {
 }
 
 // addNode merges a segment's figures for one node into the stream's.
-func (s *stream) addNode(nr NodeResult) {
+// wrote reports that a command may have been applied there.
+func (s *stream) addNode(nr NodeResult, wrote bool) {
+	if wrote {
+		if s.applied == nil {
+			s.applied = map[string]bool{}
+		}
+		s.applied[nr.Addr] = true
+	}
 	for i := range s.nodes {
 		if p := &s.nodes[i]; p.Addr == nr.Addr {
 			p.Commands += nr.Commands
@@ -415,6 +423,10 @@ func (s *stream) syncNodes() {
 	var wg sync.WaitGroup
 	for i, np := range used {
 		acks[i].addr = np.node.Addr()
+		if !s.applied[acks[i].addr] { // it applied nothing (its commands moved away): nothing to wait for
+			acks[i].r.Synced = true
+			continue
+		}
 		if np.pipe == nil { // its last connection failed: nothing confirms its writes
 			acks[i].r = batch.Result{Err: errWritesLost}
 			continue
@@ -428,9 +440,13 @@ func (s *stream) syncNodes() {
 	wg.Wait()
 	s.anySync = true
 	s.synced = 0
-	for i, a := range acks {
-		if i == 0 || a.r.Replicas < s.synced {
-			s.synced = a.r.Replicas
+	first := true
+	for _, a := range acks {
+		if !s.applied[a.addr] {
+			continue
+		}
+		if first || a.r.Replicas < s.synced {
+			s.synced, first = a.r.Replicas, false
 		}
 		var err error
 		switch {
