@@ -10,13 +10,15 @@ import (
 )
 
 // newClusterClient discovers a cluster from cfg.Addrs (CLUSTER SHARDS,
-// falling back to CLUSTER SLOTS) and keeps a pool per node. Every cluster
-// connection sends READONLY, so replicas serve the reads ReadFrom sends them.
+// falling back to CLUSTER SLOTS) and keeps a pool per node. The
+// connections to a node the slot map lists as a replica send READONLY, so
+// it serves the reads ReadFrom sends it; those to a primary do not, so one
+// demoted before the client learns of it redirects reads (MOVED) rather
+// than answering them from its copy.
 func newClusterClient(ctx context.Context, cfg Config, opts pool.Options, info pool.ServerInfo, seed string) (*Client, error) {
 	if cfg.DB != 0 {
 		return nil, fmt.Errorf("rbatch: invalid config: DB %d: a cluster has only database 0", cfg.DB)
 	}
-	opts.ReadOnly = true
 	fetch := func(ctx context.Context, addr string) ([]route.ShardInfo, error) {
 		return fetchShards(ctx, addr, opts)
 	}

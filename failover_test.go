@@ -395,11 +395,7 @@ func TestFailoverStaleMapWithSync(t *testing.T) {
 			require.NoError(t, err, "every command applied on its owner, and acknowledged there")
 			assert.Equal(t, rbatch.Counts{Applied: len(keys)}, res.Counts)
 			assert.Equal(t, 1, res.SyncedReplicas)
-			moved := 0
-			for _, nr := range res.Nodes {
-				moved += nr.Moved
-			}
-			assert.Positive(t, moved, "the batch met the stale map")
+			assert.Positive(t, moved(res), "the batch met the stale map")
 			for k, f := range fs {
 				v, err := f.Get()
 				require.NoError(t, err)
@@ -410,4 +406,84 @@ func TestFailoverStaleMapWithSync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Behind a stale slot map, the old primary (a replica now) redirects reads
+// as it does writes: a GET queued after a SET in the batch sees the SET,
+// and one alone is answered by the new primary, never from the replica's
+// copy. Reads sent to a replica on purpose (ReadFrom Replica) still are.
+func TestFailoverStaleMapReads(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl)
+	victims := slices.Clone(cl.Primaries)
+	// Written early: Redis 7.0 lists a replica in CLUSTER SHARDS as online
+	// only once gossip carried a replication offset past 0 for it.
+	k, _ := keysOnAndOff(t, cl, victims[2])
+	_, err := victims[2].Call("SET", k, "r")
+	require.NoError(t, err)
+	for i, withSet := range []bool{true, false} {
+		on, _ := keysOnAndOff(t, cl, victims[i])
+		warm := c.NewBatch()
+		warm.Bucket(on).SetAsync("old")
+		warm.Bucket(on).GetAsync()
+		_, err := warm.Execute(context.Background())
+		require.NoError(t, err)
+		replica := cl.ReplicaOf(t, victims[i])
+		require.Eventually(t, func() bool { // a read there would answer "old"
+			return replicaGet(t, replica, on) == "old"
+		}, 5*time.Second, 10*time.Millisecond)
+
+		cl.Failover(t, victims[i]) // the client still has it as the owner
+		b := c.NewBatch()
+		if withSet {
+			b.Bucket(on).SetAsync("new")
+		} else {
+			_, err = cl.OwnerOf(t, route.Slot(on)).Call("SET", on, "new")
+			require.NoError(t, err)
+		}
+		victims[i].ResetStats(t)
+		get := b.Bucket(on).GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		v, err := get.Get()
+		require.NoError(t, err)
+		assert.Equal(t, "new", v, "with a SET before it %v: the read follows the MOVED", withSet)
+		assert.Zero(t, victims[i].CommandStats(t)["get"], "the demoted primary answered no read")
+		assert.Positive(t, moved(res), "the batch met the stale map")
+	}
+
+	// Replica reads still reach a replica.
+	replica := cl.ReplicaOf(t, cl.OwnerOf(t, route.Slot(k)))
+	require.Eventually(t, func() bool { return replicaGet(t, replica, k) == "r" }, 5*time.Second, 10*time.Millisecond)
+	replica.ResetStats(t)
+	replicaReads := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	b := replicaReads.NewBatch()
+	get := b.Bucket(k).GetAsync()
+	rr, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, replica.Addr, rr.Nodes[0].Addr)
+	v, err := get.Get()
+	require.NoError(t, err)
+	assert.Equal(t, "r", v)
+	assert.Positive(t, replica.CommandStats(t)["get"], "ReadFrom Replica reads on the replica")
+}
+
+// replicaGet reads key on a cluster replica, as a READONLY connection does.
+func replicaGet(t *testing.T, replica *redistest.Server, key string) string {
+	conn, err := replica.Dial()
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Do("READONLY")
+	require.NoError(t, err)
+	v, _ := redis.String(conn.Do("GET", key))
+	return v
+}
+
+// moved counts the commands res's nodes redirected with MOVED.
+func moved(res *rbatch.BatchResult) int {
+	n := 0
+	for _, nr := range res.Nodes {
+		n += nr.Moved
+	}
+	return n
 }

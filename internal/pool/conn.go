@@ -51,7 +51,10 @@ type Conn struct {
 	idle    *idleCheck   // looks at the socket while the connection is idle
 	home    *Pool        // the pool it was taken from (nil: dialed outside one)
 	shared  bool         // taken by GetShared: counted as Shared while out
-	addr    string       // as dialed
+	// readOnly: READONLY was sent (a cluster replica's reads), and not
+	// READWRITE after it (Pool.fitRole).
+	readOnly bool
+	addr     string // as dialed
 
 	abortOnce sync.Once
 	aborted   chan struct{}

@@ -26,9 +26,6 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// ReadOnly sends READONLY after connecting: a cluster replica then
-	// serves reads of its slots (a primary ignores it).
-	ReadOnly bool
 }
 
 // Dial connects to addr, authenticates and selects the database. Errors never
@@ -84,7 +81,7 @@ func (c *Conn) handshake(ctx context.Context, o Options) error {
 	return c.Bound(ctx, func() error { return c.setUp(o) })
 }
 
-// setUp authenticates, selects the database and sends READONLY as o asks.
+// setUp authenticates and selects the database as o asks.
 func (c *Conn) setUp(o Options) error {
 	if o.Password != "" || o.Username != "" {
 		args := []any{o.Password}
@@ -96,11 +93,6 @@ func (c *Conn) setUp(o Options) error {
 				return fmt.Errorf("AUTH as %q refused: %w", userName(o.Username), err)
 			}
 			return fmt.Errorf("AUTH: %w", err)
-		}
-	}
-	if o.ReadOnly {
-		if _, err := c.Do("READONLY"); err != nil {
-			return fmt.Errorf("READONLY: %w", err)
 		}
 	}
 	if o.DB != 0 {

@@ -32,6 +32,14 @@ type Pool struct {
 
 	timeouts atomic.Int64 // replies not received in time, counted by the connections
 
+	// replica is the node's role in the cluster's slot map: its
+	// connections send READONLY (to serve reads of its primary's slots)
+	// while it is a replica, and READWRITE once it is a primary again. A
+	// primary's connections never carry READONLY, so one demoted behind a
+	// stale map redirects reads (MOVED) instead of answering them from
+	// its copy.
+	replica atomic.Bool
+
 	// extra is what the layers above keep per node (the shared
 	// connections), closed with the pool.
 	extraOnce sync.Once
@@ -105,7 +113,7 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 			p.st.InUse++
 			p.mu.Unlock()
 			c.home = p
-			return c, waited, nil
+			return p.fitRole(ctx, c, waited)
 		}
 		// The server closed it while idle (its timeout, CLIENT KILL, a
 		// restart): a batch written to it would end unknown for nothing.
@@ -125,6 +133,33 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 	p.st.InUse++
 	p.mu.Unlock()
 	c.home = p
+	return p.fitRole(ctx, c, waited)
+}
+
+// SetReplica records the node's role in the slot map (see Pool.replica).
+func (p *Pool) SetReplica(replica bool) { p.replica.Store(replica) }
+
+// fitRole hands c out once its READONLY state matches the node's role: a
+// round trip only for a connection made or last used in the other role.
+func (p *Pool) fitRole(ctx context.Context, c *Conn, waited time.Duration) (Lease, time.Duration, error) {
+	want := p.replica.Load()
+	if c.readOnly == want {
+		return c, waited, nil
+	}
+	cmd := "READWRITE"
+	if want {
+		cmd = "READONLY"
+	}
+	err := c.Bound(ctx, func() error {
+		_, err := c.Do(cmd)
+		return err
+	})
+	if err != nil {
+		c.Abort()
+		c.Release(false)
+		return nil, waited, fmt.Errorf("%s: %s: %w", p.addr, cmd, err)
+	}
+	c.readOnly = want
 	return c, waited, nil
 }
 

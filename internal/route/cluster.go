@@ -19,9 +19,22 @@ type ShardInfo struct {
 // Fetcher asks the node at addr for the cluster's shards.
 type Fetcher func(ctx context.Context, addr string) ([]ShardInfo, error)
 
-// NodeMaker returns the node for addr. Its connections should send READONLY
-// (harmless on a primary, needed for reads on a replica).
+// NodeMaker returns the node for addr. A node that has a
+// SetReplica(bool) method is told its role at every load of the slot map:
+// its connections should send READONLY (for reads on a replica) only while
+// it is one — a primary demoted behind a stale map then redirects reads
+// instead of answering them.
 type NodeMaker[N Node] func(addr string) N
+
+// roled is a node that is told its role in the slot map.
+type roled interface{ SetReplica(replica bool) }
+
+// setRole tells n its role, when it listens.
+func setRole[N Node](n N, replica bool) {
+	if r, ok := any(n).(roled); ok {
+		r.SetReplica(replica)
+	}
+}
 
 // Cluster routes keys by hash slot to the primary owning the slot. Its slot
 // map is refreshed on demand, one refresh at a time: concurrent batches that
@@ -186,9 +199,11 @@ func (c *Cluster[N]) apply(shards []ShardInfo) {
 			continue
 		}
 		p := node(s.Primary)
+		setRole(p, false)
 		rs := []N{}
 		for _, r := range s.Replicas {
 			rs = append(rs, node(r))
+			setRole(rs[len(rs)-1], true)
 		}
 		replicas[p] = rs
 		for _, rg := range s.Slots {
