@@ -22,22 +22,25 @@ import (
 // so that one lost connection ends in not sent or unknown only the
 // commands that were on it, and the stream goes on.
 //
-// Once a node's connection failed, or could not be had, the node is
-// troubled for the rest of the stream: each segment's first group there
-// waits for the segment before it to end, so that what that segment sends
-// again (not sent, retried) is not overtaken by what follows. A failure is
-// known before the group that met it lets the next segment start.
+// Once a node's connection failed, or could not be had (and no fallback
+// took the group: see pipeFor), the node is troubled for the rest of the
+// stream: each segment's first group there waits for the segment before
+// it to end, so that what that segment sends again (not sent, retried) is
+// not overtaken by what follows. A failure is known before the group that
+// met it lets the next segment start.
 type streamLines struct {
 	mu       sync.Mutex
 	nodes    map[pool.Node]*batch.Pipe // nil where the last connection failed
 	troubled map[pool.Node]bool
 }
 
-// isTroubled reports whether node's connection failed during the stream.
-func (l *streamLines) isTroubled(node pool.Node) bool {
+// isTroubled reports whether the connection of the entry's node, or of
+// its fallback, failed during the stream: a read that falls back to its
+// primary must not overtake there what the segment before it sends again.
+func (l *streamLines) isTroubled(e *entry) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.troubled[node]
+	return l.troubled[e.node] || (e.fallback != nil && l.troubled[e.fallback])
 }
 
 // trouble marks node's connection failed (see streamLines).
@@ -83,6 +86,19 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	p = batch.NewPipe(conn)
 	l.nodes[node] = p
 	return p, nil
+}
+
+// pipeFor returns the pipe for the entry's group and the node it leads
+// to: the entry's node's, or its fallback's (the primary, for read-only
+// work sent to a replica) when the node cannot be reached, as acquire
+// does outside a stream.
+func (l *streamLines) pipeFor(ctx context.Context, e *entry, hs []Hook) (*batch.Pipe, pool.Node, error) {
+	p, err := l.of(ctx, e.node, hs)
+	if err != nil && e.fallback != nil && ctx.Err() == nil {
+		p, err = l.of(ctx, e.fallback, hs)
+		return p, e.fallback, err
+	}
+	return p, e.node, err
 }
 
 // nodePipe is a node the stream used and its pipe (nil: its last
@@ -168,26 +184,29 @@ func (p *segmentPipe) waitPrev(ctx context.Context) {
 	}
 }
 
-// runPiped runs the entry's group on its stream's pipe to the node.
+// runPiped runs the entry's group on its stream's pipe to the node, or to
+// its fallback when the node cannot be reached (see pipeFor).
 func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Result, addr string, connErr error) {
 	addr = e.node.Addr()
 	lines := b.pipe.lines
-	if round == 1 && (lines.isTroubled(e.node) || b.pipe.overtakes()) {
+	if round == 1 && (lines.isTroubled(e) || b.pipe.overtakes()) {
 		b.pipe.waitPrev(ctx) // later rounds waited already
 	}
-	p, err := lines.of(ctx, e.node, b.run.hooks)
+	p, node, err := lines.pipeFor(ctx, e, b.run.hooks)
 	if err != nil {
 		if round == 1 {
 			lines.trouble(e.node)
+			lines.trouble(node) // the fallback, when it failed too
 			b.pipe.groupAdded()
 		}
 		return batch.Result{}, addr, err
 	}
+	addr = node.Addr()
 	g, shas := b.buildGroup(e, addr)
 	if round == 1 {
 		g.Added = func() {
 			if p.Broken() { // what follows may have to wait for this group's retries
-				lines.trouble(e.node)
+				lines.trouble(node)
 			}
 			b.pipe.groupAdded()
 		}
@@ -200,9 +219,14 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 	r = p.Run(ctx, g)
 	for tries := 1; batch.FoundClosed(r.Err) && tries < 3 && ctx.Err() == nil; tries++ {
 		// The connection had died while idle and nothing was written: go
-		// again on a new one.
-		if p, err = b.pipe.lines.of(ctx, e.node, b.run.hooks); err != nil {
+		// again on a new one, on the fallback if the node is down now.
+		var again pool.Node
+		if p, again, err = lines.pipeFor(ctx, e, b.run.hooks); err != nil {
 			break
+		}
+		if again != node { // its scripts are loaded there anew
+			node, addr = again, again.Addr()
+			g, shas = b.buildGroup(e, addr)
 		}
 		r = p.Run(ctx, g)
 	}
