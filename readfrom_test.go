@@ -184,3 +184,113 @@ func readFromCluster(t *testing.T) (cl *redistest.Cluster, c *rbatch.Client, wri
 	c = clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
 	return cl, c, written, on, off
 }
+
+// With the replica down, ReadFrom Replica and PreferReplica read from the
+// primary in every mode that may read from a replica, a stream too: its
+// reads had ended not sent ("connection refused"), even with retries, as
+// it dialled the dead replica again each round. A stream whose replica
+// dies while it runs goes on on the primary.
+func TestReadFromFallsBackWhenReplicaDown(t *testing.T) {
+	for _, rf := range []rbatch.ReadFrom{rbatch.Replica, rbatch.PreferReplica} {
+		t.Run(rf.String(), func(t *testing.T) {
+			primary, replica := redistest.PrimaryReplica(t)
+			primary.MustDo(t, "SET", "rfb:k", "v")
+			for i := range 300 {
+				primary.MustDo(t, "SET", "rfb:pad:"+strconv.Itoa(i), i)
+			}
+			primary.WaitReplicated(t, 1)
+			c := clientFor(t, primary, func(cfg *rbatch.Config) {
+				cfg.ReadFrom = rf
+				cfg.StreamBuffer = 4 << 10 // a stream's parts of ~1 KiB
+			})
+
+			// The stream's first read is answered by the replica; then the
+			// replica dies, and the stream's connection to it with it.
+			s := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+			v, err := s.Bucket("rfb:k").GetAsync().Get()
+			require.NoError(t, err)
+			require.Equal(t, "v", v)
+			replica.Kill()
+			primary.ResetStats(t)
+			gets := make([]*rbatch.Future[string], 300)
+			for i := range gets {
+				gets[i] = s.Bucket("rfb:pad:" + strconv.Itoa(i)).GetAsync()
+			}
+			res, err := s.Execute(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, rbatch.Counts{Applied: 301}, res.Counts)
+			for i, f := range gets {
+				v, err := f.Get()
+				require.NoError(t, err, "read %d", i)
+				require.Equal(t, strconv.Itoa(i), v, "read %d", i)
+			}
+			assert.EqualValues(t, 300, primary.CommandStats(t)["get"], "the primary served the reads queued after the replica died")
+			byAddr := map[string]rbatch.NodeResult{}
+			for _, nr := range res.Nodes {
+				byAddr[nr.Addr] = nr
+			}
+			assert.Equal(t, 1, byAddr[replica.Addr].Commands)
+			assert.Equal(t, 300, byAddr[primary.Addr].Commands)
+			assert.Greater(t, byAddr[primary.Addr].Attempts, 1, "the stream went in several parts")
+
+			for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisReadAtomic, rbatch.Streaming} {
+				for _, retry := range []bool{false, true} {
+					opts := []rbatch.Option{rbatch.WithMode(mode)}
+					if retry {
+						opts = append(opts, rbatch.WithRetry(3, 50*time.Millisecond))
+					}
+					b := c.NewBatch(opts...)
+					get := b.Bucket("rfb:k").GetAsync()
+					res, err := b.Execute(context.Background())
+					require.NoError(t, err, "%s, retry %v", mode, retry)
+					v, err := get.Get()
+					require.NoError(t, err, "%s, retry %v", mode, retry)
+					assert.Equal(t, "v", v, "%s, retry %v", mode, retry)
+					assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts, "%s, retry %v", mode, retry)
+					require.Len(t, res.Nodes, 1, "%s, retry %v", mode, retry)
+					assert.Equal(t, primary.Addr, res.Nodes[0].Addr, "%s, retry %v: the primary served the read", mode, retry)
+				}
+			}
+		})
+	}
+}
+
+// In a cluster, a stream's reads for a primary whose replica is down go
+// to the primary, and those for the other primaries still to their
+// replicas.
+func TestClusterReadFromFallsBackWhenReplicaDown(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	waitReplicasKnown(t, cl)
+	primary := cl.Primaries[0]
+	replica := cl.ReplicaOf(t, primary)
+	on, off := keysOnAndOff(t, cl, primary)
+	primary.MustDo(t, "SET", on, "on")
+	other := cl.OwnerOf(t, route.Slot(off))
+	other.MustDo(t, "SET", off, "off")
+	primary.WaitReplicated(t, 1)
+	other.WaitReplicated(t, 1)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.PreferReplica })
+	replica.Kill()
+
+	for _, retry := range []bool{false, true} {
+		opts := []rbatch.Option{rbatch.WithMode(rbatch.Streaming)}
+		if retry {
+			opts = append(opts, rbatch.WithRetry(3, 50*time.Millisecond))
+		}
+		primary.ResetStats(t)
+		b := c.NewBatch(opts...)
+		getOn := b.Bucket(on).GetAsync()
+		getOff := b.Bucket(off).GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, "retry %v", retry)
+		v, err := getOn.Get()
+		require.NoError(t, err, "retry %v", retry)
+		assert.Equal(t, "on", v, "retry %v", retry)
+		v, err = getOff.Get()
+		require.NoError(t, err, "retry %v", retry)
+		assert.Equal(t, "off", v, "retry %v", retry)
+		assert.Equal(t, rbatch.Counts{Applied: 2}, res.Counts, "retry %v", retry)
+		assert.EqualValues(t, 1, primary.CommandStats(t)["get"], "retry %v: the primary served its read", retry)
+		assert.Zero(t, other.CommandStats(t)["get"], "retry %v: the other key's read stayed on a replica", retry)
+	}
+}
