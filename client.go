@@ -259,7 +259,8 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 // batches are closed as those finish. Batches executed afterwards fail with
 // ErrClosed. A RedisReadAtomic or RedisWriteAtomic batch that was filled
 // but neither executed nor discarded is discarded by Close (DISCARD, within
-// a few seconds, else its connection is closed): nothing of it is applied,
+// a few seconds, else its connection is closed; at once when it is still
+// waiting for a connection): nothing of it is applied,
 // its futures resolve with ErrDiscarded, and its Execute or Discard then
 // returns ErrAlreadyExecuted.
 func (c *Client) Close() error {

@@ -30,7 +30,8 @@
 // for a round trip per command. InMemoryAtomic wraps them in MULTI … EXEC.
 // RedisWriteAtomic and RedisReadAtomic open MULTI on a held connection at the
 // first command and send each command as it is queued; Execute sends EXEC,
-// Discard sends DISCARD. RedisReadAtomic accepts only read-only commands and
+// Discard sends DISCARD (or, still waiting for the connection, nothing, at
+// once). RedisReadAtomic accepts only read-only commands and
 // may run on a replica (Config.ReadFrom).
 //
 //	b := client.NewBatch(WithMode(RedisWriteAtomic), WithSync(1, time.Second))

@@ -148,7 +148,8 @@ func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r bat
 	return r, addr, nil
 }
 
-// discardRemote drops every Redis-side queue of the batch.
+// discardRemote drops every Redis-side queue of the batch; one still
+// waiting for its connection is dropped at once, without one.
 func (b *Batch) discardRemote(ctx context.Context) {
 	for _, e := range b.remote {
 		b.closeSession(ctx, e, true)

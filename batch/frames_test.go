@@ -150,6 +150,8 @@ func TestSessionLayouts(t *testing.T) {
 				return leased{conn}, nil
 			})
 			require.True(t, s.Push([]byte(enc("INCR", "n")), nil))
+			// Discarded before its connection came, a session writes nothing.
+			require.Eventually(t, func() bool { return s.Conn() != nil }, 5*time.Second, time.Millisecond)
 			var r batch.Result
 			if tc.discard {
 				r = s.Discard(context.Background())

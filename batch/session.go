@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -13,7 +14,8 @@ import (
 // Push never blocks on the network: commands are buffered and a writer
 // goroutine sends them, while a reader goroutine takes each QUEUED reply as
 // it arrives. Exec (or Discard) closes the queue, sends EXEC (DISCARD) and
-// the tail, and returns the group's Result.
+// the tail, and returns the group's Result. A session still waiting for
+// its connection has written nothing: Discard ends the wait instead.
 //
 // Push may be called from any goroutine, but its callers must serialize
 // their calls so that commands keep their order (the batch's lock does).
@@ -21,9 +23,9 @@ type Session struct {
 	plan    Plan
 	resolve SinkResolver
 	acquire func(ctx context.Context) (Lease, error)
-	cancel  context.CancelFunc // stops a pending acquire
-	done    chan struct{}      // closed when the reader and writer are finished; res is final
-	release sync.Once          // the connection goes back once, however often the session is closed
+	cancel  context.CancelCauseFunc // stops a pending acquire
+	done    chan struct{}           // closed when the reader and writer are finished; res is final
+	release sync.Once               // the connection goes back once, however often the session is closed
 
 	mu      sync.Mutex // guards the fields below
 	cond    *sync.Cond // signalled when out, sinks or closed change
@@ -47,7 +49,7 @@ type Session struct {
 // When parent ends before the session closes, the session is aborted: its
 // connection is dropped, which discards the open MULTI.
 func Open(parent context.Context, plan Plan, resolve SinkResolver, acquire func(ctx context.Context) (Lease, error)) *Session {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancel := context.WithCancelCause(parent)
 	s := &Session{plan: plan, resolve: resolve, acquire: acquire, cancel: cancel, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	if parent.Done() != nil {
@@ -90,8 +92,14 @@ func (s *Session) Push(cmd []byte, sink any) bool {
 func (s *Session) Exec(ctx context.Context) Result { return s.close(ctx, false) }
 
 // Discard sends DISCARD (and turns replies back on): nothing queued is
-// applied, and the connection stays usable.
+// applied, and the connection stays usable. A session that has no
+// connection yet needs none: Discard stops the wait for it (its place in
+// line too) and returns at once.
 func (s *Session) Discard(ctx context.Context) Result { return s.close(ctx, true) }
+
+// errDiscardedWaiting is why a session discarded before it had its
+// connection ended: nothing of it was written.
+var errDiscardedWaiting = errors.New("discarded while waiting for a connection: nothing was written")
 
 // Conn returns the session's connection (nil if none was acquired). The
 // session releases it when Exec or Discard returns.
@@ -109,7 +117,11 @@ func (s *Session) close(ctx context.Context, discard bool) Result {
 		s.out = appendFrames(s.out, s.layout.after())
 		s.cond.Broadcast()
 	}
+	waiting := s.discard && s.conn == nil
 	s.mu.Unlock()
+	if waiting {
+		s.cancel(errDiscardedWaiting) // run sees s.discard if the connection comes anyway
+	}
 	stop := context.AfterFunc(ctx, s.abort)
 	<-s.done
 	res := s.res
@@ -139,7 +151,7 @@ func (s *Session) Taint() {
 
 // abort stops a pending acquire and breaks the connection.
 func (s *Session) abort() {
-	s.cancel()
+	s.cancel(nil)
 	s.mu.Lock()
 	conn := s.conn
 	s.mu.Unlock()
@@ -151,13 +163,21 @@ func (s *Session) abort() {
 // run acquires the connection, then reads while a writer goroutine writes.
 func (s *Session) run(ctx context.Context) {
 	defer close(s.done)
-	defer s.cancel()
+	defer s.cancel(nil)
 	conn, err := s.acquire(ctx)
 	if err != nil {
 		s.res.Err = err
 		return
 	}
 	s.mu.Lock()
+	if s.discard {
+		// Discarded while the connection was on its way: nothing was
+		// written on it, and nothing will be.
+		s.mu.Unlock()
+		s.res.Err = errDiscardedWaiting
+		s.release.Do(func() { conn.Release(true) })
+		return
+	}
 	s.conn = conn
 	s.mu.Unlock()
 
