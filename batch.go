@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/rbatch/rbatch/batch"
+	"github.com/rbatch/rbatch/internal/ctxerr"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -255,7 +256,11 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 	}
 	f.index = int32(i)
 	if b.opts.Mode.redisSide() {
-		b.pushRemote(i)
+		if bg := b.opts.Context; bg != nil && bg.Err() != nil {
+			refuseNow(&b.q, f, i, ctxerr.Of(bg)) // WithContext's ended: nothing more reaches Redis
+		} else {
+			b.pushRemote(i)
+		}
 	}
 	return f
 }

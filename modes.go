@@ -258,9 +258,9 @@ func WithProgress(interval time.Duration, fn func(Progress)) Option {
 // and RedisReadAtomic/RedisWriteAtomic send each command as it is queued.
 // When ctx ends, that work stops as Execute's context would stop it
 // (written and unanswered: unknown; not written: not sent) and queueing
-// fails at once. From Execute on, Execute's context bounds the batch too,
-// and ctx still does (a batch whose ctx ended is refused at Execute; a
-// Redis-side MULTI is discarded).
+// fails at once (not sent, with ctx's cause). From Execute on, Execute's
+// context bounds the batch too, and ctx still does (a batch whose ctx
+// ended is refused at Execute; a Redis-side MULTI is discarded).
 // Default: context.Background().
 func WithContext(ctx context.Context) Option { return func(o *BatchOptions) { o.Context = ctx } }
 

@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -126,4 +127,60 @@ func TestCloseWithRedisSideBatchWaitingForConnIsPrompt(t *testing.T) {
 			assert.Equal(t, "old", string(srv.MustDo(t, "GET", "remote:waiting").([]byte)), "nothing applied")
 		})
 	}
+}
+
+// A command queued in a Redis-side batch once its WithContext context
+// ended never reaches Redis: its future fails at once, not sent, with the
+// context's cause, and Execute counts it not sent; the command queued in
+// the MULTI before the end is aborted with it.
+func TestRedisSideQueuedAfterContextEndedIsNotSent(t *testing.T) {
+	for _, mode := range redisSideModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t)
+			stop := errors.New("shutting down")
+			bg, cancel := context.WithCancelCause(context.Background())
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithContext(bg))
+			early := queueOne(b, mode, "remote:early")
+			waitUntil(t, "the first command is queued in Redis", func() bool { return clientInMulti(t, srv) == 1 })
+			cancel(stop)
+			waitUntil(t, "the MULTI is dropped", func() bool { return clientInMulti(t, srv) == -1 })
+
+			late := queueOne(b, mode, "remote:late")
+			_, err := late.Get()
+			assert.ErrorIs(t, err, rbatch.ErrNotSent, "refused at once, before Execute")
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.ErrorIs(t, err, stop)
+			assert.Equal(t, 1, late.(*rbatch.Future[string]).Index())
+
+			res, err := b.Execute(context.Background())
+			require.Error(t, err)
+			assert.Equal(t, rbatch.Counts{Aborted: 1, NotSent: 1}, res.Counts)
+			_, err = early.Get()
+			assert.ErrorIs(t, err, rbatch.ErrTxAborted, "it was in the MULTI the dropped connection discarded")
+			_, err = late.Get()
+			assert.ErrorIs(t, err, rbatch.ErrNotSent)
+			assert.ErrorIs(t, err, stop)
+		})
+	}
+}
+
+// A Redis-side batch whose WithContext context ended before its first
+// command opens no MULTI: every command fails at once, not sent.
+func TestRedisSideQueuedOnlyAfterContextEndedOpensNothing(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	bg, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithContext(bg))
+	f := b.Bucket("remote:late").SetAsync("x")
+	_, err := f.Get()
+	assert.ErrorIs(t, err, rbatch.ErrNotSent)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts)
+	assert.Zero(t, calls(t, "multi"), "no MULTI opened")
+	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "remote:late"))
 }
