@@ -58,8 +58,9 @@ type work struct {
 
 	// A segment of a stream is a batch of its own: segment is set, base is
 	// the stream index of its first command, bytes the size of its
-	// commands, and bad the positions of those that failed at queueing
-	// (they stay in q as stand-ins, and are not sent).
+	// commands. bad are the positions of the commands, of a segment or of
+	// any batch, that failed at queueing (see failQueued): they stay in q as
+	// stand-ins, and are not sent.
 	segment bool
 	base    int
 	// streamSyncs is set on the segments of a stream that waits for its
@@ -255,6 +256,9 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 		i = b.q.Add(c, b.opts.Codec, args...)
 	}
 	f.index = int32(i)
+	if err := b.c.proxyCommandRefusal(c.Name); err != nil && !b.segment { // (a stream's segment: pushStream)
+		failQueued(b, f, i, err)
+	}
 	if b.opts.Mode.redisSide() {
 		if bg := b.opts.Context; bg != nil && bg.Err() != nil {
 			refuseNow(&b.q, f, i, ctxerr.Of(bg)) // WithContext's ended: nothing more reaches Redis
@@ -263,6 +267,17 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 		}
 	}
 	return f
+}
+
+// failQueued makes command i, just queued with future f, fail alone and at
+// once, not sent, because of err: a stand-in keeps its place in the queue,
+// to be counted not sent, and b.bad keeps it off the wire. The rest of the
+// batch runs.
+func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
+	nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: b.q.Name(i), Err: err}}
+	f.sig, f.err = resolved, nsErr
+	b.q.At(i).Future = &Future[any]{sig: resolved, err: nsErr, index: f.index, dec: decodeAny}
+	b.bad = append(b.bad, i)
 }
 
 // Do queues any command. In a cluster it is routed by its first argument as

@@ -33,7 +33,9 @@ func (o *Buckets) SetAsync(kv map[string]any) *Future[struct{}] {
 
 // TrySetAsync sets every key of kv only if none of them exists (MSETNX);
 // true when they were set. All or none: in a cluster the keys must share
-// one slot (hash tags), else ErrCrossSlot and nothing is sent.
+// one slot (hash tags), else ErrCrossSlot and nothing is sent; through
+// twemproxy, which closes the connection on MSETNX, it fails alone with
+// ErrUnsupported, not sent.
 func (o *Buckets) TrySetAsync(kv map[string]any) *Future[bool] {
 	args, err := pairArgs("Buckets.TrySetAsync", kv)
 	if err == nil && o.b.c.cluster && !oneSlotPairs(args) {

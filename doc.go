@@ -49,7 +49,8 @@
 // read, so that the commands a MOVED, ASK or TRYAGAIN turns away are sent
 // where they belong, not lost unseen; the others still end with
 // ErrResultSkipped (a rejected one with its error). Through such a proxy the atomic
-// modes, WithSync and WithSyncAOF fail with ErrUnsupported, nothing sent. WithSync and
+// modes, WithSync and WithSyncAOF fail with ErrUnsupported, nothing sent, and
+// so does, alone, a command it closes the connection on (XADD, MSETNX, …). WithSync and
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the
 // fewest replicas that acknowledged on any node.
 //

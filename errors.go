@@ -59,7 +59,8 @@ var (
 
 	// ErrUnsupported fails a batch that asks for a feature the server lacks
 	// (WAITAOF before Redis 7.2; MULTI, WAIT or a keyless script through a
-	// proxy such as twemproxy, …). Nothing was sent.
+	// proxy such as twemproxy, …), or, alone, a command such a proxy closes
+	// the connection on (XADD, MSETNX, DBSIZE, …). Nothing was sent.
 	ErrUnsupported = errors.New("rbatch: unsupported by the server")
 
 	// ErrClosed is returned when the Client was closed. Nothing was sent.

@@ -334,7 +334,9 @@ func (o *Deque) PollLastAsync() *Future[string] {
 	return keyed(o.b, decodeString, "RPOP", o.key, nil)
 }
 
-// Stream is a stream (Redisson's RStream).
+// Stream is a stream (Redisson's RStream). Through twemproxy, which takes no
+// stream command, its stream methods (XADD, XLEN, XRANGE, XREAD) fail alone
+// with ErrUnsupported, not sent; the key's own (DeleteAsync, …) work.
 type Stream struct{ object }
 
 // Stream returns the stream at key.

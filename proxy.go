@@ -21,6 +21,9 @@ import (
 //     and EVALSHA; a script without keys is refused with ErrUnsupported;
 //   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)
 //     are refused with ErrUnsupported before anything is sent;
+//   - a command the proxy closes on (proxyCloses: the stream commands,
+//     MSETNX, …) fails alone with ErrUnsupported as it is queued, not sent,
+//     and the rest of the batch runs;
 //   - an error the proxy answers for its own connection to Redis (see
 //     proxyFault) ends its command unknown, not failed.
 
@@ -39,6 +42,35 @@ func proxyRefusal(o BatchOptions) error {
 		return nil
 	}
 	return fmt.Errorf("rbatch: %s, and the server is a proxy that closes the connection on it: %w", what, ErrUnsupported)
+}
+
+// proxyCommandRefusal returns why command name cannot go through the
+// client's server, a proxy that closes the connection on it, wrapping
+// ErrUnsupported; nil when it can (or the server is no proxy).
+func (c *Client) proxyCommandRefusal(name string) error {
+	if !c.info.Proxy || !proxyCloses[name] {
+		return nil
+	}
+	return fmt.Errorf("rbatch: %s cannot go through the server, a proxy that closes the connection on it: %w", name, ErrUnsupported)
+}
+
+// proxyCloses are the commands twemproxy (nutcracker 0.5.0, checked with
+// redis-cli) closes the connection on, among those rbatch's objects send
+// and those b.Do is most asked for. (The commands the modes would send —
+// MULTI, WAIT, CLIENT REPLY, SCRIPT LOAD — are kept off its wire by
+// proxyRefusal and by sending scripts as EVAL; COMMAND, forwarded bare but
+// closed on with a subcommand, is left to its outcome.)
+var proxyCloses = map[string]bool{
+	// Streams: it takes none of their commands.
+	"XADD": true, "XLEN": true, "XRANGE": true, "XREVRANGE": true, "XREAD": true, "XREADGROUP": true,
+	"XDEL": true, "XTRIM": true, "XGROUP": true, "XINFO": true, "XACK": true, "XPENDING": true,
+	"XCLAIM": true, "XAUTOCLAIM": true, "XSETID": true,
+	// Commands on several keys it does not take.
+	"MSETNX": true, "RENAME": true, "RENAMENX": true, "BITOP": true, "SINTERCARD": true,
+	// Commands on no key, or on the server.
+	"INFO": true, "CONFIG": true, "CLIENT": true, "DBSIZE": true, "TIME": true, "SCRIPT": true,
+	"ECHO": true, "KEYS": true, "SCAN": true, "RANDOMKEY": true, "LASTSAVE": true, "FLUSHDB": true,
+	"FLUSHALL": true, "OBJECT": true, "READONLY": true, "READWRITE": true, "ASKING": true,
 }
 
 // proxyLost is the cause of a command whose reply is an error the proxy made

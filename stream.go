@@ -123,6 +123,9 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	i := int(f.index)
 	f.index = int32(seg.base + i)
 	err := seg.admit(i)
+	if err == nil {
+		err = b.c.proxyCommandRefusal(c.Name)
+	}
 	if err == nil && s.stopped != nil {
 		err = s.stopped
 	}
@@ -130,12 +133,7 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 		err = ctxerr.Of(s.ctx)
 	}
 	if err != nil {
-		// It goes nowhere: its future fails now, and a stand-in keeps its
-		// place in the segment, to be counted not sent.
-		nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: seg.q.Name(i), Err: err}}
-		f.sig, f.err = resolved, nsErr
-		seg.q.At(i).Future = &Future[any]{sig: resolved, err: nsErr, index: f.index, dec: decodeAny}
-		seg.bad = append(seg.bad, i)
+		failQueued(seg, f, i, err) // it goes nowhere: its future fails now
 	}
 	n := len(seg.q.Bytes(i))
 	seg.bytes += n

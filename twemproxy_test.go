@@ -228,3 +228,76 @@ func TestTwemproxyTimeoutIsUnknown(t *testing.T) {
 	got, _ := strconv.Atoi(string(v.([]byte)))
 	assert.LessOrEqual(t, got, n, "applied at most once each")
 }
+
+// nutcracker closes the connection on the stream commands and MSETNX: the
+// methods sending them fail alone, not sent, and the rest of the batch runs.
+func TestTwemproxyRefusesCommandsItClosesOn(t *testing.T) {
+	t.Parallel()
+	s, p, c := twemproxied(t)
+	cases := []struct {
+		cmd  string
+		mode rbatch.ExecutionMode
+		add  func(b *rbatch.Batch) interface{ Get() (any, error) }
+	}{
+		{"XADD", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Stream("twc:s").AddAsync("f", "v"))
+		}},
+		{"XLEN", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Stream("twc:s").SizeAsync())
+		}},
+		{"XRANGE", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Stream("twc:s").RangeAsync("-", "+", 0))
+		}},
+		{"XREAD", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Stream("twc:s").ReadAsync("0", 10))
+		}},
+		{"MSETNX", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Buckets().TrySetAsync(map[string]any{"twc:a": 1, "twc:b": 2}))
+		}},
+		{"XADD", rbatch.Streaming, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return anyOf(b.Stream("twc:s").AddAsync("f", "v"))
+		}},
+		{"XLEN", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
+			return b.Do("XLEN", "twc:s")
+		}},
+	}
+	const n = 100
+	for k, tc := range cases {
+		t.Run(fmt.Sprintf("%s/%s", tc.cmd, tc.mode), func(t *testing.T) {
+			b := c.NewBatch(rbatch.WithMode(tc.mode))
+			sets := make([]*rbatch.Future[struct{}], n)
+			var refused interface{ Get() (any, error) }
+			for i := range sets {
+				if i == n/2 {
+					refused = tc.add(b)
+				}
+				sets[i] = b.Bucket(fmt.Sprintf("twc:%d:%d", k, i)).SetAsync(i)
+			}
+			res, err := b.Execute(shortCtx(t))
+			require.ErrorIs(t, err, rbatch.ErrUnsupported)
+			assert.Equal(t, rbatch.Counts{Applied: n, NotSent: 1}, res.Counts)
+			_, ferr := refused.Get()
+			assert.ErrorIs(t, ferr, rbatch.ErrUnsupported)
+			assert.ErrorIs(t, ferr, rbatch.ErrNotSent)
+			assert.ErrorContains(t, ferr, tc.cmd)
+			assert.ErrorContains(t, ferr, "proxy")
+			for i, f := range sets {
+				_, err := f.Get()
+				require.NoError(t, err, "SET %d", i)
+			}
+			assert.Equal(t, []byte(fmt.Sprint(n-1)), s.MustDo(t, "GET", fmt.Sprintf("twc:%d:%d", k, n-1)))
+		})
+	}
+	assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "twc:s", "twc:a", "twc:b"), "nothing refused was applied")
+	log := p.Log()
+	for _, tc := range cases {
+		assert.NotContains(t, log, "unsupported command '"+tc.cmd+"'", "nothing the proxy closes on was sent")
+	}
+}
+
+// anyOf views a typed future as one of any.
+func anyOf[T any](f *rbatch.Future[T]) interface{ Get() (any, error) } { return anyFuture[T]{f} }
+
+type anyFuture[T any] struct{ f *rbatch.Future[T] }
+
+func (a anyFuture[T]) Get() (any, error) { return a.f.Get() }

@@ -36,7 +36,8 @@ var ErrNutcrackerNotFound = errors.New("redistest: nutcracker (twemproxy) not fo
 //     is forwarded.
 //   - Closed on: INFO, CONFIG, CLIENT (REPLY, SETNAME…), HELLO, SELECT,
 //     MULTI, EXEC, DISCARD, WATCH, WAIT, WAITAOF, READONLY, ASKING, SCRIPT,
-//     EVAL without keys, DBSIZE, TIME, QUIT and unknown commands. The
+//     EVAL without keys, DBSIZE, TIME, QUIT, the stream commands (XADD,
+//     XLEN, XRANGE, XREAD, …), MSETNX, RENAME and unknown commands. The
 //     connection is closed without an error reply ("parsed unsupported
 //     command" in its log), and the replies of the commands pipelined
 //     before it on that connection are lost too, although those commands may
