@@ -20,6 +20,11 @@ import (
 // key order. A part that fails fails the command; a write whose other parts
 // were applied then ends unknown (ErrUnknownOutcome), as it was applied for
 // some of its keys.
+//
+// Behind a proxy (twemproxy) the commands it sends whole to the server of
+// their first key (proxyWhole: EXISTS) are split the same way, into one
+// part per key, since rbatch does not know how the proxy shards keys; the
+// others it splits per server itself.
 
 // split is one command sent as parts.
 type split struct {
@@ -49,13 +54,15 @@ func (p *part) failure() error { return p.err }
 // split command go in buffered modes only, resolved through their group).
 func (p *part) at() int { return -1 }
 
-// splitMultiKey splits the multi-key commands of a cluster batch and
-// returns the queue positions to send, in submission order: each split
-// command's parts in its place.
+// splitMultiKey splits the multi-key commands of a cluster batch, or of a
+// batch through a proxy, and returns the queue positions to send, in
+// submission order: each split command's parts in its place.
 func (b *Batch) splitMultiKey() ([]int, []split) {
 	idx := b.allIndices()
-	if !b.c.cluster || (b.opts.Mode.atomic() && !b.perSlot()) {
-		// (One transaction's keys share a slot: pinTransaction checks.)
+	perKey := !b.c.cluster && b.c.info.Proxy && !b.opts.SkipResult // (a skipped count needs no sum)
+	if !b.c.cluster && !perKey || (b.opts.Mode.atomic() && !b.perSlot()) {
+		// (One transaction's keys share a slot: pinTransaction checks. A
+		// proxy takes no transaction.)
 		return idx, nil
 	}
 	var splits []split
@@ -67,7 +74,8 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 			bad = bad[1:]
 		}
 		c := b.q.At(i)
-		if c.Flags&(queue.MultiKey|queue.KeyValue) == 0 || (len(bad) > 0 && bad[0] == i) {
+		if c.Flags&(queue.MultiKey|queue.KeyValue) == 0 || (perKey && !proxyWhole[b.q.Name(i)]) ||
+			(len(bad) > 0 && bad[0] == i) {
 			idx = append(idx, i)
 			continue
 		}
@@ -87,22 +95,25 @@ func (b *Batch) splitMultiKey() ([]int, []split) {
 				keys = append(keys, all[k])
 			}
 		}
-		if oneSlot(keys) {
+		if !perKey && oneSlot(keys) {
 			idx = append(idx, i)
 			continue
 		}
-		bySlot := map[int][]int{}
+		byPart := map[int][]int{} // the indices among keys of each part's keys
 		var order []int
 		for k, key := range keys {
-			s := route.Slot(key)
-			if bySlot[s] == nil {
-				order = append(order, s)
+			g := k // behind a proxy, a part per key
+			if !perKey {
+				g = route.Slot(key)
 			}
-			bySlot[s] = append(bySlot[s], k)
+			if byPart[g] == nil {
+				order = append(order, g)
+			}
+			byPart[g] = append(byPart[g], k)
 		}
 		sp := split{parent: i}
-		for _, s := range order {
-			ks := bySlot[s]
+		for _, g := range order {
+			ks := byPart[g]
 			args := make([]any, 0, len(ks)*step)
 			for _, k := range ks {
 				for _, a := range all[k*step : k*step+step] {
@@ -159,7 +170,11 @@ func oneSlot(keys [][]byte) bool {
 // was applied for some of its keys (an error wrapping err would count as
 // err's state, which says it was not).
 func (b *Batch) partFailed(sp split, pos int, err error) error {
-	slot := route.Slot(b.q.KeyBytes(pos))
+	key := b.q.KeyBytes(pos)
+	if !b.c.cluster { // a part per key, through a proxy
+		return fmt.Errorf("key %q: %w", key, err) // (only read-only commands: proxyWhole)
+	}
+	slot := route.Slot(key)
 	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
 		for _, other := range sp.parts {
 			if b.q.At(other).Future.(*part).err == nil {

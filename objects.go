@@ -389,7 +389,9 @@ func (o *Keys) DeleteAsync(keys ...string) *Future[int64] {
 	return enqueue(o.b, decodeInt64, "DEL", firstKeyArg(keys, 1), atLeastOne("Keys.DeleteAsync", len(keys)), stringsAsArgs(keys)...)
 }
 
-// CountExistsAsync returns how many of keys exist (EXISTS).
+// CountExistsAsync returns how many of keys exist (EXISTS). In a cluster
+// the keys are split per slot, through twemproxy (which sends EXISTS whole
+// to one server) one EXISTS per key, and the counts summed.
 func (o *Keys) CountExistsAsync(keys ...string) *Future[int64] {
 	return enqueue(o.b, decodeInt64, "EXISTS", firstKeyArg(keys, 1), atLeastOne("Keys.CountExistsAsync", len(keys)), stringsAsArgs(keys)...)
 }

@@ -21,6 +21,8 @@ import (
 //     and EVALSHA; a script without keys is refused with ErrUnsupported;
 //   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)
 //     are refused with ErrUnsupported before anything is sent;
+//   - EXISTS with several keys, which the proxy would send whole to the
+//     server of the first, is split into one EXISTS per key (proxyWhole);
 //   - a command the proxy closes on (proxyCloses: the stream commands,
 //     MSETNX, …) fails alone with ErrUnsupported as it is queued, not sent,
 //     and the rest of the batch runs;
@@ -72,6 +74,13 @@ var proxyCloses = map[string]bool{
 	"ECHO": true, "KEYS": true, "SCAN": true, "RANDOMKEY": true, "LASTSAVE": true, "FLUSHDB": true,
 	"FLUSHALL": true, "OBJECT": true, "READONLY": true, "READWRITE": true, "ASKING": true,
 }
+
+// proxyWhole are the multi-key commands twemproxy sends whole to the
+// server of their first key, so that a server answers for keys it does not
+// hold (EXISTS k1 k2 counts only those of k1's server): rbatch splits them
+// into a command per key (see splitMultiKey). It splits DEL, UNLINK,
+// TOUCH, MGET and MSET per server itself.
+var proxyWhole = map[string]bool{"EXISTS": true}
 
 // proxyLost is the cause of a command whose reply is an error the proxy made
 // for its own connection to Redis: the command may have been applied.

@@ -229,6 +229,68 @@ func TestTwemproxyTimeoutIsUnknown(t *testing.T) {
 	assert.LessOrEqual(t, got, n, "applied at most once each")
 }
 
+// twemproxiedShards starts two servers and nutcracker sharding keys over
+// them, and connects a client through the proxy.
+func twemproxiedShards(t *testing.T) (*redistest.Twemproxy, *rbatch.Client) {
+	t.Helper()
+	p := redistest.NewTwemproxyWith(t, redistest.TwemproxyOptions{}, redistest.Standalone(t), redistest.Standalone(t))
+	c := clientAt(t, p.Addr, func(cfg *rbatch.Config) {
+		cfg.DialTimeout, cfg.ReadTimeout = time.Second, 3*time.Second
+	})
+	return p, c
+}
+
+// nutcracker sends EXISTS with several keys whole to the server of its first
+// key, which counts only its own: rbatch sends one EXISTS per key and sums
+// the replies, in the command's place among the others.
+func TestTwemproxyCountExistsAcrossShards(t *testing.T) {
+	t.Parallel()
+	p, c := twemproxiedShards(t)
+	keys := make([]string, 40)
+	set := c.NewBatch()
+	for i := range keys {
+		keys[i] = fmt.Sprintf("twx:%d", i)
+		set.Bucket(keys[i]).SetAsync(i)
+	}
+	_, err := set.Execute(shortCtx(t))
+	require.NoError(t, err)
+	for _, s := range p.Backends {
+		n := s.MustDo(t, "DBSIZE").(int64)
+		require.True(t, n > 0 && n < int64(len(keys)), "the keys are spread over both servers (%d here)", n)
+	}
+
+	b := c.NewBatch()
+	all := b.Keys().CountExistsAsync(keys...)
+	some := b.Keys().CountExistsAsync("twx:missing", keys[0], keys[0], keys[7], keys[8])
+	raw := b.Do("EXISTS", keys[1], keys[2], keys[3], keys[4])
+	one := b.Bucket(keys[5]).IsExistsAsync()
+	del := b.Keys().DeleteAsync(keys[:10]...)
+	after := b.Keys().CountExistsAsync(keys...)
+	res, err := b.Execute(shortCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, int64(40), must(t, all))
+	assert.Equal(t, int64(4), must(t, some), "a key named twice counts twice, as Redis counts it")
+	assert.Equal(t, int64(4), must(t, raw), "b.Do's EXISTS too")
+	assert.True(t, must(t, one))
+	assert.Equal(t, int64(10), must(t, del))
+	assert.Equal(t, int64(30), must(t, after), "counted after the DEL before it")
+	assert.Equal(t, []any{int64(40), int64(4), int64(4), true, int64(10), int64(30)}, res.Responses)
+	assert.Equal(t, rbatch.Counts{Applied: 6}, res.Counts)
+
+	st := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	streamed := st.Keys().CountExistsAsync(keys...)
+	_, err = st.Execute(shortCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, int64(30), must(t, streamed), "a stream's EXISTS too")
+
+	sk := c.NewBatch(rbatch.WithSkipResult())
+	skipped := sk.Keys().CountExistsAsync(keys...)
+	_, err = sk.Execute(shortCtx(t))
+	require.NoError(t, err)
+	_, err = skipped.Get()
+	assert.ErrorIs(t, err, rbatch.ErrResultSkipped)
+}
+
 // nutcracker closes the connection on the stream commands and MSETNX: the
 // methods sending them fail alone, not sent, and the rest of the batch runs.
 func TestTwemproxyRefusesCommandsItClosesOn(t *testing.T) {

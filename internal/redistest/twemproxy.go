@@ -34,6 +34,10 @@ var ErrNutcrackerNotFound = errors.New("redistest: nutcracker (twemproxy) not fo
 //     nutcracker itself (+PONG even with the server down); AUTH is answered
 //     by nutcracker too (an error unless its pool sets redis_auth). COMMAND
 //     is forwarded.
+//   - Sharding over several servers, it splits DEL, UNLINK, TOUCH, MGET and
+//     MSET per server and joins the replies, but sends EXISTS, PFCOUNT,
+//     SINTER, SUNION, … with several keys whole to the server of the first
+//     key, which answers for its own keys alone.
 //   - Closed on: INFO, CONFIG, CLIENT (REPLY, SETNAME…), HELLO, SELECT,
 //     MULTI, EXEC, DISCARD, WATCH, WAIT, WAITAOF, READONLY, ASKING, SCRIPT,
 //     EVAL without keys, DBSIZE, TIME, QUIT, the stream commands (XADD,
