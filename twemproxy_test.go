@@ -320,12 +320,12 @@ func TestTwemproxyRefusesCommandsItClosesOn(t *testing.T) {
 			return anyOf(b.Stream("twc:s").AddAsync("f", "v"))
 		}},
 		{"XLEN", rbatch.InMemory, func(b *rbatch.Batch) interface{ Get() (any, error) } {
-			return b.Do("XLEN", "twc:s")
+			return b.Do("XLEN", "twc:s") // b.Do of a command rbatch knows the proxy closes on
 		}},
 	}
 	const n = 100
 	for k, tc := range cases {
-		t.Run(fmt.Sprintf("%s/%s", tc.cmd, tc.mode), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d:%s/%s", k, tc.cmd, tc.mode), func(t *testing.T) {
 			b := c.NewBatch(rbatch.WithMode(tc.mode))
 			sets := make([]*rbatch.Future[struct{}], n)
 			var refused interface{ Get() (any, error) }
