@@ -221,6 +221,8 @@ func TestAtomicSkipResultWaitBytes(t *testing.T) {
 			return redistest.Bulk(named.Load().(string))
 		case "WAIT 1 250":
 			return ":1\r\n"
+		case "PING":
+			return "+PONG\r\n"
 		}
 		return "-ERR unexpected\r\n"
 	})
@@ -344,4 +346,46 @@ func TestDialFailureIsRetried(t *testing.T) {
 	n, _ := incr.Get()
 	assert.Equal(t, int64(1), n, "applied once")
 	assert.Greater(t, res.Nodes[0].Attempts, 1)
+}
+
+// A restarted server loading its data refuses commands with LOADING. With
+// replies off, a skip-result batch's commands would be refused unseen and
+// reported skipped; rbatch finds the server not serving as it connects, so
+// the batch is not sent — and with WithRetry it is sent once the data is
+// loaded. Every mode sees the same.
+func TestBatchWhileServerLoads(t *testing.T) {
+	// 50 µs per key, and clients served while it loads.
+	s := redistest.Standalone(t, "--key-load-delay", "50", "--loading-process-events-interval-bytes", "1024")
+	s.MustDo(t, "DEBUG", "POPULATE", "10000")
+	s.MustDo(t, "SAVE")
+	c := clientFor(t, s)
+	loading := func(t *testing.T) {
+		t.Helper()
+		require.NoError(t, s.RestartLoading())
+		_, err := s.Call("PING")
+		require.ErrorContains(t, err, "LOADING", "the server is still loading")
+	}
+	for _, opts := range [][]rbatch.Option{{rbatch.WithSkipResult()}, {rbatch.WithSkipResult(), rbatch.WithMode(rbatch.Streaming)}, nil} {
+		loading(t)
+		b := c.NewBatch(append(opts, rbatch.WithRetry(100, 50*time.Millisecond))...)
+		for i := range 100 {
+			b.Bucket("ld:" + strconv.Itoa(i)).SetAsync(i)
+		}
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 100, res.Counts.Applied+res.Counts.Skipped)
+		require.Eventually(t, func() bool { _, err := s.Call("PING"); return err == nil }, 10*time.Second, 10*time.Millisecond)
+		for i := range 100 {
+			assert.Equal(t, []byte(strconv.Itoa(i)), s.MustDo(t, "GET", "ld:"+strconv.Itoa(i)), "command %d applied", i)
+		}
+		s.MustDo(t, "DEL", "ld:0")
+	}
+
+	loading(t) // without retries: not sent, and nothing applied
+	b := c.NewBatch(rbatch.WithSkipResult())
+	b.Bucket("ld:0").SetAsync("x")
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts)
+	assert.ErrorContains(t, err, "LOADING")
 }

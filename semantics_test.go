@@ -25,16 +25,16 @@ func proxiedClient(t *testing.T, p *redistest.Proxy, mods ...func(*rbatch.Config
 	return clientAt(t, p.Addr, append([]func(*rbatch.Config){timeouts}, mods...)...)
 }
 
-// errorStat returns the count of INFO errorstats' errorstat_<prefix>.
-func errorStat(t *testing.T, s *redistest.Server, prefix string) int {
+// rejectedCalls reads how many calls of cmd the server refused (INFO
+// commandstats' rejected_calls).
+func rejectedCalls(t *testing.T, s *redistest.Server, cmd string) int {
 	t.Helper()
-	v, ok := s.Info(t, "errorstats")["errorstat_"+prefix]
-	if !ok {
-		return 0
-	}
+	v := s.Info(t, "commandstats")["cmdstat_"+cmd]
+	_, rest, ok := strings.Cut(v, "rejected_calls=")
+	require.True(t, ok, "cmdstat_%s:%s", cmd, v)
 	var n int
-	_, err := fmt.Sscanf(v, "count=%d", &n)
-	require.NoError(t, err, "errorstat_%s:%s", prefix, v)
+	_, err := fmt.Sscanf(rest, "%d", &n)
+	require.NoError(t, err, "cmdstat_%s:%s", cmd, v)
 	return n
 }
 
@@ -68,7 +68,7 @@ func TestSemanticsMasterDownRetriesAreBounded(t *testing.T) {
 	require.Len(t, res.Nodes, 1)
 	assert.Equal(t, replica.Addr, res.Nodes[0].Addr, "the GET went to the replica")
 	assert.Equal(t, 4, res.Nodes[0].Attempts, "1 attempt + 3 retries")
-	assert.Equal(t, 4, errorStat(t, replica, "MASTERDOWN"), "the replica refused it 4 times")
+	assert.Equal(t, 4, rejectedCalls(t, replica, "get"), "the replica refused the GET 4 times")
 
 	// The cleanup PINGs the pooled connections, which the replica refuses
 	// (MASTERDOWN) until its primary is back.

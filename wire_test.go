@@ -86,8 +86,9 @@ func fakeClient(t *testing.T, f *redistest.Fake) (*rbatch.Client, int) {
 }
 
 // checkHandshake asserts that the client's handshake is INFO server, INFO
-// cluster, then possibly other INFO sections (nothing that changes the
-// connection), and returns its number of commands.
+// cluster, then possibly other INFO sections, CONFIG GETs, the client-name
+// probe and PING (nothing that changes the connection), and returns its
+// number of commands.
 func checkHandshake(t *testing.T, f *redistest.Fake) int {
 	t.Helper()
 	raw := string(f.Received())
@@ -96,7 +97,8 @@ func checkHandshake(t *testing.T, f *redistest.Fake) int {
 	for _, c := range cmds[2:] { // more INFO sections, server limits read with CONFIG GET, CLIENT SETNAME "" and GETNAME
 		readsConfig := len(c) == 3 && c[0] == "CONFIG" && c[1] == "GET"
 		readsName := c[0] == "CLIENT" && (len(c) == 2 && c[1] == "GETNAME" || len(c) == 3 && c[1] == "SETNAME" && c[2] == "")
-		require.True(t, readsConfig || readsName || len(c) == 2 && c[0] == "INFO", "handshake command %q", c)
+		ping := len(c) == 1 && c[0] == "PING"
+		require.True(t, readsConfig || readsName || ping || len(c) == 2 && c[0] == "INFO", "handshake command %q", c)
 	}
 	return len(cmds)
 }
@@ -464,23 +466,33 @@ func TestWireCasesCoverEveryMethod(t *testing.T) {
 	assert.Equal(t, len(covered), n, "every case names an existing method")
 }
 
-// A script travels once per node: the first batch that runs it loads it,
-// the next ones send EVALSHA alone.
+// A script travels once per node when it is the last of a batch's
+// commands there: the first batch that runs it loads it, the next ones
+// send EVALSHA alone. A batch with commands after a script loads it every
+// time, so that a NOSCRIPT sent again cannot run it after them.
 func TestWireScriptLoadedOncePerNode(t *testing.T) {
 	f := redistest.NewFake(t, plausible)
 	c, hs := fakeClient(t, f)
 	sha := sha1hex("return 1")
-	for round, want := range [][][]string{
-		{{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "0"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}},
-		{{"EVALSHA", sha, "0"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}},
+	for round, tc := range []struct {
+		scriptLast bool
+		want       [][]string
+	}{
+		{true, [][]string{{"SCRIPT", "LOAD", "return 1"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}}},
+		{true, [][]string{{"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}}},
+		{false, [][]string{{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "0"}, {"GET", "k"}}},
 	} {
 		b := c.NewBatch()
-		b.Script().EvalAsync("return 1", nil)
-		b.Bucket("k").GetAsync()
-		b.Script().EvalAsync("return 1", []string{"k"}, "x")
+		if tc.scriptLast {
+			b.Bucket("k").GetAsync()
+			b.Script().EvalAsync("return 1", []string{"k"}, "x")
+		} else {
+			b.Script().EvalAsync("return 1", nil)
+			b.Bucket("k").GetAsync()
+		}
 		_, err := b.Execute(context.Background())
 		require.NoError(t, err)
-		assert.Equal(t, want, f.Commands()[hs:], "batch %d", round+1)
+		assert.Equal(t, tc.want, f.Commands()[hs:], "batch %d", round+1)
 		hs = len(f.Commands())
 	}
 }
@@ -613,7 +625,7 @@ func TestWireStalledReplyTimesOut(t *testing.T) {
 // handshakeCmd reports a command of NewClient's handshake (INFO, CONFIG GET,
 // CLIENT SETNAME "" and GETNAME).
 func handshakeCmd(cmd []string) bool {
-	return cmd[0] == "INFO" || cmd[0] == "CONFIG" || len(cmd) >= 2 && cmd[0] == "CLIENT" && (cmd[1] == "GETNAME" || cmd[1] == "SETNAME")
+	return cmd[0] == "INFO" || cmd[0] == "PING" && len(cmd) == 1 || cmd[0] == "CONFIG" || len(cmd) >= 2 && cmd[0] == "CLIENT" && (cmd[1] == "GETNAME" || cmd[1] == "SETNAME")
 }
 
 // A node that answers NOSCRIPT even after loading gets the command once

@@ -77,6 +77,39 @@ func (c *Conn) Bound(ctx context.Context, fn func() error) error {
 	return err
 }
 
+// DialServing is Dial for a connection that carries batches: the server
+// must be serving (see Serving), or the dial fails — nothing was sent.
+func DialServing(ctx context.Context, addr string, o Options) (*Conn, error) {
+	c, err := Dial(ctx, addr, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Serving(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Serving asks PING, so that a server still loading its data (a restart)
+// or busy with a script is found before a batch is written to it: a batch
+// whose replies are off would have its commands refused unseen. Any other
+// error reply (a user whose ACL forbids PING, a replica's MASTERDOWN) is
+// left for the batch's own commands to meet.
+func (c *Conn) Serving(ctx context.Context) error {
+	err := c.Bound(ctx, func() error {
+		_, err := c.Do("PING")
+		if e, ok := err.(redis.Error); ok && !strings.HasPrefix(string(e), "LOADING") && !strings.HasPrefix(string(e), "BUSY") {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("not serving: PING: %w", err)
+	}
+	return nil
+}
+
 func (c *Conn) handshake(ctx context.Context, o Options) error {
 	return c.Bound(ctx, func() error { return c.setUp(o) })
 }

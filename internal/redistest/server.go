@@ -392,6 +392,33 @@ func (s *Server) Restart() error {
 	return s.launch(bin)
 }
 
+// RestartLoading is Restart returning as soon as the new process accepts
+// connections, while it may still be loading its data: PING then answers
+// LOADING. (A server with --key-load-delay loads slowly enough to see it.)
+func (s *Server) RestartLoading() error {
+	s.Stop()
+	bin, err := binary()
+	if err != nil {
+		return err
+	}
+	return s.launchWith(bin, func(pid int, done <-chan struct{}) error {
+		deadline := time.Now().Add(StartTimeout)
+		for time.Now().Before(deadline) {
+			select {
+			case <-done:
+				return fmt.Errorf("redistest: %s on port %d exited during startup", s.kind(), s.Port)
+			default:
+			}
+			if c, err := s.Dial(redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second)); err == nil {
+				c.Close()
+				return nil
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return fmt.Errorf("redistest: %s on port %d not accepting after %v", s.kind(), s.Port, StartTimeout)
+	})
+}
+
 // Close stops the server (see Stop) and removes its directory. It is safe
 // to call more than once.
 func (s *Server) Close() error {
