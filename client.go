@@ -44,7 +44,8 @@ type Config struct {
 	// a connection of its own, its WAIT beside the others).
 	// More than two helps when small batches fetch large values: a reply
 	// being read holds up the batches behind it on its connection. They
-	// are taken from the pool and count in its figures as in use.
+	// are taken from the pool and count in its figures as Shared
+	// (PoolStats.Shared), not InUse.
 	SharedConns int
 	// DisableSharing gives every batch a pooled connection of its own.
 	DisableSharing bool
@@ -221,7 +222,11 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			return newClusterClient(ctx, cfg, opts, info, addr)
 		}
 		p := newPool(addr, cfg.PoolSize, opts)
-		p.AddIdle(conn)
+		if conn.Serving(ctx) == nil { // else a batch dials anew, once the server serves
+			p.AddIdle(conn)
+		} else {
+			conn.Close()
+		}
 		single := route.Single[pool.Node]{Primary: p}
 		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
 			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
@@ -234,7 +239,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 
 func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 	return pool.New(addr, size, func(ctx context.Context) (*pool.Conn, error) {
-		return pool.Dial(ctx, addr, opts)
+		return pool.DialServing(ctx, addr, opts)
 	})
 }
 
