@@ -1,6 +1,7 @@
 # Targets for developers and CI. redis-server is installed on demand by
-# scripts/ensure-redis.sh, and nutcracker (twemproxy, for the tests through a
-# proxy) by scripts/ensure-nutcracker.sh; the tests start their own servers
+# scripts/ensure-redis.sh, nutcracker (twemproxy, for the tests through a
+# proxy) by scripts/ensure-nutcracker.sh, and gcc (cgo, for go test -race)
+# by scripts/ensure-cc.sh; the tests start their own servers
 # and proxies on free loopback ports (internal/redistest), so no Redis or
 # twemproxy service has to be running.
 
@@ -8,7 +9,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet ensure-redis ensure-nutcracker demo fuzz bench
+.PHONY: test vet ensure-redis ensure-nutcracker ensure-cc demo fuzz bench
 
 ensure-redis:
 	@bash scripts/ensure-redis.sh
@@ -16,10 +17,13 @@ ensure-redis:
 ensure-nutcracker:
 	@bash scripts/ensure-nutcracker.sh
 
+ensure-cc:
+	@bash scripts/ensure-cc.sh
+
 vet:
 	$(GO) vet ./...
 
-test: ensure-redis ensure-nutcracker vet
+test: ensure-redis ensure-nutcracker ensure-cc vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	@# Wall-clock bounds are checked only without -race; run those tests once so.
 	$(GO) test -count=1 -run 'TestCancel' .
