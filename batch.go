@@ -448,7 +448,9 @@ func (b *Batch) ExecuteAsync(ctx context.Context) *Future[*BatchResult] {
 // Discard drops the batch: every future resolves with ErrDiscarded. For a
 // Redis-side queue it sends DISCARD, so nothing queued is applied; a queue
 // still waiting for its connection wrote nothing, and is dropped at once
-// without one.
+// without one. A Streaming batch has sent commands already: those answered
+// keep their outcome, those written and unanswered end unknown, and only
+// the rest end ErrDiscarded.
 func (b *Batch) Discard(ctx context.Context) error {
 	if ctx == nil {
 		return errNilContext

@@ -1,5 +1,5 @@
 // Package rbatch sends batches of Redis commands the way Redisson's RBatch
-// does, on top of redigo: typed futures per command, four execution modes,
+// does: typed futures per command, five execution modes,
 // skip-result bulk loads and replica-acknowledged writes, with one known
 // outcome for every command even when the network fails.
 //

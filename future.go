@@ -75,8 +75,10 @@ func (f *Future[T]) Index() int { return int(f.index) }
 
 // Get returns the command's result, waiting while its batch runs (as
 // Redisson's get() does); for a batch not executed yet (Execute,
-// ExecuteAsync or Discard not called) it returns ErrNotExecuted at once.
-// A nil reply gives the zero value and ErrNil.
+// ExecuteAsync or Discard not called) it returns ErrNotExecuted at once —
+// except in a Streaming batch, whose commands are on their way as they are
+// queued: Get waits for the command's answer. A nil reply gives the zero
+// value and ErrNil.
 func (f *Future[T]) Get() (T, error) {
 	if f.sig.finished() {
 		return f.val, f.err

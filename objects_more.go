@@ -9,7 +9,8 @@ import (
 )
 
 // SetIfAbsentAsync sets the value only if the key does not exist (SET … NX,
-// with PX when ttl > 0); true when it was set.
+// with PX when ttl > 0; ttl 0 sets no expiry, and a negative one, or one
+// under a millisecond, refuses the batch); true when it was set.
 func (o *Bucket) SetIfAbsentAsync(v any, ttl time.Duration) *Future[bool] {
 	return o.setIf("NX", v, ttl)
 }

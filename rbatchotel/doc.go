@@ -20,8 +20,8 @@
 // context (Execute comes later), and its size is known when it ends.
 //
 // A batch that failed sets error.type (the Redis error prefix, such as
-// WRONGTYPE, or one of timeout, not_sent, unknown_outcome, tx_aborted,
-// condition_failed, discarded, _OTHER) and, for an error reply,
+// WRONGTYPE, or one of timeout, canceled, not_sent, unknown_outcome,
+// tx_aborted, condition_failed, discarded, _OTHER) and, for an error reply,
 // db.response.status_code; the span's status is Error. Every batch records
 // its duration in the db.client.operation.duration histogram, in seconds.
 //
