@@ -46,6 +46,10 @@ func TestBatchErrorMessages(t *testing.T) {
 			b.Bucket("em:a").SetAsync("1")
 			b.Bucket("em:b").SetAsync("2")
 		}, `rbatch: 2 of 2 commands did not succeed (2 not sent): commands 0 to 1: condition failed: condition 0, KeyExists("em:none"), did not hold: it does not exist`},
+		{"a condition that does not hold, one command", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}, func(b *rbatch.Batch) {
+			b.AddCondition(rbatch.KeyExists("em:none"))
+			b.Bucket("em:a").SetAsync("1")
+		}, `rbatch: 1 of 1 command did not succeed (1 not sent): command 0 (SET): condition failed: condition 0, KeyExists("em:none"), did not hold: it does not exist`},
 		{"an invalid option", []rbatch.Option{rbatch.WithRetry(3, 0)}, func(b *rbatch.Batch) {
 			b.Bucket("em:a").SetAsync("1")
 		}, "rbatch: 1 command not sent: invalid option: WithRetry with 3 attempts needs a positive interval"},

@@ -22,7 +22,8 @@ var (
 	ErrNil = errors.New("rbatch: nil reply")
 
 	// ErrNotExecuted is returned by Future.Get for a batch that was never
-	// executed (nor discarded): Get waits for a batch that is running.
+	// executed (nor discarded): Get waits for a batch that is running, and
+	// for a Streaming batch's command, sent as it was queued.
 	ErrNotExecuted = errors.New("rbatch: batch not executed yet")
 
 	// ErrAlreadyExecuted is returned when Execute, ExecuteAsync or Discard is
@@ -179,6 +180,7 @@ func (e *BatchError) Error() string {
 	} else {
 		fmt.Fprintf(&sb, "%s did not succeed", commands(n))
 	}
+	said := e.errSaid
 	if n > 0 {
 		sb.WriteString(": ")
 		first := bare(e.Commands[0].Err)
@@ -186,11 +188,10 @@ func (e *BatchError) Error() string {
 		for i := 1; i < n && same; i++ {
 			same = bare(e.Commands[i].Err) == first
 		}
+		// The batch's cause, when it is every command's, is said once.
+		said = said || same && e.Err != nil && bare(e.Err) == first
 		if same && n > 1 {
 			fmt.Fprintf(&sb, "commands %d to %d: %s", e.Commands[0].Index, e.Commands[n-1].Index, first)
-			if e.Err != nil && bare(e.Err) == first {
-				return oneLine(sb.String()) // the batch's cause is the commands': said once
-			}
 		} else {
 			for i := 0; i < n && i < maxListed; i++ {
 				if i > 0 {
@@ -203,7 +204,7 @@ func (e *BatchError) Error() string {
 			}
 		}
 	}
-	if e.Err != nil && !e.errSaid {
+	if e.Err != nil && !said {
 		sb.WriteString("; " + bare(e.Err))
 	}
 	return oneLine(sb.String())
