@@ -12,7 +12,8 @@ import (
 	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
-// ErrClosed is returned by Get after Close.
+// ErrClosed is returned by Get after Close, and by a Get that was waiting
+// for a free slot when Close came.
 var ErrClosed = errors.New("pool closed")
 
 // Pool keeps up to Size connections to one node. Get waits, honouring its
@@ -21,6 +22,7 @@ type Pool struct {
 	addr  string
 	dial  func(ctx context.Context) (*Conn, error)
 	slots chan struct{} // one token per connection in use; its capacity is the pool size
+	done  chan struct{} // closed by Close: the Gets waiting for a slot give up
 
 	mu       sync.Mutex // guards idle, closed, st and lastTurn
 	idle     []*Conn
@@ -67,7 +69,7 @@ type Stats struct {
 
 // New returns a pool of at most size connections made by dial.
 func New(addr string, size int, dial func(ctx context.Context) (*Conn, error)) *Pool {
-	return &Pool{addr: addr, dial: dial, slots: make(chan struct{}, size)}
+	return &Pool{addr: addr, dial: dial, slots: make(chan struct{}, size), done: make(chan struct{})}
 }
 
 // Addr is the node's address.
@@ -98,6 +100,10 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 			waited = time.Since(start)
 			p.countWait(waited, true)
 			return nil, waited, p.waitEnded(ctx)
+		case <-p.done:
+			waited = time.Since(start)
+			p.countWait(waited, false)
+			return nil, waited, ErrClosed
 		}
 	}
 	p.mu.Lock()
@@ -271,13 +277,17 @@ func (p *Pool) Extra(make func() io.Closer) io.Closer {
 }
 
 // Close closes the idle connections and the node's extra; connections in
-// use are closed when put back.
+// use are closed when put back. Gets waiting for a free slot end with
+// ErrClosed.
 func (p *Pool) Close() error {
 	p.extraOnce.Do(func() {}) // none is made after Close
 	if p.extra != nil {
 		p.extra.Close()
 	}
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	idle := p.idle
 	p.idle, p.closed = nil, true
 	p.st.Total -= len(idle)

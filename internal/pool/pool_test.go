@@ -147,14 +147,18 @@ func TestPoolClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Same(t, idle, inUse)
 
-	// A Get waiting for the slot when the pool closes fails once the slot
-	// frees; the connection put back after Close is closed.
+	// A Get waiting for the slot when the pool closes fails at once, the
+	// slot still taken; the connection put back after Close is closed.
 	waiter := getAsync(p, ctx)
 	require.NoError(t, p.Close())
+	select {
+	case g := <-waiter:
+		assert.ErrorIs(t, g.err, pool.ErrClosed)
+		assert.Nil(t, g.conn)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Get waiting for the slot still waits after Close")
+	}
 	inUse.Release(true)
-	g := <-waiter
-	assert.ErrorIs(t, g.err, pool.ErrClosed)
-	assert.Nil(t, g.conn)
 	assert.True(t, inUse.(*pool.Conn).Aborted(), "a connection put back after Close is closed")
 	assert.Zero(t, p.Idle())
 
