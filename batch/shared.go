@@ -26,6 +26,10 @@ import (
 // line that had nothing in flight for recheckAfter is looked at before it
 // is written to: found closed, its groups go on another line, unwritten.
 //
+// Close refuses groups from then on, and lets those already on a line
+// finish: each line is closed once its last group was answered (or ended
+// as a lost connection ends it, by the response timeout).
+//
 // With more than one line, the last carries only the groups that end in
 // WAIT or WAITAOF and the others carry the rest: Redis answers nothing
 // after a WAIT on its connection until the WAIT returns, so a WAIT the
@@ -34,7 +38,8 @@ type Shared struct {
 	get   func(ctx context.Context) (Lease, error)
 	lines []atomic.Pointer[line] // nil where no line was up yet
 	next  atomic.Uint32
-	mu    sync.Mutex // held while a line is dialed, and by Close
+	dial  sync.Mutex // held while a line is dialed: one at a time
+	mu    sync.Mutex // guards closed, and a line's store against Close
 	// closed is set by Close: later groups fail with ErrSharedClosed.
 	closed bool
 }
@@ -47,15 +52,15 @@ func NewShared(n int, get func(ctx context.Context) (Lease, error)) *Shared {
 	return &Shared{get: get, lines: make([]atomic.Pointer[line], max(n, 1))}
 }
 
-// Close fails every line: groups on them settle as a lost connection
-// settles them, and later groups fail with ErrSharedClosed.
+// Close refuses later groups (ErrSharedClosed) and closes each line once
+// the groups already on it were settled; it does not wait for them.
 func (s *Shared) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	for i := range s.lines {
 		if ln := s.lines[i].Swap(nil); ln != nil {
-			ln.fail(ErrSharedClosed)
+			ln.drain()
 		}
 	}
 	return nil
@@ -146,9 +151,9 @@ func (s *Shared) line(ctx context.Context, lo, hi int) (*line, error) {
 	if best != nil && (free < 0 || best.busy.Load() == 0) {
 		return best, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	s.dial.Lock()
+	defer s.dial.Unlock()
+	if s.isClosed() {
 		return nil, ErrSharedClosed
 	}
 	if best, free = s.pick(lo, hi); free < 0 || (best != nil && best.busy.Load() == 0) {
@@ -161,9 +166,21 @@ func (s *Shared) line(ctx context.Context, lo, hi int) (*line, error) {
 		}
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed { // Close came while it was dialed: nothing was written
+		conn.Release(true)
+		return nil, ErrSharedClosed
+	}
 	ln := newLine(conn)
 	s.lines[free].Store(ln)
 	return ln, nil
+}
+
+func (s *Shared) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // pick returns the least busy line of lines[lo:hi] that is up (nil: none)
@@ -244,6 +261,7 @@ type line struct {
 	idle     bool         // the reader waits at the socket with no deadline
 	idleFrom time.Time    // when the reader last went idle
 	busy     atomic.Int32 // calls added and not settled
+	draining bool         // Close was called: no call is added, and the line closes once busy is 0
 	err      error        // why the line failed (nil: up)
 	kick     chan struct{}
 }
@@ -263,6 +281,9 @@ func (ln *line) add(c *call) (leader bool, err error) {
 	defer ln.mu.Unlock()
 	if ln.err != nil {
 		return false, ln.err
+	}
+	if ln.draining {
+		return false, ErrSharedClosed
 	}
 	c.start = len(ln.buf)
 	ln.buf = c.appendTo(ln.buf)
@@ -417,6 +438,9 @@ func (ln *line) readLoop() {
 	for {
 		ln.mu.Lock()
 		for len(ln.fifo) == 0 && ln.err == nil {
+			if ln.closeIfDrainedLocked() {
+				break
+			}
 			if !awaits || ln.writing {
 				ln.ready.Wait()
 				continue
@@ -553,7 +577,29 @@ func (ln *line) withdraw(c *call) bool {
 	ln.pending = ln.pending[:k]
 	c.queued = false
 	ln.busy.Add(-1)
+	ln.closeIfDrainedLocked()
 	return true
+}
+
+// drain stops the line taking calls, and closes it once those on it were
+// settled: at once when none is.
+func (ln *line) drain() {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	ln.draining = true
+	ln.closeIfDrainedLocked()
+}
+
+// closeIfDrainedLocked closes a draining line that carries no call (none
+// in its buffer, being written, or awaiting its replies); it reports that
+// the line is closed. Under ln.mu. Short of the line failing, the busy
+// count drops to 0 only in withdraw or in the reader's finish of a call,
+// and both look here after it does.
+func (ln *line) closeIfDrainedLocked() bool {
+	if ln.draining && ln.busy.Load() == 0 {
+		ln.failLocked(ErrSharedClosed) // nothing to settle: no call is on it
+	}
+	return ln.err != nil
 }
 
 // settled counts a call off the line.

@@ -216,3 +216,50 @@ func TestSharedReaderFailsBetweenGroups(t *testing.T) {
 	assert.Zero(t, rb.res.Answered)
 	assert.ErrorIs(t, rb.res.Err, errConnReset)
 }
+
+// Close lets the group written on a line get its reply and refuses the
+// groups after it; the line's connection is given back once nothing is on
+// it, not before.
+func TestSharedCloseLetsWrittenGroupFinish(t *testing.T) {
+	lc := newLineConn()
+	sh := batch.NewShared(1, func(context.Context) (batch.Lease, error) { return lc, nil })
+	holding, release := lc.holdNextWrite()
+	a := runShared(context.Background(), sh, "a")
+	<-holding // a's frames are at the socket
+	ctx, cancel := context.WithCancel(context.Background())
+	b := runShared(ctx, sh, "b")
+	waitPending(t, sh, 1)
+
+	require.NoError(t, sh.Close())
+	_, err := sh.Run(context.Background(), &batch.Group{}, &batch.Result{})
+	assert.ErrorIs(t, err, batch.ErrSharedClosed, "a group after Close")
+	cancel() // b, still in the buffer, is taken out
+	rb := <-b
+	require.NoError(t, rb.err)
+	assert.Zero(t, rb.res.Sent)
+	assert.ErrorIs(t, rb.res.Err, context.Canceled)
+
+	close(release)
+	for deadline := time.Now().Add(5 * time.Second); lc.bytes() == ""; time.Sleep(time.Millisecond) {
+		require.False(t, time.Now().After(deadline), "a was never written")
+	}
+	select {
+	case <-lc.release:
+		t.Fatal("the connection was given back with a reply pending")
+	case <-lc.aborted:
+		t.Fatal("the connection was broken with a reply pending")
+	case <-time.After(20 * time.Millisecond):
+	}
+	lc.replies <- "OK"
+	ra := <-a
+	require.NoError(t, ra.err)
+	assert.NoError(t, ra.res.Err)
+	assert.Equal(t, 1, ra.res.Answered)
+	assert.Equal(t, "OK", ra.got[0])
+	select {
+	case <-lc.release:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drained line kept its connection")
+	}
+	assert.Equal(t, enc("SET", "a", "v"), lc.bytes())
+}
