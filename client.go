@@ -261,8 +261,10 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 }
 
 // Close closes the client's idle connections; connections in use by running
-// batches are closed as those finish. Batches executed afterwards fail with
-// ErrClosed. A RedisReadAtomic or RedisWriteAtomic batch that was filled
+// batches are closed as those finish, a shared connection once every batch
+// on it got its replies (Close does not wait for them). Batches executed
+// afterwards, and those still waiting for a connection, fail with ErrClosed,
+// nothing sent. A RedisReadAtomic or RedisWriteAtomic batch that was filled
 // but neither executed nor discarded is discarded by Close (DISCARD, within
 // a few seconds, else its connection is closed; at once when it is still
 // waiting for a connection): nothing of it is applied,

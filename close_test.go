@@ -2,6 +2,8 @@ package rbatch_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,4 +101,150 @@ func TestCloseWhileQueueingRedisSide(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Zero(t, n, "no abandoned transaction was applied")
+}
+
+// sharedUserConns lists the connections of user sharedUser on s.
+func sharedUserConns(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	list, err := redis.String(s.Call("CLIENT", "LIST"))
+	require.NoError(t, err)
+	var out []string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.Contains(l, " user="+sharedUser+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// A small batch running on a shared connection when the client closes
+// finishes with its replies: Close refuses what comes after it, and closes
+// the shared connection once the batches on it were answered.
+func TestCloseLetsSharedBatchFinish(t *testing.T) {
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", sharedUser, "on", ">"+sharedPass, "~*", "&*", "+@all")
+	before := goleak.IgnoreCurrent()
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{
+		Addrs: []string{s.Addr}, Username: sharedUser, Password: sharedPass,
+	})
+	require.NoError(t, err)
+
+	// The server holds the batch's commands, written, until UNPAUSE.
+	s.MustDo(t, "CLIENT", "PAUSE", 10000, "WRITE")
+	defer s.Call("CLIENT", "UNPAUSE")
+	b := c.NewBatch()
+	set := b.Bucket("close:s").SetAsync("v")
+	n1 := b.AtomicLong("close:n").IncrementAndGetAsync()
+	n2 := b.AtomicLong("close:n").IncrementAndGetAsync()
+	run := b.ExecuteAsync(context.Background())
+	waitUntil(t, "the batch's SET waits in the server", func() bool {
+		for _, l := range sharedUserConns(t, s) {
+			if strings.Contains(l, " cmd=set ") {
+				return true
+			}
+		}
+		return false
+	})
+
+	require.NoError(t, c.Close())
+	late := c.NewBatch()
+	lf := late.Bucket("close:late").SetAsync("x")
+	_, err = late.Execute(context.Background())
+	assert.ErrorIs(t, err, rbatch.ErrClosed)
+	assert.ErrorIs(t, errOf(lf), rbatch.ErrNotSent)
+	assert.NotEmpty(t, sharedUserConns(t, s), "the running batch's connection stays up")
+
+	s.MustDo(t, "CLIENT", "UNPAUSE")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := run.Wait(ctx)
+	require.NoError(t, err, "the batch running at Close finishes")
+	assert.Equal(t, rbatch.Counts{Applied: 3}, res.Counts)
+	assert.NoError(t, errOf(set))
+	v, err := n1.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v)
+	v, err = n2.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), v)
+	assert.Equal(t, []byte("2"), s.MustDo(t, "GET", "close:n"), "each INCR applied once")
+	assert.Zero(t, s.MustDo(t, "EXISTS", "close:late"))
+
+	waitUntil(t, "the client's connections are closed", func() bool { return len(sharedUserConns(t, s)) == 0 })
+	goleak.VerifyNone(t, before)
+}
+
+// A small batch waiting for a connection to bring a shared connection up
+// when the client closes ends at once, not sent, with ErrClosed: Close
+// neither waits for it nor leaves it waiting for a connection to free.
+func TestCloseEndsBatchWaitingForSharedLine(t *testing.T) {
+	s := redistest.Standalone(t)
+	before := goleak.IgnoreCurrent()
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{s.Addr}, PoolSize: 2, SharedConns: 1})
+	require.NoError(t, err)
+
+	// Two blocking batches hold both of the pool's connections.
+	var holds []*rbatch.Future[*rbatch.BatchResult]
+	for i := range 2 {
+		b := c.NewBatch()
+		b.Do("BLPOP", "close:empty:"+strconv.Itoa(i), 0)
+		holds = append(holds, b.ExecuteAsync(context.Background()))
+	}
+	waitUntil(t, "both connections are held", func() bool {
+		return s.Info(t, "clients")["blocked_clients"] == "2"
+	})
+	waiting := make(chan struct{})
+	c.AddHook(groupStarted{ch: waiting})
+	b := c.NewBatch()
+	n := b.AtomicLong("close:w").IncrementAndGetAsync()
+	run := b.ExecuteAsync(context.Background())
+	<-waiting
+	time.Sleep(50 * time.Millisecond) // let it get to the wait for a connection
+
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		assert.NoError(t, c.Close())
+	}()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Error("Close waits for the batch waiting for a connection")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err = run.Wait(ctx)
+	cancel()
+	assert.ErrorIs(t, err, rbatch.ErrClosed)
+	assert.ErrorIs(t, errOf(n), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(n), rbatch.ErrClosed)
+
+	s.MustDo(t, "LPUSH", "close:empty:0", "x")
+	s.MustDo(t, "LPUSH", "close:empty:1", "x")
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, h := range holds {
+		_, err := h.Wait(ctx)
+		assert.NoError(t, err, "a batch running at Close finishes")
+	}
+	<-closed
+	assert.Zero(t, s.MustDo(t, "EXISTS", "close:w"))
+	waitUntil(t, "the client's connections are closed", func() bool {
+		return s.Info(t, "clients")["connected_clients"] == "1" // the test's own
+	})
+	goleak.VerifyNone(t, before)
+}
+
+// groupStarted closes its channel when the first group starts.
+type groupStarted struct {
+	rbatch.NopHook
+	ch chan struct{}
+}
+
+func (h groupStarted) GroupStart(ctx context.Context, _ rbatch.GroupInfo) context.Context {
+	select {
+	case <-h.ch:
+	default:
+		close(h.ch)
+	}
+	return ctx
 }

@@ -64,7 +64,8 @@ var (
 	// the connection on (XADD, MSETNX, DBSIZE, …). Nothing was sent.
 	ErrUnsupported = errors.New("rbatch: unsupported by the server")
 
-	// ErrClosed is returned when the Client was closed. Nothing was sent.
+	// ErrClosed is returned when the Client was closed before the batch, or
+	// while its commands waited for a connection. Nothing was sent.
 	ErrClosed = errors.New("rbatch: client closed")
 
 	// ErrSlotNotServed is the cause of a command not sent because no primary

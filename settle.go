@@ -18,6 +18,10 @@ import (
 func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr error, nr *NodeResult) (fu followUp) {
 	wrap := func(err error) error { return fmt.Errorf("%s: %w", nr.Addr, err) }
 	if connErr != nil { // nothing was written
+		if b.c.closed.Load() { // Close came first: the client sends nothing more
+			b.resolve(idx, &notSentError{cause: fmt.Errorf("%w: %w", ErrClosed, wrap(connErr))})
+			return followUp{}
+		}
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
 		return followUp{retry: idx, refresh: true}
 	}
