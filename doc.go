@@ -43,12 +43,12 @@
 //
 // WithSkipResult sends CLIENT REPLY OFF … ON around the commands: Redis
 // sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
-// refused, or the server is a proxy that closes the connection on INFO
-// (twemproxy), rbatch reads and drops the replies instead, and counts the
-// error replies in NodeResult.ServerErrors. On a cluster too the replies are
-// read, so that the commands a MOVED, ASK or TRYAGAIN turns away are sent
-// where they belong, not lost unseen; the others still end with
-// ErrResultSkipped (a rejected one with its error). Through such a proxy the atomic
+// refused, rbatch reads and drops the replies instead, and counts the error
+// replies in NodeResult.ServerErrors. On a cluster, and through a proxy that
+// closes the connection on INFO (twemproxy), the replies are read, so that
+// the commands a MOVED, ASK or TRYAGAIN turns away are sent where they
+// belong, not lost unseen, and those refused keep their error; the others
+// still end with ErrResultSkipped. Through such a proxy the atomic
 // modes, WithSync and WithSyncAOF fail with ErrUnsupported, nothing sent, and
 // so does, alone, a command it closes the connection on (XADD, MSETNX, …). WithSync and
 // WithSyncAOF append WAIT or WAITAOF; BatchResult.SyncedReplicas is the

@@ -566,9 +566,9 @@ func (g *groupReplies) Resolve(i int, reply any) {
 	e, isErr := reply.(redis.Error)
 	if isErr && g.proxy && proxyFault(string(e)) {
 		g.q.At(i).Future.(outcome).resolve(nil, &unknownError{cause: &proxyLost{msg: string(e)}})
-		return
+	} else {
+		g.q.At(i).Future.(outcome).resolve(reply, nil)
 	}
-	g.q.At(i).Future.(outcome).resolve(reply, nil)
 	if isErr {
 		g.errs = append(g.errs, errReply{index: i, err: e})
 	}
@@ -766,7 +766,8 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 //
 // A skip-result batch on a cluster has its replies read, not turned off
 // (see skipsRead): only a reply tells a MOVED, ASK or TRYAGAIN, and a
-// command redirected unseen would be lost.
+// command redirected unseen would be lost. So does one through a proxy,
+// which takes no CLIENT REPLY.
 //
 // An atomic one on a server that refuses CLIENT SETNAME or GETNAME has its
 // replies read and dropped too: a transaction run with replies off is told
@@ -774,10 +775,13 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 // and there the CLIENT SETNAME would itself discard it.
 func (b *Batch) makePlan() batch.Plan {
 	atomic := b.opts.Mode.atomic()
-	drop := b.c.info.Proxy || (atomic && b.c.info.NoClientName) // no CLIENT REPLY through a proxy
+	drop := atomic && b.c.info.NoClientName
+	// No CLIENT REPLY through a proxy: its replies are read, as on a
+	// cluster, and a command refused (or lost by the proxy) keeps its error.
+	read := b.c.cluster || b.c.info.Proxy
 	p := batch.Plan{
 		Atomic:          atomic,
-		SkipResult:      b.opts.SkipResult && !drop && !b.c.cluster,
+		SkipResult:      b.opts.SkipResult && !drop && !read,
 		DropReplies:     b.opts.SkipResult && drop,
 		ResponseTimeout: b.opts.ResponseTimeout,
 	}

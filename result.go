@@ -28,9 +28,9 @@ type NodeResult struct {
 	Attempts       int           // rounds sent (1 without retries or redirects)
 	Duration       time.Duration // from taking a connection to the last reply
 	// ServerErrors counts the error replies read and dropped in a
-	// WithSkipResult batch on a server that refused CLIENT REPLY or is a
-	// proxy that closes the connection on it (twemproxy): rbatch then reads
-	// every reply instead of skipping them.
+	// WithSkipResult batch on a server that refused CLIENT REPLY (or, for
+	// a transaction, CLIENT SETNAME): rbatch then reads every reply
+	// instead of skipping them.
 	ServerErrors int
 	// Moved and Asked count the commands this node redirected with MOVED or
 	// ASK (a cluster resharding); rbatch sent them on to the new owner.
