@@ -177,9 +177,10 @@ func newBatch(c *Client, opts []Option) *Batch {
 		if b.optErr == nil && c.info.Proxy {
 			b.optErr = proxyRefusal(*b.opts)
 		}
-		if b.optErr == nil && b.opts.SyncAOF && !c.info.AtLeast(7, 2) {
-			v := c.info.Version
-			b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
+		if b.optErr == nil && b.opts.SyncAOF {
+			if v := c.version(); v[0] < 7 || v[0] == 7 && v[1] < 2 {
+				b.optErr = fmt.Errorf("rbatch: WithSyncAOF needs WAITAOF (Redis 7.2+), server is %d.%d.%d: %w", v[0], v[1], v[2], ErrUnsupported)
+			}
 		}
 	}
 	b.plan = b.makePlan()

@@ -120,6 +120,14 @@ type Client struct {
 	// addr is the configured address the client connected through ("" for
 	// a redigo pool's client): BatchInfo.Addr.
 	addr string
+	// fromPool is a redigo pool's client's pool, whose server's version
+	// is learnt when first needed (version).
+	fromPool    *redis.Pool
+	poolVersion struct {
+		sync.Mutex
+		known bool
+		v     [3]int
+	}
 }
 
 // heldBatches are the RedisReadAtomic and RedisWriteAtomic batches that
@@ -246,13 +254,43 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // NewClientFromPool returns a client that runs batches on connections of an
 // existing redigo pool to a standalone server. With such a pool, a cancelled
 // context interrupts a batch only at its next reply (or the pool's read
-// timeout), WAITAOF is sent without a version check, a connection that
-// carried a WithSkipResult batch is closed rather than put back (redigo
-// would wait on it for the replies Redis left out), and Stats has what the
-// redigo pool counts.
+// timeout), a connection that carried a WithSkipResult batch is closed
+// rather than put back (redigo would wait on it for the replies Redis left
+// out), and Stats has what the redigo pool counts. The server's version is
+// asked (INFO server) by the first batch that needs it, WithSyncAOF's.
 func NewClientFromPool(p *redis.Pool) *Client {
 	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}},
-		streamBuffer: defaultStreamBuf}
+		streamBuffer: defaultStreamBuf, fromPool: p}
+}
+
+// versionAsk bounds the INFO a redigo pool's client asks for its server's
+// version.
+const versionAsk = 5 * time.Second
+
+// version returns the server's version, asking a redigo pool's server
+// once (until it answers); the zero version when it cannot be had.
+func (c *Client) version() [3]int {
+	if c.fromPool == nil {
+		return c.info.Version
+	}
+	c.poolVersion.Lock()
+	defer c.poolVersion.Unlock()
+	if c.poolVersion.known {
+		return c.poolVersion.v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), versionAsk)
+	defer cancel()
+	conn, err := c.fromPool.GetContext(ctx)
+	if err != nil {
+		return [3]int{}
+	}
+	defer conn.Close()
+	text, err := redis.String(redis.DoWithTimeout(conn, versionAsk, "INFO", "server"))
+	if err != nil {
+		return [3]int{}
+	}
+	c.poolVersion.v, c.poolVersion.known = pool.ParseVersion(text), true
+	return c.poolVersion.v
 }
 
 // NewBatch starts an empty batch. Invalid options are reported by Execute.

@@ -437,6 +437,26 @@ func TestClientFromRedigoPoolWaitsForWait(t *testing.T) {
 	assert.Equal(t, 0, res.SyncedReplicas)
 }
 
+// A redigo pool's client asks its server's version when a batch first
+// needs it: WithSyncAOF on Redis before 7.2 fails with ErrUnsupported
+// before anything is sent, in every mode, as with NewClient.
+func TestClientFromRedigoPoolWaitAOFUnsupported(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.RedisWriteAtomic, rbatch.Streaming} {
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSyncAOF(true, 0, 100*time.Millisecond))
+		f := b.AtomicLong("pool:aof").IncrementAndGetAsync()
+		res, err := b.Execute(context.Background())
+		require.ErrorIs(t, err, rbatch.ErrUnsupported, "mode %d", mode)
+		assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent)
+		assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts)
+	}
+	assert.Zero(t, calls(t, "incr"), "nothing was sent")
+	assert.Zero(t, calls(t, "multi"))
+}
+
 func TestClientFromRedigoPool(t *testing.T) {
 	fresh(t)
 	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}

@@ -162,6 +162,17 @@ type ServerInfo struct {
 	NoClientName bool
 }
 
+// ParseVersion reads redis_version from INFO server's text (zero when it
+// is not there).
+func ParseVersion(info string) (v [3]int) {
+	if s, ok := infoField(info, "redis_version"); ok {
+		for i, part := range strings.SplitN(s, ".", 3) {
+			v[i], _ = strconv.Atoi(part)
+		}
+	}
+	return v
+}
+
 // AtLeast reports whether the server's version is major.minor or later.
 func (s ServerInfo) AtLeast(major, minor int) bool {
 	return s.Version[0] > major || s.Version[0] == major && s.Version[1] >= minor
@@ -185,11 +196,7 @@ func (c *Conn) Info() (ServerInfo, error) {
 	if err != nil {
 		return si, fmt.Errorf("INFO server: %w", err)
 	}
-	if v, ok := infoField(text, "redis_version"); ok {
-		for i, part := range strings.SplitN(v, ".", 3) {
-			si.Version[i], _ = strconv.Atoi(part)
-		}
-	}
+	si.Version = ParseVersion(text)
 	text, err = redis.String(c.Do("INFO", "cluster"))
 	if err != nil && !infoRefused(err) {
 		return si, fmt.Errorf("INFO cluster: %w", err)
