@@ -147,6 +147,9 @@ type execution struct {
 	wrote *writtenPrimaries
 	// hooks are the client's hooks as Execute found them (nil: none).
 	hooks []Hook
+	// progress is WithProgress's report, which the groups' writes and
+	// replies count in as they happen (nil: none).
+	progress *progress
 	// partOf[k] is the command that the part at queue position partsFrom+k
 	// was split from (see splitMultiKey).
 	partOf    []int

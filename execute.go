@@ -47,6 +47,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	if b.opts.Progress != nil {
 		p = startProgress(b.opts.ProgressEvery, b.opts.Progress, start)
 		p.queued.Store(int64(b.q.Len()))
+		b.run.progress = p
 	}
 	end := func(*BatchResult, error) {}
 	if hs != nil {
@@ -528,7 +529,10 @@ func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
 	// some 500 bytes) is reset by whatever runs it, and zeroing it here
 	// was a tenth of a small batch's own work.
 	g.Queue, g.Indices, g.Prefix, g.Resolve = &b.q, e.indices, loads, (*groupReplies)(e)
-	g.Plan, g.Guard, g.Added = b.plan, b.guard, nil
+	g.Plan, g.Guard, g.Added, g.Written, e.answered = b.plan, b.guard, nil, nil, nil
+	if p := b.run.progress; p != nil {
+		g.Written, e.answered = &p.written, &p.answered
+	}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
 	}
@@ -571,6 +575,9 @@ func (g *groupReplies) Resolve(i int, reply any) {
 	}
 	if isErr {
 		g.errs = append(g.errs, errReply{index: i, err: e})
+	}
+	if g.answered != nil {
+		g.answered.Add(1)
 	}
 }
 

@@ -95,6 +95,7 @@ func (s *stream) newSegment(base int) *Batch {
 	seg.plan = seg.makePlan()
 	seg.sig.started.Store(true) // a streaming command's Get waits for its segment: it is on its way
 	seg.run.hooks = b.run.hooks
+	seg.run.progress = s.progress // written and answered count in as the segment runs
 	if b.c.readFrom != Primary {
 		seg.run.wrote = &s.wrote
 	}
@@ -263,9 +264,10 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	s.counts.Unknown += c.Unknown
 	s.counts.Skipped += c.Skipped
 	if p := s.progress; p != nil {
-		p.written.Add(int64(c.Total() - c.NotSent))
-		p.answered.Add(int64(c.Applied + c.Failed + c.Skipped))
 		p.failed.Add(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
+		if seg.plan.SkipResult { // with replies off, a segment's end is their answer
+			p.answered.Add(int64(c.Skipped))
+		}
 	}
 	for k, nr := range res.Nodes {
 		s.addNode(nr, k >= len(seg.run.stats.wrote) || seg.run.stats.wrote[k])
@@ -526,9 +528,12 @@ func (p *progress) tick() {
 	p.arm()
 }
 
+// now reports the figures so far. Written and answered count commands sent
+// again (redirected, retried) each time: they are kept within queued.
 func (p *progress) now() Progress {
-	return Progress{Queued: int(p.queued.Load()), Written: int(p.written.Load()),
-		Answered: int(p.answered.Load()), Failed: int(p.failed.Load()), Elapsed: time.Since(p.start)}
+	queued := int(p.queued.Load())
+	return Progress{Queued: queued, Written: min(int(p.written.Load()), queued),
+		Answered: min(int(p.answered.Load()), queued), Failed: int(p.failed.Load()), Elapsed: time.Since(p.start)}
 }
 
 // finish stops the timer and makes the last call, with c's figures.

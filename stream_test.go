@@ -616,3 +616,45 @@ func TestStreamClusterRefusedAfterSplit(t *testing.T) {
 	assert.EqualValues(t, 10, n)
 	assert.Zero(t, cl.CommandStats(t)["msetnx"])
 }
+
+// Progress counts commands written and answered as they are, not only when
+// the batch ends: while the server sleeps in the middle of a batch, the
+// calls see the commands written and part of the first block answered.
+func TestProgressMovesWhileRunning(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	const block = 1000
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		var mu sync.Mutex
+		var seen []rbatch.Progress
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithProgress(20*time.Millisecond, func(p rbatch.Progress) {
+			mu.Lock()
+			seen = append(seen, p)
+			mu.Unlock()
+		}))
+		for i := range block {
+			b.Bucket("pm:" + strconv.Itoa(i)).SetAsync(i)
+		}
+		b.Do("DEBUG", "SLEEP", "0.4")
+		for i := range block {
+			b.Bucket("pm:" + strconv.Itoa(i)).SetAsync(i)
+		}
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		mu.Lock()
+		midway := false
+		for _, p := range seen[:len(seen)-1] {
+			// Redis sends the replies of the commands it ran before the
+			// sleep in the same round only after it, and a stream's part
+			// hands out its replies as it ends: some of the first block is
+			// answered.
+			if p.Written > block && p.Answered > 0 && p.Answered <= block {
+				midway = true
+			}
+		}
+		last := seen[len(seen)-1]
+		mu.Unlock()
+		assert.True(t, midway, "mode %d: a call while the server slept saw the commands written and some answered: %+v", mode, seen)
+		assert.Equal(t, 2*block+1, last.Answered)
+	}
+}

@@ -74,6 +74,10 @@ type Group struct {
 	// Shared line (or cannot have one): what is added later goes after it.
 	Added func()
 
+	// Written, when set, counts the commands as they are handed to the
+	// connection (a progress report; many groups may add to one).
+	Written *atomic.Int64
+
 	Plan
 	layout layout // built by Run from Plan and Prefix
 	result Result // filled by Run
@@ -225,6 +229,13 @@ func (w *progress) markExec() error {
 	return nil
 }
 
+// wrote counts n commands handed to the connection in g.Written.
+func (g *Group) wrote(n int) {
+	if g.Written != nil {
+		g.Written.Add(int64(n))
+	}
+}
+
 // writeGroup streams prefix, head, commands and end frames, then flushes.
 // When it stops early it aborts conn, so that the reader does not wait for
 // replies that will never come.
@@ -243,6 +254,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		if g.layout.askEach {
 			w.sent.Add(1)
+			g.wrote(1)
 			if _, err := conn.Write(Asking); err != nil {
 				return err
 			}
@@ -254,6 +266,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		b, n := g.Queue.Span(idx)
 		w.sent.Add(int64(n))
+		g.wrote(n)
 		if _, err := conn.Write(b); err != nil {
 			return err
 		}
