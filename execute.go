@@ -688,16 +688,18 @@ func (e *entry) acquire(ctx context.Context, hs []Hook) (pool.Lease, error) {
 }
 
 // acquireLease is acquire as a Redis-side session takes it: in its turn
-// on the node, taken as the session opened.
-func (e *entry) acquireLease(ctx context.Context) (batch.Lease, error) {
+// on the node, taken as the session opened; hs hear of a wait for a free
+// connection (ConnWait).
+func (e *entry) acquireLease(ctx context.Context, hs []Hook) (batch.Lease, error) {
 	var conn pool.Lease
 	var err error
 	if p, ok := e.node.(*pool.Pool); ok && e.turn != nil {
-		if conn, err = p.GetInTurn(ctx, e.turn); err != nil && e.fallback != nil && ctx.Err() == nil {
-			conn, err = get(ctx, e.fallback, nil)
+		conn, err = reportWait(ctx, p.Addr(), hs, func() (pool.Lease, time.Duration, error) { return p.GetInTurn(ctx, e.turn) })
+		if err != nil && e.fallback != nil && ctx.Err() == nil {
+			conn, err = get(ctx, e.fallback, hs)
 		}
 	} else {
-		conn, err = e.acquire(ctx, nil)
+		conn, err = e.acquire(ctx, hs)
 	}
 	if err != nil {
 		return nil, err

@@ -297,6 +297,32 @@ func TestHookSeesConnectionWait(t *testing.T) {
 	require.NoError(t, holder.Discard(context.Background()))
 }
 
+// A Redis-side batch that waits for the connection another one holds in
+// MULTI is heard by the hook as Stats count it.
+func TestHookSeesRedisSideConnectionWait(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	rec := &recorder{}
+	c.AddHook(rec)
+	holder := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	holder.Bucket("hr:a").SetAsync("1")
+	waitUntil(t, "the holder has the connection", func() bool { return c.Stats()[0].InUse == 1 })
+	waiter := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	waiter.Bucket("hr:b").SetAsync("2") // its session waits for the connection
+	time.Sleep(50 * time.Millisecond)
+	_, err := holder.Execute(context.Background())
+	require.NoError(t, err)
+	_, err = waiter.Execute(context.Background())
+	require.NoError(t, err)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Len(t, rec.waits, 1)
+	assert.Equal(t, srv.Addr, rec.waits[0].Addr)
+	assert.GreaterOrEqual(t, rec.waits[0].Duration, 25*time.Millisecond)
+	assert.NoError(t, rec.waits[0].Err)
+	assert.EqualValues(t, 1, c.Stats()[0].Waits)
+}
+
 // Under concurrent batches the figures add up at every moment, and once
 // the batches are done every connection is idle.
 func TestStatsAddUp(t *testing.T) {

@@ -78,7 +78,9 @@ func (b *Batch) pushRemote(i int) {
 			// those whose session goroutines happen to run first.
 			e.turn = p.Line()
 		}
-		e.session = batch.Open(b.backgroundContext(), b.plan, e.resolveSink, e.acquireLease)
+		hs := b.c.hooks.installed()
+		e.session = batch.Open(b.backgroundContext(), b.plan, e.resolveSink,
+			func(ctx context.Context) (batch.Lease, error) { return e.acquireLease(ctx, hs) })
 		b.remote = append(b.remote, e)
 	}
 	e.indices = append(e.indices, i)

@@ -186,19 +186,19 @@ func (p *Pool) Line() *Turn {
 	return t
 }
 
-// GetInTurn is Get once every earlier Turn was served (or gave up).
-func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, error) {
+// GetInTurn is GetTimed once every earlier Turn was served (or gave up);
+// the wait it reports is GetTimed's, for a free slot, as Stats counts it.
+func (p *Pool) GetInTurn(ctx context.Context, t *Turn) (Lease, time.Duration, error) {
 	if t.prev != nil {
 		select {
 		case <-t.prev:
 		case <-ctx.Done():
 			go func() { <-t.prev; close(t.mine) }() // the later turns still wait for the earlier
-			return nil, p.waitEnded(ctx)
+			return nil, 0, p.waitEnded(ctx)
 		}
 	}
 	defer close(t.mine)
-	l, _, err := p.GetTimed(ctx)
-	return l, err
+	return p.GetTimed(ctx)
 }
 
 // waitEnded is the error of a wait for a connection that ctx ended.

@@ -260,7 +260,7 @@ func TestPoolTurnsServeInOrder(t *testing.T) {
 
 	served := make(chan int, 2)
 	go func() {
-		c, err := p.GetInTurn(ctx, second) // called before the earlier turns: it waits for them
+		c, _, err := p.GetInTurn(ctx, second) // called before the earlier turns: it waits for them
 		if assert.NoError(t, err) {
 			served <- 2
 			c.Release(true)
@@ -268,7 +268,7 @@ func TestPoolTurnsServeInOrder(t *testing.T) {
 	}()
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err := p.GetInTurn(gone, quitter) // gives up while the first is unserved
+	_, _, err := p.GetInTurn(gone, quitter) // gives up while the first is unserved
 	require.ErrorIs(t, err, context.Canceled)
 	time.Sleep(20 * time.Millisecond)
 	select {
@@ -276,7 +276,7 @@ func TestPoolTurnsServeInOrder(t *testing.T) {
 		t.Fatal("a later turn was served before the first")
 	default:
 	}
-	c, err := p.GetInTurn(ctx, first)
+	c, _, err := p.GetInTurn(ctx, first)
 	require.NoError(t, err)
 	served <- 1
 	c.Release(true)
