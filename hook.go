@@ -45,7 +45,10 @@ func (NopHook) Redirect(context.Context, RedirectInfo)                      {}
 func (NopHook) Retry(context.Context, RetryInfo)                            {}
 func (NopHook) ConnWait(context.Context, ConnWaitInfo)                      {}
 
-// BatchInfo describes a batch as Execute starts it.
+// BatchInfo describes a batch as Execute starts it — or, for a Streaming
+// batch, whose commands go as they are queued, as NewBatch makes it: its
+// Commands is 0 and Command "" (BatchEnd's Counts.Total() has them), and
+// Start is when it was made.
 type BatchInfo struct {
 	Options  BatchOptions // Options.Mode is the mode
 	Commands int          // commands queued
