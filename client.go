@@ -206,7 +206,11 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			info, err = conn.Info()
 			return err
 		})
-		if err == nil && info.Proxy {
+		if err == nil && info.Proxy && cfg.TLSConfig != nil {
+			// No proxy rbatch knows speaks TLS; a TLS server that wants a
+			// client certificate closes the connection so.
+			err = errors.New("the server closed the TLS connection on INFO: does it require a client certificate (tls-auth-clients)?")
+		} else if err == nil && info.Proxy {
 			// The proxy closed conn on INFO or CONFIG: take a fresh one.
 			conn.Close()
 			if conn, err = redialProxy(ctx, addr, opts); err != nil {

@@ -196,6 +196,16 @@ func TestTLSMisconfiguredClient(t *testing.T) {
 			assert.Less(t, time.Since(start), 5*time.Second)
 		})
 	}
+	// A server that requires a client certificate, and a client with none:
+	// the error says so, whether the server's alert or its closing the
+	// connection came first.
+	strict := redistest.TLSStandalone(t, certs, "--tls-auth-clients", "yes")
+	for range 5 {
+		_, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{strict.Addr}, TLSConfig: &tls.Config{RootCAs: certs.CAPool}})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "certificate")
+	}
+
 	// A TLS client to a plain-TCP server fails too.
 	start := time.Now()
 	_, err := rbatch.NewClient(ctx, rbatch.Config{Addrs: []string{srv.Addr}, TLSConfig: certs.ClientConfig(), ReadTimeout: 2 * time.Second, DialTimeout: 2 * time.Second})

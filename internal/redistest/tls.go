@@ -32,9 +32,15 @@ type TLSCerts struct {
 	CAPool *x509.CertPool
 }
 
-// ClientConfig returns a new client configuration that trusts the CA.
+// ClientConfig returns a new client configuration that trusts the CA and
+// presents the server's certificate (made for client authentication too),
+// for a server started with --tls-auth-clients yes.
 func (c TLSCerts) ClientConfig() *tls.Config {
-	return &tls.Config{RootCAs: c.CAPool, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: c.CAPool, MinVersion: tls.VersionTLS12}
+	if cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err == nil {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
 }
 
 // GenerateTLSCerts makes a fresh CA and a server certificate it signs
