@@ -239,14 +239,33 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		} else {
 			conn.Close()
 		}
-		single := route.Single[pool.Node]{Primary: p}
-		if cfg.ReadFrom != Primary && len(info.Replicas) > 0 {
-			single.ReplicaNode = newPool(info.Replicas[0], cfg.PoolSize, opts)
+		var router route.Router[pool.Node] = route.Single[pool.Node]{Primary: p}
+		if cfg.ReadFrom != Primary {
+			router = route.NewStandalone[pool.Node](p, info.Replicas, func(ctx context.Context) ([]string, error) {
+				return replicasOf(ctx, p)
+			}, func(addr string) pool.Node { return newPool(addr, cfg.PoolSize, opts) })
 		}
-		return &Client{router: single, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer, addr: addr,
+		return &Client{router: router, info: info, readFrom: cfg.ReadFrom, readTimeout: cfg.ReadTimeout, streamBuffer: cfg.StreamBuffer, addr: addr,
 			sharedLines: sharedLines(cfg)}, nil
 	}
 	return nil, fmt.Errorf("rbatch: cannot connect: %w", errors.Join(errs...))
+}
+
+// replicasOf asks the primary for its online replicas (INFO replication),
+// on one of its pooled connections.
+func replicasOf(ctx context.Context, p *pool.Pool) ([]string, error) {
+	l, err := p.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn := l.(*pool.Conn)
+	var replicas []string
+	err = conn.Bound(ctx, func() (err error) {
+		replicas, err = conn.Replicas()
+		return err
+	})
+	l.Release(err == nil)
+	return replicas, err
 }
 
 func newPool(addr string, size int, opts pool.Options) *pool.Pool {

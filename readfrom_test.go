@@ -3,6 +3,7 @@ package rbatch_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,4 +294,41 @@ func TestClusterReadFromFallsBackWhenReplicaDown(t *testing.T) {
 		assert.EqualValues(t, 1, primary.CommandStats(t)["get"], "retry %v: the primary served its read", retry)
 		assert.Zero(t, other.CommandStats(t)["get"], "retry %v: the other key's read stayed on a replica", retry)
 	}
+}
+
+// A standalone primary's replicas are looked at again as reads go: one that
+// attaches after the client connected is read from, and one promoted with
+// REPLICAOF NO ONE (its data going its own way) is no longer read from.
+func TestReadFromStandaloneLearnsReplicas(t *testing.T) {
+	primary, late := redistest.Standalone(t), redistest.Standalone(t)
+	c := clientFor(t, primary, func(cfg *rbatch.Config) { cfg.ReadFrom = rbatch.Replica })
+	primary.MustDo(t, "SET", "sl:k", "v1")
+	read := func() string {
+		b := c.NewBatch()
+		get := b.Bucket("sl:k").GetAsync()
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		v, err := get.Get()
+		require.NoError(t, err)
+		return v
+	}
+	assert.Equal(t, "v1", read(), "no replica yet: the primary answers")
+
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	late.MustDo(t, "REPLICAOF", host, port)
+	primary.WaitReplicated(t, 1)
+	late.ResetStats(t)
+	waitUntil(t, "reads reach the replica that attached late", func() bool {
+		read()
+		return late.CommandStats(t)["get"] > 0
+	})
+
+	late.MustDo(t, "REPLICAOF", "NO", "ONE")
+	primary.MustDo(t, "SET", "sl:k", "v2")
+	waitUntil(t, "reads leave the promoted replica", func() bool { return read() == "v2" })
+	late.ResetStats(t)
+	for range 10 {
+		assert.Equal(t, "v2", read())
+	}
+	assert.Zero(t, late.CommandStats(t)["get"], "the detached server answers no read")
 }

@@ -256,6 +256,15 @@ func infoRefused(err error) bool {
 	return ok && (strings.HasPrefix(string(e), "NOPERM") || strings.HasPrefix(string(e), "ERR unknown command"))
 }
 
+// Replicas asks the server for its online replicas (INFO replication).
+func (c *Conn) Replicas() ([]string, error) {
+	text, err := redis.String(c.Do("INFO", "replication"))
+	if err != nil {
+		return nil, fmt.Errorf("INFO replication: %w", err)
+	}
+	return onlineReplicas(text), nil
+}
+
 // onlineReplicas parses INFO replication's "slaveN:ip=…,port=…,state=online" lines.
 func onlineReplicas(text string) []string {
 	var addrs []string
