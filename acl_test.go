@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -217,4 +218,28 @@ func TestACLSkipResultTransactionWithoutClientSetname(t *testing.T) {
 		assert.Equal(t, []byte("v"), s.MustDo(t, "GET", "noname:k"), rules)
 		assert.Equal(t, []byte("1"), s.MustDo(t, "GET", "noname:n"), rules)
 	}
+}
+
+// A WAIT refused (the user may not run it) fails the batch whenever a
+// command may have been applied on the node — a script that wrote before
+// its error reply included — and not when every command there was refused.
+func TestSyncRefusedIsReportedAfterAScriptError(t *testing.T) {
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", "nowait", "on", ">"+aclPassword, "~*", "+@all", "-wait")
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.Username, cfg.Password = "nowait", aclPassword })
+	s.MustDo(t, "SET", "nw:text", "not a number")
+
+	b := c.NewBatch(rbatch.WithSync(1, 10*time.Millisecond))
+	f := b.Script().EvalAsync("redis.call('SET', KEYS[1], 'x'); return redis.call('INCR', KEYS[2])", []string{"nw:k", "nw:text"})
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorContains(t, errOf(f), "not an integer")
+	assert.Equal(t, []byte("x"), s.MustDo(t, "GET", "nw:k"), "the script's SET stands")
+	assert.ErrorContains(t, err, "sync failed", "its writes are not known to be on a replica")
+
+	b = c.NewBatch(rbatch.WithSync(1, 10*time.Millisecond))
+	b.AtomicLong("nw:text").IncrementAndGetAsync() // refused whole: nothing for WAIT to cover
+	_, err = b.Execute(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "sync failed")
 }

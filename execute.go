@@ -340,6 +340,9 @@ func (s *nodeStats) add(nr NodeResult, wrote bool) {
 	defer s.mu.Unlock()
 	for i := range s.list {
 		if p := &s.list[i]; p.Addr == nr.Addr {
+			if wrote || !s.wrote[i] { // a later round that applied nothing there says nothing of its sync
+				p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
+			}
 			s.wrote[i] = s.wrote[i] || wrote
 			p.Commands += nr.Commands
 			p.Attempts++
@@ -347,7 +350,6 @@ func (s *nodeStats) add(nr NodeResult, wrote bool) {
 			p.ServerErrors += nr.ServerErrors
 			p.Moved += nr.Moved
 			p.Asked += nr.Asked
-			p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
 			return
 		}
 	}
@@ -356,29 +358,31 @@ func (s *nodeStats) add(nr NodeResult, wrote bool) {
 	s.wrote = append(s.wrote, wrote)
 }
 
-// wroteTo reports whether a command may have been applied on the node at addr.
-func (s *nodeStats) wroteTo(addr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.list {
-		if s.list[i].Addr == addr {
-			return s.wrote[i]
+// mayHaveApplied reports whether a command of idx may have been applied by
+// the node that answered them: any but one not sent, aborted with its
+// transaction, or refused whole by an error reply (redirected with MOVED
+// or ASK, WRONGTYPE, …). A script's error reply leaves the writes it made
+// before it, and a reply that did not decode was a command's that ran. A
+// node that applied nothing (its commands moved to another, in a
+// failover) has nothing for its WAIT to acknowledge.
+func (b *Batch) mayHaveApplied(idx []int) bool {
+	for _, i := range idx {
+		switch err := b.q.At(i).Future.(outcome).failure(); {
+		case errors.Is(err, ErrNotSent), errors.Is(err, ErrTxAborted), errors.Is(err, ErrDiscarded), errors.Is(err, ErrConditionFailed):
+		case asRedisError(err) != nil && !runsScript(b.q.Name(i)):
+		default:
+			return true
 		}
 	}
 	return false
 }
 
-// mayHaveApplied reports whether a command of idx may have been applied by
-// the node that answered them: one applied, skipped or left unknown — not
-// one redirected (MOVED, ASK), refused, aborted or not sent. A node that
-// applied nothing (its commands moved to another, in a failover) has
-// nothing for its WAIT to acknowledge.
-func (b *Batch) mayHaveApplied(idx []int) bool {
-	for _, i := range idx {
-		err := b.q.At(i).Future.(outcome).failure()
-		if err == nil || err == ErrResultSkipped || errors.Is(err, ErrUnknownOutcome) {
-			return true
-		}
+// runsScript reports whether the command runs a script, whose error reply
+// does not undo what it wrote before.
+func runsScript(name string) bool {
+	switch name {
+	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
+		return true
 	}
 	return false
 }
