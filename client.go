@@ -280,18 +280,26 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // timeout), a connection that carried a WithSkipResult batch is closed
 // rather than put back (redigo would wait on it for the replies Redis left
 // out), and Stats has what the redigo pool counts. The server's version is
-// asked (INFO server) by the first batch that needs it, WithSyncAOF's.
+// asked (INFO server, within 2 s) by NewBatch the first time a batch needs
+// it, WithSyncAOF's; while it cannot be had, WAITAOF is sent and a server
+// without it fails the sync with ErrUnsupported after the commands.
 func NewClientFromPool(p *redis.Pool) *Client {
-	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: [3]int{99}},
+	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: anyVersion},
 		streamBuffer: defaultStreamBuf, fromPool: p}
 }
 
 // versionAsk bounds the INFO a redigo pool's client asks for its server's
 // version.
-const versionAsk = 5 * time.Second
+const versionAsk = 2 * time.Second
+
+// anyVersion stands for a version not known: new enough for every feature,
+// which the server itself then refuses if it must (WAITAOF unknown there
+// ends ErrUnsupported after the commands, as syncFailed says).
+var anyVersion = [3]int{99}
 
 // version returns the server's version, asking a redigo pool's server
-// once (until it answers); the zero version when it cannot be had.
+// once (until it answers or refuses INFO); anyVersion while it cannot be
+// had.
 func (c *Client) version() [3]int {
 	if c.fromPool == nil {
 		return c.info.Version
@@ -305,14 +313,18 @@ func (c *Client) version() [3]int {
 	defer cancel()
 	conn, err := c.fromPool.GetContext(ctx)
 	if err != nil {
-		return [3]int{}
+		return anyVersion
 	}
 	defer conn.Close()
 	text, err := redis.String(redis.DoWithTimeout(conn, versionAsk, "INFO", "server"))
-	if err != nil {
-		return [3]int{}
+	switch {
+	case errors.As(err, new(redis.Error)): // INFO refused (ACL): it will be refused again
+		c.poolVersion.v, c.poolVersion.known = anyVersion, true
+	case err != nil:
+		return anyVersion
+	default:
+		c.poolVersion.v, c.poolVersion.known = pool.ParseVersion(text), true
 	}
-	c.poolVersion.v, c.poolVersion.known = pool.ParseVersion(text), true
 	return c.poolVersion.v
 }
 

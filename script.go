@@ -138,7 +138,9 @@ func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []stri
 	if len(b.scripts) == 0 {
 		return nil, nil
 	}
-	always := b.plan.Atomic || b.plan.SkipResult || !trustsCache(b, idx)
+	// A stream's part loads them always: the next part may follow it on
+	// the connection before a NOSCRIPT is read.
+	always := b.plan.Atomic || b.plan.SkipResult || b.segment || !trustsCache(b, idx)
 	for _, i := range idx {
 		if b.q.Name(i) != "EVALSHA" {
 			continue
