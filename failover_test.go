@@ -466,6 +466,32 @@ func TestFailoverStaleMapReads(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "r", v)
 	assert.Positive(t, replica.CommandStats(t)["get"], "ReadFrom Replica reads on the replica")
+
+	// Its shared connection to the primary, taken without READONLY, is
+	// retired when a failover makes that node a replica: reads reach it.
+	w := replicaReads.NewBatch()
+	w.Bucket(k).SetAsync("r1")
+	_, err = w.Execute(context.Background())
+	require.NoError(t, err)
+	cl.Failover(t, victims[2])
+	w = replicaReads.NewBatch()
+	w.Bucket(k).SetAsync("r2")
+	res, err := w.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Positive(t, moved(res), "the write met the stale map, which was reloaded")
+	require.Eventually(t, func() bool { return replicaGet(t, victims[2], k) == "r2" }, 5*time.Second, 10*time.Millisecond)
+	victims[2].ResetStats(t)
+	for range 3 {
+		b := replicaReads.NewBatch()
+		get := b.Bucket(k).GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		assert.Zero(t, moved(res), "the read is not redirected")
+		v, err := get.Get()
+		require.NoError(t, err)
+		assert.Equal(t, "r2", v)
+	}
+	assert.EqualValues(t, 3, victims[2].CommandStats(t)["get"], "the demoted primary serves replica reads")
 }
 
 // replicaGet reads key on a cluster replica, as a READONLY connection does.

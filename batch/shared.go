@@ -66,6 +66,19 @@ func (s *Shared) Close() error {
 	return nil
 }
 
+// Retire lets the lines up now finish the groups on them and close, as
+// Close does, while later groups get new lines: the node's connections
+// changed (its role in the cluster, and with it READONLY).
+func (s *Shared) Retire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.lines {
+		if ln := s.lines[i].Swap(nil); ln != nil {
+			ln.drain()
+		}
+	}
+}
+
 // Shareable reports whether g may go on a shared line: it fits one write
 // (see smallGroup) and has no Guard (which needs round trips of its own).
 func Shareable(g *Group) bool { return g.Guard == nil && g.small() }

@@ -36,10 +36,12 @@ type Pool struct {
 
 	// replica is the node's role in the cluster's slot map: its
 	// connections send READONLY (to serve reads of its primary's slots)
-	// while it is a replica, and READWRITE once it is a primary again. A
-	// primary's connections never carry READONLY, so one demoted behind a
-	// stale map redirects reads (MOVED) instead of answering them from
-	// its copy.
+	// while it is a replica, and READWRITE once it is a primary again, as
+	// they are handed out; the shared ones are retired when it changes
+	// (SetReplica). So a primary's connections carry no READONLY, and one
+	// demoted behind a stale map redirects reads (MOVED) instead of
+	// answering them from its copy. (A stream keeps its connection to its
+	// end.)
 	replica atomic.Bool
 
 	// extra is what the layers above keep per node (the shared
@@ -143,7 +145,20 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 }
 
 // SetReplica records the node's role in the slot map (see Pool.replica).
-func (p *Pool) SetReplica(replica bool) { p.replica.Store(replica) }
+// When it changes, the connections the layers above hold for long (the
+// shared ones) are retired: they finish what they carry and close, and
+// new ones are taken in the new role.
+func (p *Pool) SetReplica(replica bool) {
+	if p.replica.Swap(replica) == replica {
+		return
+	}
+	p.mu.Lock()
+	extra := p.extra
+	p.mu.Unlock()
+	if r, ok := extra.(interface{ Retire() }); ok {
+		r.Retire()
+	}
+}
 
 // fitRole hands c out once its READONLY state matches the node's role: a
 // round trip only for a connection made or last used in the other role.
@@ -272,7 +287,12 @@ func (p *Pool) AddIdle(c *Conn) {
 // Extra returns what the layers above keep for this node, made by make on
 // the first call; Close closes it.
 func (p *Pool) Extra(make func() io.Closer) io.Closer {
-	p.extraOnce.Do(func() { p.extra = make() })
+	p.extraOnce.Do(func() {
+		e := make()
+		p.mu.Lock()
+		p.extra = e
+		p.mu.Unlock()
+	})
 	return p.extra
 }
 
