@@ -265,7 +265,7 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 	}
 	if b.opts.Mode.redisSide() {
 		if bg := b.opts.Context; bg != nil && bg.Err() != nil {
-			refuseNow(&b.q, f, i, ctxerr.Of(bg)) // WithContext's ended: nothing more reaches Redis
+			failQueued(b, f, i, ctxerr.Of(bg)) // WithContext's ended: its MULTI was dropped, nothing more reaches Redis
 		} else {
 			b.pushRemote(i)
 		}
@@ -275,8 +275,8 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 
 // failQueued makes command i, just queued with future f, fail alone and at
 // once, not sent, because of err: a stand-in keeps its place in the queue,
-// to be counted not sent, and b.bad keeps it off the wire. The rest of the
-// batch runs.
+// to be counted not sent, and b.bad keeps it off the wire (a Redis-side
+// command is kept off it by not being pushed). The rest of the batch runs.
 func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
 	nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: b.q.Name(i), Err: err}}
 	f.sig, f.err = resolved, nsErr

@@ -90,17 +90,6 @@ func (b *Batch) pushRemote(i int) {
 	}
 }
 
-// refuseNow fails f, command i of q, at once as not sent because of err:
-// a Redis-side command queued once WithContext's context ended, whose
-// MULTI (if one was opened) was dropped with its connection. A stand-in
-// with the same outcome keeps its place in q, so that Execute counts it
-// while the future handed out is never written again.
-func refuseNow[T any](q *queue.Queue, f *Future[T], i int, err error) {
-	nsErr := &notSentError{cause: &CommandError{Index: i, Command: q.Name(i), Err: err}}
-	f.sig, f.err = resolved, nsErr
-	q.At(i).Future = &Future[any]{sig: resolved, err: nsErr, index: f.index, dec: decodeAny}
-}
-
 // waitsForSlot reports whether commands of slot join the transaction
 // waiting for its slot to be served: the one transaction of a batch, or
 // with WithTransactionPerSlot that slot's.
