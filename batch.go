@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/ctxerr"
@@ -71,6 +72,9 @@ type work struct {
 	// ownConn is set once a command that blocks its connection or changes
 	// its state is queued: the batch does not share connections.
 	ownConn bool
+	// blockWait is the longest a blocking command queued may hold its reply
+	// back (-1: forever); see extendForBlock.
+	blockWait time.Duration
 	// stateful is set once a command that changes its connection's state
 	// (CLIENT SETNAME, READONLY, …) is queued: the connection is closed
 	// after the batch, not given to the next one.
@@ -303,10 +307,15 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 		err = fmt.Errorf("Do(%q): %w", cmd, err)
 	}
 	if flags&queue.OwnConn != 0 || blocks(name, args) {
+		wait, blocking := blockWait(name, args)
 		b.mu.Lock()
 		if b.state == open {
 			b.ownConn = true
 			b.stateful = b.stateful || changesConn(name, sub)
+			if blocking && b.blockWait >= 0 && (wait < 0 || wait > b.blockWait) {
+				b.blockWait = wait
+				b.extendForBlock()
+			}
 		}
 		b.mu.Unlock()
 	}
@@ -331,18 +340,6 @@ func changesConn(name, sub string) bool {
 		return true
 	}
 	return false
-}
-
-// blocks reports whether XREAD or XREADGROUP with args blocks.
-func blocks(name string, args []any) bool {
-	if name != "XREAD" && name != "XREADGROUP" {
-		return false
-	}
-	strs := make([]string, len(args))
-	for i, a := range args {
-		strs[i] = argString(a)
-	}
-	return queue.Blocks(name, strs)
 }
 
 // Execute sends the batch and waits for every reply. The result holds one

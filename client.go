@@ -23,7 +23,7 @@ type Config struct {
 	DB           int           // standalone only
 	TLSConfig    *tls.Config   // nil: plain TCP
 	DialTimeout  time.Duration // 0: 5s
-	ReadTimeout  time.Duration // bound on each reply; 0: 30s; WithResponseTimeout overrides it per batch
+	ReadTimeout  time.Duration // bound on each reply (after a blocking command's own timeout); 0: 30s; WithResponseTimeout overrides it per batch
 	WriteTimeout time.Duration // bound on each write; 0: 30s
 	PoolSize     int           // max connections per node; 0: 64 (as Redisson)
 	// ReadFrom is where read-only work may go: Primary (default), Replica,

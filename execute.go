@@ -753,6 +753,15 @@ func (b *Batch) tailTimeout(wait time.Duration) time.Duration {
 	if wait == 0 {
 		return -1
 	}
+	return b.extended(wait)
+}
+
+// extended is the response timeout on top of wait (-1: no bound), for a
+// reply the server holds back that long.
+func (b *Batch) extended(wait time.Duration) time.Duration {
+	if wait < 0 {
+		return -1
+	}
 	rt := b.opts.ResponseTimeout
 	if rt == 0 {
 		rt = b.c.readTimeout

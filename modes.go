@@ -163,7 +163,10 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 
 // WithResponseTimeout bounds the wait for each reply (to within an eighth of
 // d: the socket deadline is re-armed as replies flow, not at each one; a
-// WAIT's reply gets its own timeout on top). On
+// WAIT's reply gets its own timeout on top). It bounds a blocking
+// command's reply too (BLPOP, XREAD BLOCK, …): without it, the client's
+// ReadTimeout counts from the end of the longest block queued, and a block
+// of 0 (forever) leaves the batch's replies unbounded. On
 // expiry the commands not yet answered end with ErrUnknownOutcome, the
 // connection is closed, and no write among them is re-sent. A batch with
 // its own response timeout keeps a connection of its own rather than
