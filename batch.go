@@ -81,6 +81,9 @@ type work struct {
 	stateful bool
 	bytes    int
 	bad      []int
+	// unqueued counts the commands of a Streaming batch with an invalid
+	// option: failed as they were queued, and kept nowhere.
+	unqueued int
 
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
@@ -221,9 +224,9 @@ func (b *Batch) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.state != open {
-		return int(b.submitted)
+		return int(b.submitted) + b.unqueued
 	}
-	return b.q.Len()
+	return b.q.Len() + b.unqueued
 }
 
 // enqueue queues one command whose reply dec decodes. keyArg is the
@@ -250,6 +253,12 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 	defer b.mu.Unlock()
 	if b.state != open {
 		return failedFuture[T](ErrAlreadyExecuted)
+	}
+	if b.optErr != nil && b.opts.Mode == Streaming {
+		// A bulk load that cannot start keeps nothing of what it is fed:
+		// each command fails at once, not sent, and is only counted.
+		b.unqueued++
+		return &Future[T]{sig: resolved, err: &notSentError{cause: b.optErr}, index: int32(b.unqueued - 1)}
 	}
 	f := newFuture[T](&b.slabs, &b.firsts)
 	f.sig, f.dec = &b.sig, dec

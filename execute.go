@@ -696,6 +696,7 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	}
 	b.settleConditions(err)
 	res, _ := b.collect(nil, nil)
+	res.Counts.NotSent += b.unqueued
 	counts := res.Counts
 	berr := &BatchError{Err: err, counts: &counts, refused: aborted == nil}
 	switch {

@@ -658,3 +658,28 @@ func TestProgressMovesWhileRunning(t *testing.T) {
 		assert.Equal(t, 2*block+1, last.Answered)
 	}
 }
+
+// A Streaming batch that cannot start (an invalid option) keeps nothing of
+// what it is fed: each command fails at once, not sent, and is counted.
+func TestStreamInvalidOptionFailsEachCommandAtOnce(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithSync(1, 500*time.Microsecond))
+	const n = 10_000
+	for i := range n {
+		f := b.Bucket("si:" + strconv.Itoa(i)).SetAsync("v")
+		if i%1000 == 0 {
+			err := errOf(f)
+			require.ErrorIs(t, err, rbatch.ErrNotSent, "command %d failed as it was queued", i)
+			assert.Contains(t, err.Error(), "WithSync")
+			assert.Equal(t, i, f.Index())
+		}
+	}
+	assert.Equal(t, n, b.Len())
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, rbatch.ErrNotSent)
+	assert.Contains(t, err.Error(), "WithSync")
+	assert.Equal(t, rbatch.Counts{NotSent: n}, res.Counts)
+	assert.Zero(t, calls(t, "set"))
+}
