@@ -535,6 +535,54 @@ func TestRetryOnBusy(t *testing.T) {
 	})
 }
 
+// A server busy with a script refuses CLIENT REPLY OFF with BUSY, and then
+// every command after it: a skip-result batch there is not skipped but
+// refused, so its commands fail with BUSY, or go again with WithRetry.
+func TestSkipResultOnBusyServer(t *testing.T) {
+	s := redistest.Standalone(t, "--busy-reply-threshold", "50")
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 2 })
+	busy := `local t0 = redis.call('TIME'); while true do local t = redis.call('TIME');
+		if (t[1]-t0[1])*1000000 + (t[2]-t0[2]) > 400000 then return 1 end end`
+	runBusy := func() {
+		warm := c.NewBatch() // a live connection, so that no dial meets the script
+		warm.Do("PING")
+		_, err := warm.Execute(context.Background())
+		require.NoError(t, err)
+		go s.Call("EVAL", busy, 0)
+		waitUntil(t, "the script runs", func() bool {
+			_, err := s.Call("PING")
+			return err != nil
+		})
+	}
+
+	runBusy()
+	b := c.NewBatch(rbatch.WithSkipResult())
+	for range 3 {
+		b.AtomicLong("busyskip:n").IncrementAndGetAsync()
+	}
+	res, err := b.Execute(context.Background())
+	var re *rbatch.RedisError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "BUSY", re.Prefix())
+	assert.Equal(t, rbatch.Counts{Failed: 3}, res.Counts, "refused, not skipped")
+	waitUntil(t, "the script ends", func() bool {
+		_, err := s.Call("PING")
+		return err == nil
+	})
+	assert.Nil(t, s.MustDo(t, "GET", "busyskip:n"))
+
+	runBusy()
+	b = c.NewBatch(rbatch.WithSkipResult(), rbatch.WithRetry(20, 50*time.Millisecond))
+	for range 3 {
+		b.AtomicLong("busyskip:n").IncrementAndGetAsync()
+	}
+	res, err = b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Skipped: 3}, res.Counts)
+	assert.Greater(t, res.Nodes[0].Attempts, 1, "refused with BUSY at least once")
+	assert.Equal(t, []byte("3"), s.MustDo(t, "GET", "busyskip:n"))
+}
+
 // Batches made without options share one BatchOptions: no mode, stream
 // segment or option may change it.
 func TestBatchesWithoutOptionsShareUntouchedDefaults(t *testing.T) {

@@ -71,7 +71,7 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *fol
 			for _, er := range errs {
 				redirect(fu, nr, []int{er.index}, er.err)
 			}
-			if b.skipsRead() {
+			if b.skipsRead() || r.RepliesRead {
 				b.skipAnswers(cmds, errs)
 			}
 		case batch.Unknown:

@@ -83,6 +83,20 @@ func TestLayoutsExactBytes(t *testing.T) {
 			},
 		},
 		{
+			name: "skip result on a busy server: the commands' refusals are read", plan: batch.Plan{SkipResult: true},
+			wire: wire(replyOff, cmdsWire, replyOn),
+			replies: []any{redis.Error("BUSY Redis is busy running a script."), redis.Error("BUSY Redis is busy running a script."),
+				"OK", []byte("1"), "OK"},
+			check: func(t *testing.T, r batch.Result, got map[int]any) {
+				assert.True(t, r.ReplyRefused)
+				assert.True(t, r.RepliesRead)
+				assert.False(t, r.Skipped, "refused, not skipped")
+				assert.Equal(t, 3, r.Answered)
+				assert.Equal(t, redis.Error("BUSY Redis is busy running a script."), got[0])
+				assert.Equal(t, []byte("1"), got[2])
+			},
+		},
+		{
 			name: "replies dropped without CLIENT REPLY (a proxy)", plan: batch.Plan{SkipResult: true, DropReplies: true},
 			wire:    cmdsWire,
 			replies: []any{"OK", redis.Error("WRONGTYPE x"), []byte("1")},

@@ -104,6 +104,10 @@ type Result struct {
 	// (and those dropped under Plan.DropReplies).
 	ReplyRefused bool
 	ServerErrors int
+	// RepliesRead reports that CLIENT REPLY OFF was refused for now (BUSY,
+	// LOADING: the server refused every command then), so the commands'
+	// replies were read and resolved them, as on a cluster.
+	RepliesRead bool
 
 	// Synced reports that the tail (WAIT/WAITAOF) answered; Replicas and
 	// Local are its figures, SyncErr its error reply.

@@ -3,6 +3,7 @@ package batch
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -115,8 +116,16 @@ func (rd *reader) frame(f frame) bool {
 		if err != nil {
 			return false
 		}
-		if replyError(r) != nil {
-			res.ReplyRefused, rd.dropped = true, true
+		if e := replyError(r); e != nil {
+			res.ReplyRefused = true
+			if !rd.p.Atomic && refusedForNow(e) {
+				// A server busy with a script, or loading, refuses
+				// everything for now: replies stay on, and each command's
+				// tells whether it ran.
+				res.RepliesRead = true
+				return true
+			}
+			rd.dropped = true
 			return true
 		}
 		rd.silent = true // the frames up to ON answer nothing
@@ -128,7 +137,7 @@ func (rd *reader) frame(f frame) bool {
 			return true
 		}
 		_, err := rd.recv(0) // refused like OFF
-		if err == nil {
+		if err == nil && !res.RepliesRead {
 			res.Skipped = true
 		}
 		return err == nil
@@ -325,3 +334,14 @@ var ErrDiscardedTx = errors.New("transaction discarded")
 
 // errExecReply is the cause when EXEC (or DISCARD) answered what it cannot.
 var errExecReply = errors.New("the transaction's end answered an unexpected reply")
+
+// refusedForNow reports whether e is a refusal a server gives every command
+// for a while (BUSY with a script, LOADING its data), not one of CLIENT
+// REPLY itself (a proxy or an ACL that never allows it).
+func refusedForNow(e error) bool {
+	var re redis.Error
+	if !errors.As(e, &re) {
+		return false
+	}
+	return strings.HasPrefix(string(re), "BUSY ") || strings.HasPrefix(string(re), "LOADING ")
+}

@@ -68,7 +68,7 @@ func (r *Result) Spans(dst []Span, n int, p Plan, queuedBefore bool) []Span {
 		default: // before EXEC, a lost connection discards the transaction
 			add(Aborted, 0, n)
 		}
-	case p.SkipResult: // replies were turned off and never back on
+	case p.SkipResult && !r.RepliesRead: // replies were turned off and never back on
 		add(Unknown, 0, sent)
 		add(NotSent, sent, n)
 	default:
