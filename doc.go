@@ -45,9 +45,9 @@
 // sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
 // refused, rbatch reads and drops the replies instead, and counts the error
 // replies in NodeResult.ServerErrors. A server that refuses it for now (BUSY
-// with a script, LOADING) refuses every command then: outside a
-// transaction their replies are read, and the commands fail with BUSY or
-// LOADING (WithRetry sends them again). On a cluster, and through a proxy that
+// with a script, LOADING) refuses every command then: their replies are
+// read, and the commands fail with BUSY or LOADING (a transaction is
+// aborted), and WithRetry sends them again. On a cluster, and through a proxy that
 // closes the connection on INFO (twemproxy), the replies are read, so that
 // the commands a MOVED, ASK or TRYAGAIN turns away are sent where they
 // belong, not lost unseen, and those refused keep their error; the others

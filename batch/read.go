@@ -118,7 +118,7 @@ func (rd *reader) frame(f frame) bool {
 		}
 		if e := replyError(r); e != nil {
 			res.ReplyRefused = true
-			if !rd.p.Atomic && refusedForNow(e) {
+			if refusedForNow(e) {
 				// A server busy with a script, or loading, refuses
 				// everything for now: replies stay on, and each command's
 				// tells whether it ran.
