@@ -35,6 +35,9 @@ type Batch struct {
 	// batch starts (split commands' parts are queued after them). Like a
 	// future's index, it fits an int32.
 	submitted int32
+	// unqueued counts the commands of a Streaming batch with an invalid
+	// option: failed as they were queued, and kept nowhere.
+	unqueued int
 	// work is what the batch queues into and executes with. It comes from
 	// a pool and goes back to it when the batch finishes: a finished batch
 	// keeps only what its futures and result need.
@@ -81,10 +84,6 @@ type work struct {
 	stateful bool
 	bytes    int
 	bad      []int
-	// unqueued counts the commands of a Streaming batch with an invalid
-	// option: failed as they were queued, and kept nowhere.
-	unqueued int
-
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
 	// remote holds the Redis-side queues of a RedisReadAtomic or
