@@ -84,6 +84,7 @@ type work struct {
 	stateful bool
 	bytes    int
 	bad      []int
+
 	q       queue.Queue
 	scripts map[string]string // SHA1 → body of the scripts queued with EvalAsync
 	// remote holds the Redis-side queues of a RedisReadAtomic or

@@ -111,7 +111,6 @@ type Client struct {
 	readTimeout time.Duration
 	closed      atomic.Bool
 	held        heldBatches
-	scripts     scriptCache // which scripts each node loaded
 	hooks       hooks
 	// streamBuffer is Config.StreamBuffer.
 	streamBuffer int

@@ -107,13 +107,12 @@
 // # Scripts
 //
 // Script().EvalAsync and its typed variants (EvalIntAsync, EvalStringAsync,
-// EvalStringsAsync) send EVALSHA. The client remembers which scripts each
-// node loaded: a script's body travels once per node, in a SCRIPT LOAD ahead
-// of the first batch that runs it there. A NOSCRIPT answer (SCRIPT FLUSH, a
-// restart, a failover) means the script did not run: rbatch loads it and
-// sends that command again, once. Transactions and skip-result batches load
-// their scripts in every batch, since a NOSCRIPT there cannot be answered by
-// re-sending one command.
+// EvalStringsAsync) send EVALSHA. A NOSCRIPT answer (the node never ran the
+// script, SCRIPT FLUSH, a restart, a failover) means the script did not run:
+// rbatch sends that command again as EVAL with the body, once. Sent again,
+// it runs after the commands behind it, so a batch whose script is not its
+// last command on a node, a transaction, a skip-result batch and a stream's
+// parts send a SCRIPT LOAD of their scripts ahead of their commands instead.
 //
 // # Shared connections
 //

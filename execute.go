@@ -229,6 +229,9 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			for d, idx := range to.cmds {
 				if len(idx) > 0 {
 					b.inOrder(idx)
+					if to.reloaded {
+						b.asEval(idx)
+					}
 					entries = append(entries, &entry{node: b.c.router.Node(d.addr), slot: d.slot, indices: idx,
 						asking: to.asking, reloaded: to.reloaded})
 				}
@@ -463,7 +466,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 // the entry (which is allocated anyway); shas are its scripts' SHA1s.
 func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
 	e.q, e.errs, e.again, e.proxy = &b.q, e.errs[:0], nil, b.c.info.Proxy
-	loads, shas := b.scriptLoads(e.indices, addr)
+	loads, shas := b.scriptLoads(e.indices)
 	g := &e.group
 	// Field by field: the group's scratch space (its layout and result,
 	// some 500 bytes) is reset by whatever runs it, and zeroing it here
@@ -482,9 +485,9 @@ func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
 // afterGroup notes which scripts addr now has, and which EVALSHAs go again.
 func (b *Batch) afterGroup(e *entry, addr string, shas []string, r *batch.Result) {
 	if len(b.scripts) > 0 {
-		failed := b.scriptsLoaded(addr, e.indices, shas, r.PrefixReplies)
+		failed := b.scriptsLoaded(e.indices, shas, r.PrefixReplies)
 		if !b.plan.Atomic && !b.plan.SkipResult {
-			e.again = b.noScript(e, addr, e.errs, failed)
+			e.again = b.noScript(e, e.errs, failed)
 		}
 	}
 }

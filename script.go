@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/rbatch/rbatch/internal/resp"
 )
@@ -18,24 +17,23 @@ type Script struct{ b *Batch }
 func (b *Batch) Script() *Script { return &Script{b} }
 
 // EvalAsync runs script with keys and args; the reply comes as Redis gave
-// it (int64, string, []any, nil). It is sent as EVALSHA. The client
-// remembers, per node, which scripts that node loaded: the first batch to
-// run a script on a node sends a SCRIPT LOAD of it ahead of its commands,
-// later batches send the EVALSHA alone. A node that forgot the script
-// (SCRIPT FLUSH, a restart, a failover to a replica that never loaded it)
-// answers NOSCRIPT, which means the script did not run: rbatch then loads
-// it and sends that EVALSHA again, once — rather than EVAL with the body,
-// so a NOSCRIPT costs one SCRIPT LOAD and never a second copy of the body.
+// it (int64, string, []any, nil). It is sent as EVALSHA; a node that does
+// not hold the script (never given it, SCRIPT FLUSH, a restart, a failover
+// to a replica that never ran it) answers NOSCRIPT, which means the script
+// did not run, and rbatch sends that command again as EVAL with the body,
+// once. EVAL leaves the script in the node's cache, so later batches'
+// EVALSHAs find it.
 //
 // Sending it again puts it after the commands queued behind it on the
 // node, so only a batch whose one script is the last of its commands on
-// that node relies on the cache. Every other batch with a script loads its
-// scripts before its commands on each node, as a transaction
-// (InMemoryAtomic) and a skip-result batch always do: a NOSCRIPT inside
-// EXEC cannot be sent again without breaking the transaction, and one
-// whose reply is skipped would go unseen. In RedisReadAtomic and
-// RedisWriteAtomic, and through a proxy, scripts are sent as EVAL with
-// their body. In a cluster a script is routed by its first key.
+// that node relies on the cache. Every other batch with a script sends a
+// SCRIPT LOAD of each of its scripts before its commands on each node, as a
+// transaction (InMemoryAtomic) and a skip-result batch always do: a
+// NOSCRIPT inside EXEC cannot be sent again without breaking the
+// transaction, and one whose reply is skipped would go unseen. In
+// RedisReadAtomic and RedisWriteAtomic, and through a proxy, scripts are
+// sent as EVAL with their body. In a cluster a script is routed by its
+// first key.
 func (s *Script) EvalAsync(script string, keys []string, args ...any) *Future[any] {
 	return eval(s.b, decodeAny, script, keys, args)
 }
@@ -98,58 +96,23 @@ func evalArgs(script string, keys []string, args []any) []any {
 	return append(all, args...)
 }
 
-// scriptCache remembers, per node address, the SHA1s of the scripts the
-// node answered a SCRIPT LOAD for.
-type scriptCache struct {
-	mu     sync.Mutex // guards loaded
-	loaded map[string]map[string]struct{}
-}
-
-func (c *scriptCache) has(addr, sha string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.loaded[addr][sha]
-	return ok
-}
-
-func (c *scriptCache) add(addr, sha string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.loaded == nil {
-		c.loaded = map[string]map[string]struct{}{}
-	}
-	if c.loaded[addr] == nil {
-		c.loaded[addr] = map[string]struct{}{}
-	}
-	c.loaded[addr][sha] = struct{}{}
-}
-
-func (c *scriptCache) forget(addr, sha string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.loaded[addr], sha)
-}
-
-// scriptLoads returns the SCRIPT LOADs the group of idx needs on the node
-// at addr, in the order of their SHA1s: the scripts its EVALSHAs run that
-// the node is not known to hold — or all of them when a NOSCRIPT could not
-// be answered by sending the command again (a transaction, skipped replies).
-func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []string) {
-	if len(b.scripts) == 0 {
-		return nil, nil
-	}
+// scriptLoads returns the SCRIPT LOADs the group of idx needs, in the
+// order of their SHA1s: none when a NOSCRIPT can be answered by sending the
+// EVALSHA again, as EVAL (see trustsCache), else one for each script its
+// EVALSHAs run.
+func (b *Batch) scriptLoads(idx []int) (loads [][]byte, shas []string) {
 	// A stream's part loads them always: the next part may follow it on
 	// the connection before a NOSCRIPT is read.
-	always := b.plan.Atomic || b.plan.SkipResult || b.segment || !trustsCache(b, idx)
+	if len(b.scripts) == 0 || !(b.plan.Atomic || b.plan.SkipResult || b.segment || !trustsCache(b, idx)) {
+		return nil, nil
+	}
 	for _, i := range idx {
 		if b.q.Name(i) != "EVALSHA" {
 			continue
 		}
-		sha := string(b.q.Args(i)[0])
-		if slices.Contains(shas, sha) || (!always && b.c.scripts.has(addr, sha)) {
-			continue
+		if sha := string(b.q.Args(i)[0]); !slices.Contains(shas, sha) {
+			shas = append(shas, sha)
 		}
-		shas = append(shas, sha)
 	}
 	slices.Sort(shas)
 	for _, sha := range shas {
@@ -160,10 +123,11 @@ func (b *Batch) scriptLoads(idx []int, addr string) (loads [][]byte, shas []stri
 }
 
 // trustsCache reports whether the group of idx may rely on the node's
-// script cache. An EVALSHA the node forgot is sent again after the rest of
-// its group ran, which keeps submission order only when nothing of the
-// group follows it: so the cache is trusted for a group whose one EVALSHA
-// is its last command, and any other group loads all its scripts first.
+// script cache. An EVALSHA the node does not hold is sent again (as EVAL)
+// after the rest of its group ran, which keeps submission order only when
+// nothing of the group follows it: so the cache is trusted for a group
+// whose one EVALSHA is its last command, and any other group loads all its
+// scripts first.
 func trustsCache(b *Batch, idx []int) bool {
 	for k, i := range idx {
 		if b.q.Name(i) == "EVALSHA" {
@@ -173,11 +137,10 @@ func trustsCache(b *Batch, idx []int) bool {
 	return true
 }
 
-// scriptsLoaded notes which of shas the node at addr loaded, from the
-// replies to their SCRIPT LOADs, and gives each EVALSHA of idx whose script
-// failed to load (a compile error) that error instead of NOSCRIPT. It
-// returns the SHA1s that failed.
-func (b *Batch) scriptsLoaded(addr string, idx []int, shas []string, replies []any) map[string]error {
+// scriptsLoaded gives each EVALSHA of idx whose script failed to load
+// (a compile error), by the replies to the SCRIPT LOADs of shas, that error
+// instead of NOSCRIPT. It returns the SHA1s that failed.
+func (b *Batch) scriptsLoaded(idx []int, shas []string, replies []any) map[string]error {
 	var failed map[string]error
 	for k, r := range replies {
 		if k >= len(shas) {
@@ -188,9 +151,7 @@ func (b *Batch) scriptsLoaded(addr string, idx []int, shas []string, replies []a
 				failed = map[string]error{}
 			}
 			failed[shas[k]] = fmt.Errorf("loading the script: %w", err)
-			continue
 		}
-		b.c.scripts.add(addr, shas[k])
 	}
 	if len(failed) == 0 {
 		return nil
@@ -206,25 +167,38 @@ func (b *Batch) scriptsLoaded(addr string, idx []int, shas []string, replies []a
 	return failed
 }
 
-// noScript returns the EVALSHAs among errs the node at addr answered
-// NOSCRIPT for although their scripts did not fail to load: the node forgot
-// them. It forgets them too, so that sending those commands again loads
-// the scripts first. None when the group was already such a second try.
-func (b *Batch) noScript(e *entry, addr string, errs []errReply, failed map[string]error) []int {
+// noScript returns the EVALSHAs among errs the node answered NOSCRIPT for
+// although their scripts did not fail to load: the node does not hold them.
+// None when the group was already such a second try.
+func (b *Batch) noScript(e *entry, errs []errReply, failed map[string]error) []int {
 	var again []int
 	for _, er := range errs {
 		re := asRedisError(er.err)
-		if re == nil || re.Prefix() != "NOSCRIPT" || b.q.Name(er.index) != "EVALSHA" {
+		if e.reloaded || re == nil || re.Prefix() != "NOSCRIPT" || b.q.Name(er.index) != "EVALSHA" {
 			continue
 		}
-		sha := string(b.q.Args(er.index)[0])
-		if _, bad := failed[sha]; bad {
-			continue
-		}
-		b.c.scripts.forget(addr, sha)
-		if !e.reloaded {
+		if _, bad := failed[string(b.q.Args(er.index)[0])]; !bad {
 			again = append(again, er.index)
 		}
 	}
 	return again
+}
+
+// asEval re-encodes each EVALSHA of idx as the EVAL of its script, to be
+// sent again to a node that answered NOSCRIPT.
+func (b *Batch) asEval(idx []int) {
+	for _, i := range idx {
+		if b.q.Name(i) != "EVALSHA" {
+			continue
+		}
+		args := b.q.Args(i)
+		all := make([]any, len(args))
+		all[0] = b.scripts[string(args[0])]
+		for k, a := range args[1:] {
+			all[k+1] = a
+		}
+		if enc, err := resp.AppendCommand(nil, nil, "EVAL", all...); err == nil {
+			b.q.Reencode(i, enc)
+		}
+	}
 }

@@ -48,11 +48,13 @@ func TestScriptCompileErrorReachesItsFuture(t *testing.T) {
 
 const incrScript = "return redis.call('INCR', KEYS[1])"
 
-// A script is loaded once per node and client when it is the last of a
-// batch's commands there: later such batches send EVALSHA alone. A batch
-// with commands after its script loads it every time.
-func TestScriptLoadedOnce(t *testing.T) {
+// A script that is the last of a batch's commands is sent as EVALSHA; a
+// node that does not hold it answers NOSCRIPT and gets it again as EVAL,
+// once, and later batches' EVALSHAs find it. A batch with commands after
+// its script loads it ahead of them every time.
+func TestScriptEvalshaFallsBackToEval(t *testing.T) {
 	fresh(t)
+	srv.MustDo(t, "SCRIPT", "FLUSH")
 	c := newClient(t)
 	for n := int64(1); n <= 3; n++ {
 		b := c.NewBatch()
@@ -64,8 +66,9 @@ func TestScriptLoadedOnce(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, n, v)
 	}
-	assert.EqualValues(t, 1, calls(t, "script|load"))
 	assert.EqualValues(t, 3, calls(t, "evalsha"))
+	assert.EqualValues(t, 1, calls(t, "eval"), "NOSCRIPT once, answered by EVAL")
+	assert.Zero(t, calls(t, "script|load"))
 
 	for range 2 {
 		b := c.NewBatch()
@@ -74,9 +77,10 @@ func TestScriptLoadedOnce(t *testing.T) {
 		_, err := b.Execute(context.Background())
 		require.NoError(t, err)
 	}
-	assert.EqualValues(t, 3, calls(t, "script|load"), "a script with commands behind it is loaded ahead of them")
+	assert.EqualValues(t, 2, calls(t, "script|load"), "a script with commands behind it is loaded ahead of them")
+	assert.EqualValues(t, 5, calls(t, "evalsha"))
 
-	// Forgotten, a script that is last is loaded and sent again, once.
+	// Forgotten, a script that is last is sent again as EVAL, once.
 	srv.MustDo(t, "SCRIPT", "FLUSH")
 	b := c.NewBatch()
 	b.Bucket("sc:x").SetAsync("y")
@@ -86,8 +90,9 @@ func TestScriptLoadedOnce(t *testing.T) {
 	v, err := f.Get()
 	require.NoError(t, err)
 	assert.Equal(t, int64(6), v)
-	assert.EqualValues(t, 4, calls(t, "script|load"))
-	assert.EqualValues(t, 7, calls(t, "evalsha"), "the forgotten one twice")
+	assert.EqualValues(t, 6, calls(t, "evalsha"))
+	assert.EqualValues(t, 2, calls(t, "eval"))
+	assert.Equal(t, []byte("6"), srv.MustDo(t, "GET", "sc:n"), "the script ran once per batch")
 }
 
 // A node that forgot a script must not let the commands queued after it run
@@ -194,8 +199,9 @@ func TestScriptTypedResults(t *testing.T) {
 	assert.Contains(t, err.Error(), "text")
 }
 
-// In a cluster each primary loads the scripts it runs, once.
-func TestScriptLoadedOncePerClusterNode(t *testing.T) {
+// In a cluster each primary that does not hold a script answers NOSCRIPT
+// once and gets it as EVAL; the next batch's EVALSHA finds it there.
+func TestScriptFallsBackToEvalPerClusterNode(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)
 	// One key per primary: each node's group has its script last, so it
@@ -228,6 +234,9 @@ func TestScriptLoadedOncePerClusterNode(t *testing.T) {
 		if owners[p.Addr] {
 			want = 1
 		}
-		assert.Equal(t, want, p.CommandStats(t)["script|load"], p.Addr)
+		st := p.CommandStats(t)
+		assert.Equal(t, want, st["eval"], "%s: NOSCRIPT once, answered by EVAL", p.Addr)
+		assert.Equal(t, 2*want, st["evalsha"], p.Addr)
+		assert.Zero(t, st["script|load"], p.Addr)
 	}
 }

@@ -466,11 +466,11 @@ func TestWireCasesCoverEveryMethod(t *testing.T) {
 	assert.Equal(t, len(covered), n, "every case names an existing method")
 }
 
-// A script travels once per node when it is the last of a batch's
-// commands there: the first batch that runs it loads it, the next ones
-// send EVALSHA alone. A batch with commands after a script loads it every
-// time, so that a NOSCRIPT sent again cannot run it after them.
-func TestWireScriptLoadedOncePerNode(t *testing.T) {
+// A script that is the last of a batch's commands goes as EVALSHA alone
+// (a node that does not hold it answers NOSCRIPT, and gets it again as
+// EVAL). A batch with commands after a script loads it every time, so that
+// a NOSCRIPT sent again cannot run it after them.
+func TestWireScriptLoadedOnlyAheadOfCommands(t *testing.T) {
 	f := redistest.NewFake(t, plausible)
 	c, hs := fakeClient(t, f)
 	sha := sha1hex("return 1")
@@ -478,7 +478,7 @@ func TestWireScriptLoadedOncePerNode(t *testing.T) {
 		scriptLast bool
 		want       [][]string
 	}{
-		{true, [][]string{{"SCRIPT", "LOAD", "return 1"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}}},
+		{true, [][]string{{"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}}},
 		{true, [][]string{{"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"}}},
 		{false, [][]string{{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "0"}, {"GET", "k"}}},
 	} {
@@ -628,9 +628,9 @@ func handshakeCmd(cmd []string) bool {
 	return cmd[0] == "INFO" || cmd[0] == "PING" && len(cmd) == 1 || cmd[0] == "CONFIG" || len(cmd) >= 2 && cmd[0] == "CLIENT" && (cmd[1] == "GETNAME" || cmd[1] == "SETNAME")
 }
 
-// A node that answers NOSCRIPT even after loading gets the command once
-// more, not in a loop; the error then stays the command's.
-func TestWireNoScriptSentAgainOnce(t *testing.T) {
+// A node that answers NOSCRIPT gets the command once more, as EVAL with
+// the script's body, after the rest of its group.
+func TestWireNoScriptSentAgainAsEval(t *testing.T) {
 	f := redistest.NewFake(t, func(cmd []string) string {
 		if cmd[0] == "EVALSHA" {
 			return "-NOSCRIPT No matching script. Please use EVAL.\r\n"
@@ -640,19 +640,18 @@ func TestWireNoScriptSentAgainOnce(t *testing.T) {
 	c, hs := fakeClient(t, f)
 	b := c.NewBatch()
 	get := b.Bucket("k").GetAsync()
-	ev := b.Script().EvalAsync("return 1", []string{"k"})
-	_, err := b.Execute(context.Background())
-	require.Error(t, err)
+	ev := b.Script().EvalAsync("return 1", []string{"k"}, "x")
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
 	_, ferr := ev.Get()
-	var re *rbatch.RedisError
-	require.ErrorAs(t, ferr, &re)
-	assert.Equal(t, "NOSCRIPT", re.Prefix())
+	assert.NoError(t, ferr)
 	_, gerr := get.Get()
 	assert.NoError(t, gerr)
+	assert.Equal(t, 2, res.Nodes[0].Attempts)
 	sha := sha1hex("return 1")
 	assert.Equal(t, [][]string{
-		{"SCRIPT", "LOAD", "return 1"}, {"GET", "k"}, {"EVALSHA", sha, "1", "k"},
-		{"SCRIPT", "LOAD", "return 1"}, {"EVALSHA", sha, "1", "k"},
+		{"GET", "k"}, {"EVALSHA", sha, "1", "k", "x"},
+		{"EVAL", "return 1", "1", "k", "x"},
 	}, f.Commands()[hs:])
 }
 

@@ -315,3 +315,29 @@ func TestQueueOutgrowsFirstBlock(t *testing.T) {
 		require.Nil(t, c.Future, "the released small block keeps no future")
 	}
 }
+
+// A re-encoded command reads back as its new form, is its own span, and
+// keeps the commands queued after it out of its buffer; Release hands the
+// pooled chunks back and leaves the new encoding alone.
+func TestQueueReencode(t *testing.T) {
+	var q Queue
+	q.Add(Command{Name: "GET", Key: "k"}, nil, "k")
+	ev := q.Add(Command{Name: "EVALSHA", KeyArg: 3}, nil, "abc", 1, "k", "x")
+	q.Add(Command{Name: "GET", Key: "k"}, nil, "k")
+
+	enc, err := resp.AppendCommand(make([]byte, 0, 4096), nil, "EVAL", "return 1", "1", "k", "x")
+	require.NoError(t, err)
+	q.Reencode(ev, enc)
+	assert.Equal(t, command("EVAL", "return 1", "1", "k", "x"), string(q.Bytes(ev)))
+	assert.Equal(t, "EVAL", q.Name(ev))
+	assert.Equal(t, "k", q.Key(ev))
+	sizes, all := spans(&q, []int{0, 1, 2})
+	assert.Equal(t, []int{1, 1, 1}, sizes)
+	assert.Equal(t, command("GET", "k")+command("EVAL", "return 1", "1", "k", "x")+command("GET", "k"), string(all))
+
+	later := q.Add(Command{Name: "SET", Key: "j"}, nil, "j", "v")
+	assert.Equal(t, command("EVAL", "return 1", "1", "k", "x"), string(q.Bytes(ev)), "not overwritten by a later command")
+	assert.Equal(t, command("SET", "j", "v"), string(q.Bytes(later)))
+	q.Release()
+	assert.Equal(t, 4, q.Len())
+}

@@ -115,7 +115,11 @@ var (
 // command is resolved and nothing writes them any more.
 func (q *Queue) Release() {
 	for i, c := range q.chunks {
-		switch box := q.chunkBoxes[i]; cap(c) { // not one grown for a large command
+		box := q.chunkBoxes[i]
+		if box == nil { // a command's new encoding (see Reencode)
+			continue
+		}
+		switch cap(c) { // not one grown for a large command
 		case chunkSize:
 			*box = c[:0]
 			chunkPool.Put(box)
@@ -272,6 +276,16 @@ func argIndex(p []byte, key string) uint8 {
 		p = p[size+2:]
 	}
 	return 0
+}
+
+// Reencode gives command i the encoding enc, in a chunk of its own: a
+// command sent again in another form (an EVALSHA as EVAL). Nothing may read
+// the queue's commands while it runs.
+func (q *Queue) Reencode(i int, enc []byte) {
+	q.chunks = append(q.chunks, enc[:len(enc):len(enc)]) // full: later commands go in a chunk of their own
+	q.chunkBoxes = append(q.chunkBoxes, nil)
+	c := q.At(i)
+	c.chunk, c.off, c.end = int32(len(q.chunks)-1), 0, int32(len(enc))
 }
 
 // Bytes returns the RESP encoding of command i (empty when it has an Err).
