@@ -192,8 +192,12 @@ func (b *Batch) asEval(idx []int) {
 			continue
 		}
 		args := b.q.Args(i)
+		body, ok := b.scripts[string(args[0])]
+		if !ok {
+			continue // (every EVALSHA queued has its body there)
+		}
 		all := make([]any, len(args))
-		all[0] = b.scripts[string(args[0])]
+		all[0] = body
 		for k, a := range args[1:] {
 			all[k+1] = a
 		}
