@@ -339,7 +339,7 @@ func wireCases() []wireCase {
 		{"Keys.CountExistsAsync", func(b *rbatch.Batch) func() (any, error) { return result(b.Keys().CountExistsAsync("a", "b")) },
 			cmd("EXISTS", "a", "b"), int64(1)},
 
-		// Script: SCRIPT LOAD ahead of the group, then EVALSHA sha numkeys keys args.
+		// Script: EVALSHA sha numkeys keys args (the script is the group's last command).
 		{"Script.EvalAsync", func(b *rbatch.Batch) func() (any, error) {
 			return result(b.Script().EvalAsync(script, []string{"k1", "k2"}, "a1", 2))
 		}, [][]string{{"EVALSHA", sha1hex(script), "2", "k1", "k2", "a1", "2"}},
