@@ -535,64 +535,6 @@ func TestRetryOnBusy(t *testing.T) {
 	})
 }
 
-// A server busy with a script refuses CLIENT REPLY OFF with BUSY, and then
-// every command after it: a skip-result batch there is not skipped but
-// refused, so its commands fail with BUSY (a transaction is aborted), or go
-// again with WithRetry.
-func TestSkipResultOnBusyServer(t *testing.T) {
-	s := redistest.Standalone(t, "--busy-reply-threshold", "50")
-	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 2 })
-	busy := `local t0 = redis.call('TIME'); while true do local t = redis.call('TIME');
-		if (t[1]-t0[1])*1000000 + (t[2]-t0[2]) > 400000 then return 1 end end`
-	runBusy := func() {
-		warm := c.NewBatch() // a live connection, so that no dial meets the script
-		warm.Do("PING")
-		_, err := warm.Execute(context.Background())
-		require.NoError(t, err)
-		go s.Call("EVAL", busy, 0)
-		waitUntil(t, "the script runs", func() bool {
-			_, err := s.Call("PING")
-			return err != nil
-		})
-	}
-
-	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
-		key := "busyskip:" + mode.String()
-		runBusy()
-		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
-		for range 3 {
-			b.AtomicLong(key).IncrementAndGetAsync()
-		}
-		res, err := b.Execute(context.Background())
-		var re *rbatch.RedisError
-		require.ErrorAs(t, err, &re, mode)
-		assert.Equal(t, "BUSY", re.Prefix(), mode)
-		want := rbatch.Counts{Failed: 3}
-		if mode == rbatch.InMemoryAtomic { // MULTI is allowed while busy; the INCRs are not, and EXEC aborts
-			want = rbatch.Counts{Aborted: 3}
-			assert.ErrorIs(t, err, rbatch.ErrTxAborted)
-		}
-		assert.Equal(t, want, res.Counts, "%v: refused, not skipped: %v", mode, err)
-		waitUntil(t, "the script ends", func() bool {
-			_, err := s.Call("PING")
-			return err == nil
-		})
-		assert.Nil(t, s.MustDo(t, "GET", key), mode)
-
-		runBusy()
-		b = c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult(), rbatch.WithRetry(20, 50*time.Millisecond))
-		for range 3 {
-			b.AtomicLong(key).IncrementAndGetAsync()
-		}
-		res, err = b.Execute(context.Background())
-		require.NoError(t, err, mode)
-		assert.Equal(t, rbatch.Counts{Skipped: 3}, res.Counts, mode)
-		assert.Greater(t, res.Nodes[0].Attempts, 1, "%v: refused with BUSY at least once", mode)
-		assert.Equal(t, []byte("3"), s.MustDo(t, "GET", key), mode)
-		assertPoolAnswers(t, c, 2)
-	}
-}
-
 // Batches made without options share one BatchOptions: no mode, stream
 // segment or option may change it.
 func TestBatchesWithoutOptionsShareUntouchedDefaults(t *testing.T) {

@@ -33,7 +33,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 		b.resolve(idx, b.run.unmet)
 		fu.err = b.run.unmet
 	case r.GuardErr != nil: // WATCH was refused (MOVED, TRYAGAIN, …): nothing else was sent
-		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("WATCH of the conditions' keys, or where the transaction's are: %w", orRedisError(r.GuardErr)))})
+		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("checking the conditions (WATCH and reading their keys, or where the transaction's are): %w", orRedisError(r.GuardErr)))})
 		redirect(&fu, nr, idx, r.GuardErr)
 	default:
 		b.settleSpans(idx, errs, r, &fu, nr, wrap)
@@ -134,6 +134,9 @@ func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
 	if re == nil {
 		return
 	}
+	if inner, ok := execRefusal(re); ok {
+		re = inner // EXEC itself was refused: the transaction goes as its refusal says
+	}
 	switch re.Prefix() {
 	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
 		fu.retry = append(fu.retry, cmds...)
@@ -144,6 +147,22 @@ func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
 		nr.Asked += len(cmds)
 		addTo(&fu.asked, redirectAddr(re.Msg), nr.Addr, cmds)
 	}
+}
+
+// execRefusal returns the error an EXECABORT names when EXEC itself was
+// refused ("EXECABORT Transaction discarded because of: BUSY …", a server
+// that turned busy, loading or redirecting between MULTI and EXEC), not a
+// command queued before it.
+func execRefusal(re *RedisError) (*RedisError, bool) {
+	const because = "because of: "
+	if re.Prefix() != "EXECABORT" {
+		return nil, false
+	}
+	i := strings.Index(re.Msg, because)
+	if i < 0 {
+		return nil, false
+	}
+	return &RedisError{Msg: re.Msg[i+len(because):]}, true
 }
 
 // addTo files cmds under the redirect's target, unless it points back to the

@@ -86,6 +86,14 @@ func guard(conn Conn, g *Group, res *Result) bool {
 	if res.GuardErr = replyError(watched); res.GuardErr == nil {
 		res.GuardErr = replyError(probed)
 	}
+	for _, r := range replies {
+		if e := replyError(r); res.GuardErr == nil && e != nil && notNow(e) {
+			// The server did not read the key (busy, loading, the slot
+			// moving): the condition was not checked, and the
+			// transaction goes as that refusal says, not as unmet.
+			res.GuardErr = e
+		}
+	}
 	if res.GuardErr == nil && gd.Holds(replies) {
 		return true
 	}

@@ -339,9 +339,30 @@ var errExecReply = errors.New("the transaction's end answered an unexpected repl
 // for a while (BUSY with a script, LOADING its data), not one of CLIENT
 // REPLY itself (a proxy or an ACL that never allows it).
 func refusedForNow(e error) bool {
+	switch errorPrefix(e) {
+	case "BUSY", "LOADING":
+		return true
+	}
+	return false
+}
+
+// notNow reports whether error reply e says the command was not run, for
+// now or not here: the server is busy, loading or without a quorum, or the
+// key's slot is moving or elsewhere.
+func notNow(e error) bool {
+	switch errorPrefix(e) {
+	case "BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "MOVED", "ASK":
+		return true
+	}
+	return false
+}
+
+// errorPrefix is the first word of error reply e ("" for another error).
+func errorPrefix(e error) string {
 	var re redis.Error
 	if !errors.As(e, &re) {
-		return false
+		return ""
 	}
-	return strings.HasPrefix(string(re), "BUSY ") || strings.HasPrefix(string(re), "LOADING ")
+	p, _, _ := strings.Cut(string(re), " ")
+	return p
 }
