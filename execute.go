@@ -773,5 +773,11 @@ func (b *Batch) extended(wait time.Duration) time.Duration {
 	if rt <= 0 { // a redigo pool's client: its timeout is not known here
 		rt = defaultIOTimeout
 	}
-	return rt + wait
+	return rt + wait + serverTimerSlack
 }
+
+// serverTimerSlack is how late Redis may answer a WAIT or blocking command
+// whose timeout passed: it looks at such timeouts on its timer, 1000/hz ms
+// apart (100 ms at the default hz of 10), so its answer comes up to that
+// much after the timeout, and more on a busy server.
+const serverTimerSlack = 250 * time.Millisecond

@@ -163,7 +163,9 @@ func WithSyncAOF(local bool, replicas int, timeout time.Duration) Option {
 
 // WithResponseTimeout bounds the wait for each reply (to within an eighth of
 // d: the socket deadline is re-armed as replies flow, not at each one; a
-// WAIT's reply gets its own timeout on top). It bounds a blocking
+// WAIT's reply gets its own timeout on top, and a quarter second more, as
+// Redis answers a WAIT that timed out on its timer, up to 100 ms late at
+// the default hz). It bounds a blocking
 // command's reply too (BLPOP, XREAD BLOCK, …): without it, the client's
 // ReadTimeout counts from the end of the longest block queued, and a block
 // of 0 (forever) leaves the batch's replies unbounded. On

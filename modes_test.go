@@ -437,6 +437,28 @@ func TestWaitLongerThanResponseTimeout(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+// Redis answers a WAIT (or a blocking command) whose timeout passed on its
+// timer, up to 1000/hz ms late (100 ms at the default hz): a short response
+// timeout on top of the WAIT's does not turn that late answer into a lost one.
+func TestWaitAnsweredLateByServerTimer(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.ReadTimeout = 10 * time.Millisecond })
+	for i := range 5 {
+		b := c.NewBatch(rbatch.WithSync(1, 50*time.Millisecond), rbatch.WithResponseTimeout(10*time.Millisecond))
+		set := b.Bucket("wait:late").SetAsync(i)
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, "too few replicas is a figure, not an error")
+		require.NoError(t, errOf(set))
+		assert.Equal(t, 0, res.SyncedReplicas)
+
+		b = c.NewBatch()
+		pop := b.Do("BLPOP", "wait:late:empty", 0.05)
+		_, err = b.Execute(context.Background())
+		require.NoError(t, err, "BLPOP timed out: a nil reply, not an unknown outcome")
+		assert.ErrorIs(t, errOf(pop), rbatch.ErrNil)
+	}
+}
+
 func TestWaitAOFUnsupportedBeforeRedis72(t *testing.T) {
 	fresh(t)
 	c := newClient(t)
