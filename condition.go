@@ -300,9 +300,11 @@ func (cd *condition) judge(reply any) (held bool, found string, err error) {
 	case condIntAtLeast, condHashIntAtLeast:
 		n := int64(0) // missing counts as 0
 		if reply != nil {
-			v, err := decodeInt64(reply)
-			if err != nil {
-				return false, "", fmt.Errorf("not an integer: %w", err)
+			v, ok := redisInt(reply)
+			if b, isBytes := reply.([]byte); !ok && isBytes {
+				return false, "", fmt.Errorf("not an integer: the value %q is not one to Redis", b)
+			} else if !ok {
+				return false, "", fmt.Errorf("not an integer: %w", unexpected("an integer", reply))
 			}
 			n = v
 		}
@@ -432,4 +434,31 @@ func (b *Batch) settleConditions(cause error) {
 		}
 		cd.future.val, cd.future.err = false, err
 	}
+}
+
+// redisInt reads reply as Redis reads a value it increments: decimal
+// digits, an optional minus sign, no plus sign, spaces or leading zeros
+// ("+5", "05" and "-0" are strings to it), within 64 bits.
+func redisInt(reply any) (int64, bool) {
+	b, ok := reply.([]byte)
+	if !ok || len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	if len(b) == 1 && b[0] == '0' {
+		return 0, true
+	}
+	digits := b
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] < '1' || digits[0] > '9' {
+		return 0, false
+	}
+	for _, c := range digits[1:] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
 }

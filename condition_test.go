@@ -243,6 +243,38 @@ func TestConditionThatCannotBeChecked(t *testing.T) {
 	assert.Zero(t, calls(t, "exec"))
 }
 
+// IntAtLeast reads a value as Redis's INCRBY would: "+5", "05", " 5" and
+// "-0" are not integers to it, so the condition cannot be checked rather
+// than letting a transaction through whose increment would fail.
+func TestIntAtLeastReadsIntegersAsRedisDoes(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	for _, v := range []string{"+5", "05", " 5", "5 ", "-0", "5.0"} {
+		srv.MustDo(t, "HSET", "ri:stock", "sku", v)
+		_, incrErr := srv.Call("HINCRBY", "ri:stock", "sku", 0)
+		require.Error(t, incrErr, "Redis takes %q for no integer", v)
+		b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+		held := b.AddCondition(rbatch.HashIntAtLeast("ri:stock", "sku", 1))
+		dec := b.Map("ri:stock").AddAndGetAsync("sku", -1)
+		_, err := b.Execute(context.Background())
+		require.ErrorIs(t, err, rbatch.ErrConditionFailed, "%q", v)
+		assert.ErrorContains(t, err, "not an integer", "%q", v)
+		_, herr := held.Get()
+		assert.Error(t, herr, "%q", v)
+		assert.ErrorIs(t, errOf(dec), rbatch.ErrConditionFailed, "%q", v)
+	}
+	for v, n := range map[string]int64{"5": 4, "-3": -4, "0": -1, "9223372036854775807": 9223372036854775806} {
+		srv.MustDo(t, "SET", "ri:n", v)
+		b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+		b.AddCondition(rbatch.IntAtLeast("ri:n", -10))
+		dec := b.AtomicLong("ri:n").AddAndGetAsync(-1)
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err, "%q", v)
+		got, _ := dec.Get()
+		assert.Equal(t, n, got, "%q", v)
+	}
+}
+
 // Several conditions: all must hold; the first that fails is named.
 func TestConditionsAllMustHold(t *testing.T) {
 	fresh(t)
