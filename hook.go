@@ -82,7 +82,9 @@ type GroupResult struct {
 	BytesWritten, BytesRead int64
 	Counts                  Counts // the group's commands by state, as this round left them
 	// ServerError is the first error reply among the group's commands
-	// (WRONGTYPE, MOVED, …), nil when none.
+	// (WRONGTYPE, MOVED, …), or else the one that aborted its transaction
+	// (a queue-time error, EXECABORT) or refused its conditions' reads;
+	// nil when none.
 	ServerError *RedisError
 	// Err is why the group failed as a whole (a transport error, a timeout,
 	// no connection), nil when every expected reply was read.
@@ -205,6 +207,12 @@ func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeR
 			gr.ServerError = re
 			break
 		}
+	}
+	if gr.ServerError == nil && r.Aborted != nil { // a queue-time error, or EXEC's own refusal
+		gr.ServerError = asRedisError(r.Aborted.Cause)
+	}
+	if gr.ServerError == nil && r.GuardErr != nil {
+		gr.ServerError = asRedisError(r.GuardErr)
 	}
 	for _, to := range []struct {
 		kind string

@@ -141,6 +141,17 @@ func TestHookSeesBatchAndGroups(t *testing.T) {
 	assert.Equal(t, rbatch.Counts{Applied: 1, Failed: 1}, gr.Counts)
 	assert.Equal(t, rbatch.Counts{Applied: 1, Failed: 1}, res.Counts)
 	assert.Equal(t, err, rec.endErrs[len(rec.endErrs)-1])
+
+	// A queue-time error aborts a transaction: that error is the group's.
+	b = c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	b.Bucket("hk:z").SetAsync("4")
+	b.Do("SET", "hk:z") // wrong arity
+	_, err = b.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrTxAborted)
+	gr = rec.results[len(rec.results)-1]
+	require.NotNil(t, gr.ServerError, "the abort's cause")
+	assert.Equal(t, "ERR", gr.ServerError.Prefix())
+	assert.Equal(t, rbatch.Counts{Aborted: 2}, gr.Counts)
 }
 
 // Hooks are called in the order they were added.

@@ -173,12 +173,15 @@ func (h *hook) GroupEnd(ctx context.Context, g rbatch.GroupInfo, r rbatch.GroupR
 	case r.Err != nil:
 		span.SetAttributes(errorAttrs(r.Err)...)
 		span.SetStatus(codes.Error, r.Err.Error())
+	case r.Counts.Aborted > 0: // the transaction was discarded
+		span.SetAttributes(keyErrorType.String("tx_aborted"))
+		if r.ServerError != nil { // the error reply that aborted it
+			span.SetAttributes(keyStatusCode.String(r.ServerError.Prefix()))
+		}
+		span.SetStatus(codes.Error, "transaction aborted")
 	case r.ServerError != nil:
 		span.SetAttributes(errorAttrs(r.ServerError)...)
 		span.SetStatus(codes.Error, r.ServerError.Error())
-	case r.Counts.Aborted > 0: // the transaction was discarded
-		span.SetAttributes(keyErrorType.String("tx_aborted"))
-		span.SetStatus(codes.Error, "transaction aborted")
 	}
 	span.End(trace.WithTimestamp(g.Start.Add(r.Duration)))
 }

@@ -320,5 +320,6 @@ func TestSpanStartAndFailures(t *testing.T) {
 		assert.Equal(t, codes.Error, s.Status().Code, s.Name())
 		assert.Equal(t, "tx_aborted", attrs(s)["error.type"].AsString())
 	}
+	assert.Equal(t, "ERR", attrs(group)["db.response.status_code"].AsString(), "the error reply that aborted it")
 	assert.Equal(t, "discarded", attrs(stream)["error.type"].AsString())
 }
