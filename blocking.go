@@ -76,25 +76,18 @@ func blockWait(name string, args []any) (wait time.Duration, ok bool) {
 	return time.Duration(n * float64(time.Second)), true
 }
 
-// number reads an argument as a number, as Redis would.
+// number reads a timeout argument: an integer or float, or its text.
 func number(v any) (float64, bool) {
 	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case uint:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
 	case float64:
 		return n, true
 	case float32:
 		return float64(n), true
 	case time.Duration:
-		return 0, false // ambiguous unit: Redis would refuse its digits anyway
+		return 0, false // its text ("1s") is no number to Redis
+	}
+	if n, ok := argInt(v); ok {
+		return float64(n), true
 	}
 	f, err := strconv.ParseFloat(argString(v), 64)
 	return f, err == nil
