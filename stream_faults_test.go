@@ -492,3 +492,28 @@ func TestStreamQueuedAfterContextEndedCounts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
 }
+
+// A stream fed more slowly than its response timeout: each part's replies
+// are awaited from when that part was written, not from a deadline the part
+// before it left on the connection, so every command is answered.
+func TestStreamSlowerThanResponseTimeout(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s)
+	for _, skip := range []bool{false, true} {
+		opts := []rbatch.Option{rbatch.WithMode(rbatch.Streaming), rbatch.WithResponseTimeout(50 * time.Millisecond)}
+		if skip {
+			opts = append(opts, rbatch.WithSkipResult())
+		}
+		key := fmt.Sprint("slowfeed:", skip)
+		b := c.NewBatch(opts...)
+		for range 4 {
+			b.AtomicLong(key).IncrementAndGetAsync()
+			time.Sleep(150 * time.Millisecond) // the source is slow
+		}
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, "skip %v", skip)
+		assert.Zero(t, res.Counts.Unknown, "skip %v", skip)
+		n, _ := redis.Int64(s.Call("GET", key))
+		assert.Equal(t, int64(4), n, "skip %v", skip)
+	}
+}

@@ -105,6 +105,14 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	}()
 
 	<-myTurn
+	if w.deferred != nil {
+		// The read side is this group's now: a deadline left by an earlier
+		// group (armed by its writer) must not bound this one's wait.
+		w.deferred.HoldReadDeadline()
+		if w.written.Load() {
+			w.deferred.ArmReadDeadline(g.ResponseTimeout)
+		}
+	}
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, p.conn.Abort)
