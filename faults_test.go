@@ -389,3 +389,56 @@ func TestBatchWhileServerLoads(t *testing.T) {
 	assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts)
 	assert.ErrorContains(t, err, "LOADING")
 }
+
+// A transaction whose connection is lost before its EXEC was written was
+// discarded by the server: aborted, with replies skipped as without.
+func TestSkipResultTransactionLostBeforeExecIsAborted(t *testing.T) {
+	s := redistest.Standalone(t)
+	const n = 300_000 // some 10 MB: the reset comes long before EXEC
+	for _, skip := range []bool{false, true} {
+		s.FlushAll(t)
+		s.ResetStats(t)
+		p := redistest.NewProxy(t, s.Addr)
+		c := clientAt(t, p.Addr)
+		opts := []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}
+		if skip {
+			opts = append(opts, rbatch.WithSkipResult())
+		}
+		p.SetFault(redistest.Fault{Kind: redistest.Reset, Dir: redistest.ToServer, AfterBytes: 100_000})
+		b := c.NewBatch(opts...)
+		first := b.AtomicLong("lostexec:0").IncrementAndGetAsync()
+		for i := 1; i < n; i++ {
+			b.AtomicLong("lostexec:" + strconv.Itoa(i%10)).IncrementAndGetAsync()
+		}
+		res, err := b.Execute(context.Background())
+		require.Error(t, err)
+		assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached the server")
+		assert.Equal(t, rbatch.Counts{Aborted: n}, res.Counts, "skip %v", skip)
+		assert.ErrorIs(t, errOf(first), rbatch.ErrTxAborted, "skip %v", skip)
+	}
+
+	// A Redis-side transaction whose held connection died before Execute.
+	for _, skip := range []bool{false, true} {
+		s.ResetStats(t)
+		p := redistest.NewProxy(t, s.Addr)
+		c := clientAt(t, p.Addr)
+		opts := []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic)}
+		if skip {
+			opts = append(opts, rbatch.WithSkipResult())
+		}
+		b := c.NewBatch(opts...)
+		a := b.AtomicLong("lostexec:a").IncrementAndGetAsync()
+		waitUntil(t, "the INCR is queued", func() bool { return p.Conns() > 0 && s.CommandStats(t)["multi"] == 1 })
+		time.Sleep(50 * time.Millisecond)
+		p.CutAll()
+		time.Sleep(50 * time.Millisecond)
+		later := b.AtomicLong("lostexec:b").IncrementAndGetAsync()
+		time.Sleep(100 * time.Millisecond)
+		res, err := b.Execute(context.Background())
+		require.Error(t, err)
+		assert.Zero(t, s.CommandStats(t)["exec"])
+		assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "skip %v", skip)
+		assert.ErrorIs(t, errOf(a), rbatch.ErrTxAborted)
+		assert.ErrorIs(t, errOf(later), rbatch.ErrTxAborted)
+	}
+}

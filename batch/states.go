@@ -63,7 +63,7 @@ func (r *Result) Spans(dst []Span, n int, p Plan, queuedBefore bool) []Span {
 		switch {
 		case r.Aborted != nil:
 			add(Aborted, 0, n)
-		case r.ExecSent || (p.SkipResult && r.Sent > 0):
+		case r.ExecSent:
 			add(Unknown, 0, n)
 		default: // before EXEC, a lost connection discards the transaction
 			add(Aborted, 0, n)

@@ -36,8 +36,10 @@ func TestResultSpans(t *testing.T) {
 		{"replies skipped", batch.Result{Sent: 4, Skipped: true}, skip, false, []batch.Span{span(batch.Skipped, 0, 4)}},
 		{"replies never turned back on", batch.Result{Sent: 3, Err: lost}, skip, false,
 			[]batch.Span{span(batch.Unknown, 0, 3), span(batch.NotSent, 3, 4)}},
-		{"skip-result transaction lost", batch.Result{Sent: 4, Err: lost}, batch.Plan{Atomic: true, SkipResult: true}, false,
+		{"skip-result transaction lost after EXEC", batch.Result{Sent: 4, ExecSent: true, Err: lost}, batch.Plan{Atomic: true, SkipResult: true}, false,
 			[]batch.Span{span(batch.Unknown, 0, 4)}},
+		{"skip-result transaction lost before EXEC", batch.Result{Sent: 4, Err: lost}, batch.Plan{Atomic: true, SkipResult: true}, false,
+			[]batch.Span{span(batch.Aborted, 0, 4)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
