@@ -144,7 +144,12 @@ func WithSkipResult() Option { return func(o *BatchOptions) { o.SkipResult = tru
 // batch's writes, or timeout passed (0 waits forever, as WAIT does, and only
 // the context ends it). WAIT counts in milliseconds: a positive timeout
 // under 1ms is an invalid option (it would become 0, forever). WAIT's reply
-// is awaited for timeout on top of the response timeout.
+// is awaited for timeout on top of the response timeout. Fewer replicas than
+// asked is a figure (SyncedReplicas), not an error; a WAIT refused, or lost
+// unanswered (the connection failed after every command was answered), is
+// one: Execute's error then wraps it (ErrUnknownOutcome for a lost one)
+// although each command's future holds its result, since how many replicas
+// hold the writes is not known.
 func WithSync(replicas int, timeout time.Duration) Option {
 	return func(o *BatchOptions) { o.Sync, o.SyncReplicas, o.SyncTimeout = true, replicas, timeout }
 }
