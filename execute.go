@@ -420,12 +420,12 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 	if b.shares() {
 		if sh := b.c.sharedOf(e.node); sh != nil {
 			addr = e.node.Addr()
-			g, shas := b.buildGroup(e, addr)
+			g, shas := b.buildGroup(e)
 			if batch.Shareable(g) {
 				t, connErr := sh.Run(ctx, g, r)
 				if connErr == nil {
 					e.written, e.read = t.Written, t.Read
-					b.afterGroup(e, addr, shas, r)
+					b.afterGroup(e, shas, r)
 					return addr, nil
 				}
 				*r = batch.Result{}
@@ -440,7 +440,7 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 		return "", err
 	}
 	addr = conn.Addr()
-	g, shas := b.buildGroup(e, addr)
+	g, shas := b.buildGroup(e)
 	wc, counted := conn.(byteCounter)
 	var before, beforeRead int64
 	if counted {
@@ -458,13 +458,13 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 		*r = batch.Result{}
 		return addr, err
 	}
-	b.afterGroup(e, addr, shas, r)
+	b.afterGroup(e, shas, r)
 	return addr, nil
 }
 
-// buildGroup lays out the entry's commands as the group sent to addr, in
+// buildGroup lays out the entry's commands as the group sent to its node, in
 // the entry (which is allocated anyway); shas are its scripts' SHA1s.
-func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
+func (b *Batch) buildGroup(e *entry) (*batch.Group, []string) {
 	e.q, e.errs, e.again, e.proxy = &b.q, e.errs[:0], nil, b.c.info.Proxy
 	loads, shas := b.scriptLoads(e.indices)
 	g := &e.group
@@ -482,8 +482,9 @@ func (b *Batch) buildGroup(e *entry, addr string) (*batch.Group, []string) {
 	return g, shas
 }
 
-// afterGroup notes which scripts addr now has, and which EVALSHAs go again.
-func (b *Batch) afterGroup(e *entry, addr string, shas []string, r *batch.Result) {
+// afterGroup gives the EVALSHAs whose script failed to load that error, and
+// notes which the node answered NOSCRIPT for, to go again as EVAL.
+func (b *Batch) afterGroup(e *entry, shas []string, r *batch.Result) {
 	if len(b.scripts) > 0 {
 		failed := b.scriptsLoaded(e.indices, shas, r.PrefixReplies)
 		if !b.plan.Atomic && !b.plan.SkipResult {

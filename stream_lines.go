@@ -202,7 +202,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		return batch.Result{}, addr, err
 	}
 	addr = node.Addr()
-	g, shas := b.buildGroup(e, addr)
+	g, shas := b.buildGroup(e)
 	if round == 1 {
 		g.Added = func() {
 			if p.Broken() { // what follows may have to wait for this group's retries
@@ -226,10 +226,10 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		}
 		if again != node { // its scripts are loaded there anew
 			node, addr = again, again.Addr()
-			g, shas = b.buildGroup(e, addr)
+			g, shas = b.buildGroup(e)
 		}
 		r = p.Run(ctx, g)
 	}
-	b.afterGroup(e, addr, shas, &r)
+	b.afterGroup(e, shas, &r)
 	return r, addr, nil
 }
