@@ -692,3 +692,27 @@ func TestSkipResultClusterFollowsRedirects(t *testing.T) {
 	assert.ErrorContains(t, errOf(push), "WRONGTYPE")
 	assert.Equal(t, rbatch.Counts{Skipped: 1, Failed: 1}, res.Counts)
 }
+
+// A multi-key command split per slot under WithSkipResult is skipped, as
+// a command sent whole is: its parts' replies are read on a cluster, not
+// asked for by the caller.
+func TestSkipResultSplitCommandIsSkipped(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+		del := b.Keys().DeleteAsync("sk:a", "sk:b") // two slots: split
+		set := b.Buckets().SetAsync(map[string]any{"sk:c": "x", "sk:d": "y"})
+		one := b.Bucket("sk:e").SetAsync("x")
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		_, derr := del.Get()
+		assert.Equal(t, rbatch.ErrResultSkipped, derr, mode)
+		assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped, mode)
+		assert.ErrorIs(t, errOf(one), rbatch.ErrResultSkipped, mode)
+		assert.Equal(t, rbatch.Counts{Skipped: 3}, res.Counts, mode)
+		v, err := redis.String(cl.OwnerOf(t, route.Slot("sk:d")).Call("GET", "sk:d"))
+		require.NoError(t, err)
+		assert.Equal(t, "y", v, mode)
+	}
+}

@@ -177,7 +177,7 @@ func (b *Batch) partFailed(sp split, pos int, err error) error {
 	slot := route.Slot(key)
 	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
 		for _, other := range sp.parts {
-			if b.q.At(other).Future.(*part).err == nil {
+			if e := b.q.At(other).Future.(*part).err; e == nil || e == ErrResultSkipped { // applied there
 				return &unknownError{cause: fmt.Errorf("applied for the keys of some slots; for those of slot %d: %v", slot, err)}
 			}
 		}
@@ -186,15 +186,21 @@ func (b *Batch) partFailed(sp split, pos int, err error) error {
 }
 
 // joinSplits resolves each split command from its parts: the first failed
-// part's error, else the parts' replies joined.
+// part's error, else ErrResultSkipped when their replies were skipped, else
+// the parts' replies joined.
 func (b *Batch) joinSplits(splits []split) {
 	for _, sp := range splits {
 		parent := b.q.At(sp.parent)
 		var values []any
 		var sum int64
 		var failed error
+		skipped := false
 		for k, pos := range sp.parts {
 			p := b.q.At(pos).Future.(*part)
+			if p.err == ErrResultSkipped { // sent, its reply not asked for (read, on a cluster)
+				skipped = true
+				continue
+			}
 			if p.err != nil {
 				failed = b.partFailed(sp, pos, p.err)
 				break
@@ -223,6 +229,8 @@ func (b *Batch) joinSplits(splits []split) {
 		switch {
 		case failed != nil:
 			o.resolve(nil, failed)
+		case skipped:
+			o.resolve(nil, ErrResultSkipped)
 		case values != nil:
 			o.resolve(values, nil)
 		case parent.Flags&queue.KeyValue != 0:
