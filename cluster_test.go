@@ -716,3 +716,41 @@ func TestSkipResultSplitCommandIsSkipped(t *testing.T) {
 		assert.Equal(t, "y", v, mode)
 	}
 }
+
+// A transaction naming, through a script's keys (or MSETNX's), a second
+// slot is refused before anything is sent, as one naming it through any
+// other command is.
+func TestAtomicScriptKeysCrossSlotRefused(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		for name, queue := range map[string]func(b *rbatch.Batch){
+			"EvalAsync": func(b *rbatch.Batch) {
+				b.Script().EvalAsync("return redis.call('SET', KEYS[2], ARGV[1])", []string{"{sa}k", "{sb}k"}, "v")
+			},
+			"Do(EVAL)":   func(b *rbatch.Batch) { b.Do("EVAL", "return 1", 2, "{sa}k", "{sb}k") },
+			"Do(MSETNX)": func(b *rbatch.Batch) { b.Do("MSETNX", "{sa}k", "1", "{sb}k", "2") },
+		} {
+			cl.ResetStats(t)
+			b := c.NewBatch(rbatch.WithMode(mode))
+			set := b.Bucket("{sa}x").SetAsync("v")
+			queue(b)
+			_, err := b.Execute(context.Background())
+			require.ErrorIs(t, err, rbatch.ErrCrossSlot, "%v %s", mode, name)
+			if mode == rbatch.InMemoryAtomic {
+				assert.ErrorIs(t, errOf(set), rbatch.ErrNotSent, "%v %s", mode, name)
+				st := cl.CommandStats(t)
+				assert.Zero(t, st["multi"]+st["exec"]+st["script|load"], "%v %s: nothing sent", mode, name)
+			} else {
+				assert.Zero(t, cl.CommandStats(t)["exec"], "%v %s: never run", mode, name)
+			}
+		}
+	}
+	// Within one slot a script's keys run as before.
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	f := b.Script().EvalAsync("return redis.call('SET', KEYS[2], ARGV[1])", []string{"{sa}k", "{sa}j"}, "v")
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	v, _ := f.Get()
+	assert.Equal(t, "OK", v)
+}

@@ -43,7 +43,9 @@ func (t *txSlot) keep(key []byte) error {
 func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
 
 // eachKey calls fn with every key of command i (each argument of a
-// multi-key command, each key of MSET's pairs), up to fn's first error.
+// multi-key command, each key of MSET's and MSETNX's pairs, each of the
+// keys a script, a function or SINTERCARD … counts), up to fn's first
+// error.
 func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
 	if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
 		step := 1
@@ -58,8 +60,40 @@ func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
 		}
 		return nil
 	}
+	switch name := b.q.Name(i); name {
+	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO", "BLMPOP", "BZMPOP":
+		return eachCounted(b.q.Args(i), 1, fn) // script (function, timeout), numkeys, key…
+	case "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION", "LMPOP", "ZMPOP":
+		return eachCounted(b.q.Args(i), 0, fn) // numkeys, key…
+	case "MSETNX": // sent whole (one slot is its rule), key, value, …
+		args := b.q.Args(i)
+		for k := 0; k < len(args); k += 2 {
+			if err := fn(args[k]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if key := b.q.KeyBytes(i); key != nil {
 		return fn(key)
+	}
+	return nil
+}
+
+// eachCounted calls fn with each key of a command whose args[at] counts
+// the keys that follow it.
+func eachCounted(args [][]byte, at int, fn func(key []byte) error) error {
+	if at >= len(args) {
+		return nil
+	}
+	n, err := strconv.Atoi(string(args[at]))
+	if err != nil {
+		return nil // Redis refuses it: it names no key to check
+	}
+	for k := at + 1; k <= at+n && k < len(args); k++ {
+		if err := fn(args[k]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
