@@ -754,3 +754,38 @@ func TestAtomicScriptKeysCrossSlotRefused(t *testing.T) {
 	v, _ := f.Get()
 	assert.Equal(t, "OK", v)
 }
+
+// A command refused with TRYAGAIN (its keys split by a migration) is not
+// sent again once a later command on one of its keys was answered in the
+// same round: it would run after it. It keeps its refusal, not applied.
+func TestTryAgainNotRetriedPastALaterCommand(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl)
+	const tag = "{ovt}"
+	slot := route.Slot("ovt")
+	from, to := ownerAndOther(t, cl, slot)
+	from.MustDo(t, "SET", tag+"a", "old")
+	from.MustDo(t, "SET", tag+"b", "old")
+	cl.BeginMigration(t, slot, from, to)
+	host, port, _ := strings.Cut(to.Addr, ":")
+	from.MustDo(t, "MIGRATE", host, port, tag+"a", 0, 5000)
+
+	b := c.NewBatch(rbatch.WithRetry(60, 50*time.Millisecond))
+	del := b.Keys().DeleteAsync(tag+"a", tag+"b") // TRYAGAIN: a moved, b not
+	set := b.Bucket(tag + "b").SetAsync("new")    // b still on the source: answered at once
+	done := b.ExecuteAsync(context.Background())
+	time.Sleep(200 * time.Millisecond)
+	cl.FinishMigration(t, slot, from, to)
+	_, err := done.Wait(context.Background())
+	require.Error(t, err)
+	var re *rbatch.RedisError
+	require.ErrorAs(t, errOf(del), &re)
+	assert.Equal(t, "TRYAGAIN", re.Prefix())
+	require.NoError(t, errOf(set))
+	got, err := redis.String(to.Call("GET", tag+"b"))
+	require.NoError(t, err)
+	assert.Equal(t, "new", got, "the SET queued after the DEL is what stays")
+	got, err = redis.String(to.Call("GET", tag+"a"))
+	require.NoError(t, err)
+	assert.Equal(t, "old", got, "the DEL was not applied")
+}

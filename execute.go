@@ -175,6 +175,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			p.later.Store(true) // the next segment waits for these (see overtakes)
 		}
 
+		b.keepRetriesInOrder(&next, entries)
 		retry := next.retry
 		if len(retry) > 0 {
 			retryRounds++

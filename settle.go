@@ -196,6 +196,61 @@ func (b *Batch) abortCause(idx []int, a *batch.AbortError) error {
 	return cause
 }
 
+// keepRetriesInOrder drops from the retries those a later command on one of
+// their keys already overtook in this round (answered while they were
+// refused: a TRYAGAIN of a multi-key command whose keys a migration split,
+// while the later command's key was still served where it was). Sent
+// again, such a command would run after that later one; it keeps its
+// refusal instead (not applied).
+func (b *Batch) keepRetriesInOrder(n *nextRound, entries []*entry) {
+	if len(n.retry) == 0 {
+		return
+	}
+	pending := map[int]bool{} // not answered this round: retried or redirected
+	for _, i := range n.retry {
+		pending[i] = true
+	}
+	for _, m := range []map[dest][]int{n.moved, n.asked, n.again} {
+		for _, idx := range m {
+			for _, i := range idx {
+				pending[i] = true
+			}
+		}
+	}
+	last := map[string]int{} // key → the latest submission index answered on it
+	for _, e := range entries {
+		for _, j := range e.indices {
+			if pending[j] {
+				continue
+			}
+			o := b.origin(j)
+			_ = b.eachKey(j, func(k []byte) error {
+				if l, ok := last[string(k)]; !ok || o > l {
+					last[string(k)] = o
+				}
+				return nil
+			})
+		}
+	}
+	if len(last) == 0 {
+		return
+	}
+	kept := n.retry[:0]
+	for _, i := range n.retry {
+		o, overtaken := b.origin(i), false
+		_ = b.eachKey(i, func(k []byte) error {
+			if l, ok := last[string(k)]; ok && l > o {
+				overtaken = true
+			}
+			return nil
+		})
+		if !overtaken {
+			kept = append(kept, i)
+		}
+	}
+	n.retry = kept
+}
+
 // holdBehindRetries keeps the commands on one key in their order when a
 // round both retries some (TRYAGAIN, LOADING, not sent, …) and redirects
 // others: a redirected command queued after a retried one of its slot
