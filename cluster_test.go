@@ -789,3 +789,25 @@ func TestTryAgainNotRetriedPastALaterCommand(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "old", got, "the DEL was not applied")
 }
+
+// A write split per slot that one slot refused (OOM) and another applied is
+// unknown as a whole, and its error still shows the refusal's prefix.
+func TestSplitWritePartlyRefusedShowsTheRefusal(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	full := cl.OwnerOf(t, route.Slot("pr:a"))
+	other := "pr:b"
+	for k := 0; cl.OwnerOf(t, route.Slot(other)).Addr == full.Addr; k++ {
+		other = fmt.Sprint("pr:b", k)
+	}
+	full.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { full.MustDo(t, "CONFIG", "SET", "maxmemory", "0") })
+	b := c.NewBatch()
+	f := b.Buckets().SetAsync(map[string]any{"pr:a": "1", other: "2"})
+	_, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.ErrorIs(t, errOf(f), rbatch.ErrUnknownOutcome, "applied for one slot, refused for the other")
+	var re *rbatch.RedisError
+	require.ErrorAs(t, errOf(f), &re)
+	assert.Equal(t, "OOM", re.Prefix())
+}

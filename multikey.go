@@ -178,7 +178,7 @@ func (b *Batch) partFailed(sp split, pos int, err error) error {
 	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
 		for _, other := range sp.parts {
 			if e := b.q.At(other).Future.(*part).err; e == nil || e == ErrResultSkipped { // applied there
-				return &unknownError{cause: fmt.Errorf("applied for the keys of some slots; for those of slot %d: %v", slot, err)}
+				return &unknownError{cause: fmt.Errorf("applied for the keys of some slots; for those of slot %d: %w", slot, err)}
 			}
 		}
 	}
