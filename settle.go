@@ -206,9 +206,14 @@ func (b *Batch) keepRetriesInOrder(n *nextRound, entries []*entry) {
 	if len(n.retry) == 0 {
 		return
 	}
+	// The latest submission index answered this round on each retried key
+	// (-1: none yet); only those keys are looked up, so a large batch
+	// with a few retries allocates for the few.
+	last := map[string]int{}
 	pending := map[int]bool{} // not answered this round: retried or redirected
 	for _, i := range n.retry {
 		pending[i] = true
+		_ = b.eachKey(i, func(k []byte) error { last[string(k)] = -1; return nil })
 	}
 	for _, m := range []map[dest][]int{n.moved, n.asked, n.again} {
 		for _, idx := range m {
@@ -217,7 +222,6 @@ func (b *Batch) keepRetriesInOrder(n *nextRound, entries []*entry) {
 			}
 		}
 	}
-	last := map[string]int{} // key → the latest submission index answered on it
 	for _, e := range entries {
 		for _, j := range e.indices {
 			if pending[j] {
@@ -225,23 +229,18 @@ func (b *Batch) keepRetriesInOrder(n *nextRound, entries []*entry) {
 			}
 			o := b.origin(j)
 			_ = b.eachKey(j, func(k []byte) error {
-				if l, ok := last[string(k)]; !ok || o > l {
+				if l, ok := last[string(k)]; ok && o > l {
 					last[string(k)] = o
 				}
 				return nil
 			})
 		}
 	}
-	if len(last) == 0 {
-		return
-	}
 	kept := n.retry[:0]
 	for _, i := range n.retry {
 		o, overtaken := b.origin(i), false
 		_ = b.eachKey(i, func(k []byte) error {
-			if l, ok := last[string(k)]; ok && l > o {
-				overtaken = true
-			}
+			overtaken = overtaken || last[string(k)] > o
 			return nil
 		})
 		if !overtaken {
