@@ -63,6 +63,23 @@ func ownerAndOther(t testing.TB, cl *redistest.Cluster, slot int) (owner, other 
 	return owner, other
 }
 
+// midMigration starts moving tag's slot (tag is "{name}") to another
+// primary, with keys set to "old" on its owner and the first of them
+// already moved: the source then answers ASK for that one, serves the
+// others, and answers TRYAGAIN for a command naming both kinds.
+func midMigration(t *testing.T, cl *redistest.Cluster, tag string, keys ...string) (from, to *redistest.Server) {
+	t.Helper()
+	slot := route.Slot(tag[1 : len(tag)-1])
+	from, to = ownerAndOther(t, cl, slot)
+	for _, k := range keys {
+		from.MustDo(t, "SET", tag+k, "old")
+	}
+	cl.BeginMigration(t, slot, from, to)
+	host, port, _ := strings.Cut(to.Addr, ":")
+	from.MustDo(t, "MIGRATE", host, port, tag+keys[0], 0, 5000)
+	return from, to
+}
+
 func freshCluster(t testing.TB) *redistest.Cluster {
 	t.Helper()
 	cl := cluster(t)
@@ -763,12 +780,7 @@ func TestTryAgainNotRetriedPastALaterCommand(t *testing.T) {
 	c := clusterClient(t, cl)
 	const tag = "{ovt}"
 	slot := route.Slot("ovt")
-	from, to := ownerAndOther(t, cl, slot)
-	from.MustDo(t, "SET", tag+"a", "old")
-	from.MustDo(t, "SET", tag+"b", "old")
-	cl.BeginMigration(t, slot, from, to)
-	host, port, _ := strings.Cut(to.Addr, ":")
-	from.MustDo(t, "MIGRATE", host, port, tag+"a", 0, 5000)
+	from, to := midMigration(t, cl, tag, "a", "b")
 
 	b := c.NewBatch(rbatch.WithRetry(60, 50*time.Millisecond))
 	del := b.Keys().DeleteAsync(tag+"a", tag+"b") // TRYAGAIN: a moved, b not

@@ -242,12 +242,7 @@ func TestClusterRetryKeepsKeyOrder(t *testing.T) {
 	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
 		tag := "{ko" + mode.String() + "}"
 		slot := route.Slot(tag[1 : len(tag)-1])
-		from, to := ownerAndOther(t, cl, slot)
-		from.MustDo(t, "SET", tag+"a", "old")
-		from.MustDo(t, "SET", tag+"b", "old")
-		cl.BeginMigration(t, slot, from, to)
-		host, port, _ := strings.Cut(to.Addr, ":")
-		from.MustDo(t, "MIGRATE", host, port, tag+"a", 0, 5000)
+		from, to := midMigration(t, cl, tag, "a", "b")
 
 		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithRetry(60, 50*time.Millisecond))
 		del := b.Keys().DeleteAsync(tag+"a", tag+"b") // keys on both sides: TRYAGAIN
