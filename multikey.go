@@ -178,7 +178,7 @@ func (b *Batch) partFailed(sp split, pos int, err error) error {
 	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
 		for _, other := range sp.parts {
 			if e := b.q.At(other).Future.(*part).err; e == nil || e == ErrResultSkipped { // applied there
-				return &unknownError{cause: fmt.Errorf("applied for the keys of some slots; for those of slot %d: %w", slot, err)}
+				return &unknownError{cause: partRefused(fmt.Sprintf("applied for the keys of some slots; for those of slot %d: %v", slot, err), err)}
 			}
 		}
 	}
@@ -240,3 +240,22 @@ func (b *Batch) joinSplits(splits []split) {
 		}
 	}
 }
+
+// partRefusal is a split command's error when one part was refused and
+// another applied: it reads as msg and unwraps to the refusal's error reply
+// only, so that its prefix can be inspected while the command's state
+// stays the unknown one around it (not the part's: aborted, not sent).
+type partRefusal struct {
+	msg string
+	re  *RedisError
+}
+
+func (e *partRefusal) Error() string { return e.msg }
+func (e *partRefusal) Unwrap() error {
+	if e.re == nil {
+		return nil
+	}
+	return e.re
+}
+
+func partRefused(msg string, err error) error { return &partRefusal{msg: msg, re: asRedisError(err)} }
