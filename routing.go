@@ -47,50 +47,36 @@ func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
 // keys a script, a function or SINTERCARD … counts), up to fn's first
 // error.
 func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
-	if f := b.q.At(i).Flags; f&(queue.MultiKey|queue.KeyValue) != 0 {
-		step := 1
-		if f&queue.KeyValue != 0 {
-			step = 2 // key, value, …
-		}
-		args := b.q.Args(i)
-		for k := 0; k < len(args); k += step {
-			if err := fn(args[k]); err != nil {
-				return err
+	step, counted := 1, -1 // counted: the position of a count of keys (-1: none)
+	switch f := b.q.At(i).Flags; {
+	case f&queue.KeyValue != 0:
+		step = 2 // key, value, …
+	case f&queue.MultiKey != 0:
+	default:
+		switch string(b.q.NameBytes(i)) {
+		case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO", "BLMPOP", "BZMPOP":
+			counted = 1 // script (function, timeout), numkeys, key…
+		case "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION", "LMPOP", "ZMPOP":
+			counted = 0 // numkeys, key…
+		case "MSETNX":
+			step = 2 // sent whole, one slot being its rule: key, value, …
+		default:
+			if key := b.q.KeyBytes(i); key != nil {
+				return fn(key)
 			}
+			return nil
 		}
-		return nil
 	}
-	switch name := b.q.Name(i); name {
-	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO", "BLMPOP", "BZMPOP":
-		return eachCounted(b.q.Args(i), 1, fn) // script (function, timeout), numkeys, key…
-	case "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION", "LMPOP", "ZMPOP":
-		return eachCounted(b.q.Args(i), 0, fn) // numkeys, key…
-	case "MSETNX": // sent whole (one slot is its rule), key, value, …
-		args := b.q.Args(i)
-		for k := 0; k < len(args); k += 2 {
-			if err := fn(args[k]); err != nil {
-				return err
-			}
+	args := b.q.Args(i)
+	from, to := 0, len(args)
+	if counted >= 0 {
+		n := 0
+		if counted < len(args) {
+			n, _ = strconv.Atoi(string(args[counted])) // not a number: Redis refuses it, no key to check
 		}
-		return nil
+		from, to = counted+1, min(counted+1+max(n, 0), len(args))
 	}
-	if key := b.q.KeyBytes(i); key != nil {
-		return fn(key)
-	}
-	return nil
-}
-
-// eachCounted calls fn with each key of a command whose args[at] counts
-// the keys that follow it.
-func eachCounted(args [][]byte, at int, fn func(key []byte) error) error {
-	if at >= len(args) {
-		return nil
-	}
-	n, err := strconv.Atoi(string(args[at]))
-	if err != nil {
-		return nil // Redis refuses it: it names no key to check
-	}
-	for k := at + 1; k <= at+n && k < len(args); k++ {
+	for k := from; k < to; k += step {
 		if err := fn(args[k]); err != nil {
 			return err
 		}
