@@ -400,12 +400,8 @@ func TestSkipResultTransactionLostBeforeExecIsAborted(t *testing.T) {
 		s.ResetStats(t)
 		p := redistest.NewProxy(t, s.Addr)
 		c := clientAt(t, p.Addr)
-		opts := []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}
-		if skip {
-			opts = append(opts, rbatch.WithSkipResult())
-		}
 		p.SetFault(redistest.Fault{Kind: redistest.Reset, Dir: redistest.ToServer, AfterBytes: 100_000})
-		b := c.NewBatch(opts...)
+		b := c.NewBatch(modeAndSkip(rbatch.InMemoryAtomic, skip)...)
 		first := b.AtomicLong("lostexec:0").IncrementAndGetAsync()
 		for i := 1; i < n; i++ {
 			b.AtomicLong("lostexec:" + strconv.Itoa(i%10)).IncrementAndGetAsync()
@@ -422,11 +418,7 @@ func TestSkipResultTransactionLostBeforeExecIsAborted(t *testing.T) {
 		s.ResetStats(t)
 		p := redistest.NewProxy(t, s.Addr)
 		c := clientAt(t, p.Addr)
-		opts := []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic)}
-		if skip {
-			opts = append(opts, rbatch.WithSkipResult())
-		}
-		b := c.NewBatch(opts...)
+		b := c.NewBatch(modeAndSkip(rbatch.RedisWriteAtomic, skip)...)
 		a := b.AtomicLong("lostexec:a").IncrementAndGetAsync()
 		waitUntil(t, "the INCR is queued", func() bool { return p.Conns() > 0 && s.CommandStats(t)["multi"] == 1 })
 		time.Sleep(50 * time.Millisecond)
@@ -441,4 +433,12 @@ func TestSkipResultTransactionLostBeforeExecIsAborted(t *testing.T) {
 		assert.ErrorIs(t, errOf(a), rbatch.ErrTxAborted)
 		assert.ErrorIs(t, errOf(later), rbatch.ErrTxAborted)
 	}
+}
+
+// modeAndSkip is WithMode(mode), with WithSkipResult when skip.
+func modeAndSkip(mode rbatch.ExecutionMode, skip bool) []rbatch.Option {
+	if skip {
+		return []rbatch.Option{rbatch.WithMode(mode), rbatch.WithSkipResult()}
+	}
+	return []rbatch.Option{rbatch.WithMode(mode)}
 }
