@@ -64,6 +64,7 @@ type stream struct {
 	counts   Counts
 	failed   []CommandError
 	nodes    []NodeResult
+	nodeFrom []time.Time // when each of nodes first took a connection
 	applied  map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
 	nodeErrs []error
 	synced   int
@@ -342,11 +343,19 @@ func (s *stream) addNode(nr NodeResult, wrote bool) {
 		}
 		s.applied[nr.Addr] = true
 	}
+	now := time.Now()
+	from := now.Add(-nr.Duration)
 	for i := range s.nodes {
 		if p := &s.nodes[i]; p.Addr == nr.Addr {
+			// A stream goes in parts, two at a time: the node's figures are
+			// its rounds (not its parts) and the time from its first
+			// connection to its last reply (not the parts' times summed).
+			if from.Before(s.nodeFrom[i]) {
+				s.nodeFrom[i] = from
+			}
 			p.Commands += nr.Commands
-			p.Attempts += nr.Attempts
-			p.Duration += nr.Duration
+			p.Attempts = max(p.Attempts, nr.Attempts)
+			p.Duration = now.Sub(s.nodeFrom[i])
 			p.ServerErrors += nr.ServerErrors
 			p.Moved += nr.Moved
 			p.Asked += nr.Asked
@@ -356,6 +365,7 @@ func (s *stream) addNode(nr NodeResult, wrote bool) {
 		}
 	}
 	s.nodes = append(s.nodes, nr)
+	s.nodeFrom = append(s.nodeFrom, from)
 }
 
 // close refuses the commands queued from now on (ErrAlreadyExecuted),
@@ -418,6 +428,7 @@ func (s *stream) syncNodes() {
 	type ack struct {
 		addr string
 		r    batch.Result
+		end  time.Time // when the reply came
 	}
 	acks := make([]ack, len(used))
 	var wg sync.WaitGroup
@@ -435,6 +446,7 @@ func (s *stream) syncNodes() {
 		go func() {
 			defer wg.Done()
 			acks[i].r = np.pipe.Sync(s.ctx, s.b.plan.Tail, s.b.plan.TailTimeout)
+			acks[i].end = time.Now()
 		}()
 	}
 	wg.Wait()
@@ -464,6 +476,9 @@ func (s *stream) syncNodes() {
 		for k := range s.nodes {
 			if n := &s.nodes[k]; n.Addr == a.addr {
 				n.SyncedReplicas, n.SyncedLocal = a.r.Replicas, a.r.Local
+				if !a.end.IsZero() { // its last reply is its WAIT's
+					n.Duration = a.end.Sub(s.nodeFrom[k])
+				}
 			}
 		}
 	}

@@ -1,0 +1,74 @@
+package rbatch_test
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
+)
+
+// A stream's NodeResult counts rounds, not the parts it went in: a bulk
+// load of many parts, and one filled slowly (a part per command), both
+// report one attempt when nothing was redirected or retried.
+func TestStreamNodeAttemptsAreRounds(t *testing.T) {
+	fresh(t)
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 64 << 10 })
+	t.Run("bulk", func(t *testing.T) {
+		b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+		const n = 50000
+		for i := range n {
+			b.Set("na:bulk").AddAsync(i)
+		}
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		require.Len(t, res.Nodes, 1)
+		assert.Equal(t, n, res.Nodes[0].Commands)
+		assert.Equal(t, 1, res.Nodes[0].Attempts)
+	})
+	t.Run("paced", func(t *testing.T) {
+		b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+		start := time.Now()
+		for i := range 20 {
+			b.Set("na:paced").AddAsync(i)
+			time.Sleep(2 * time.Millisecond)
+		}
+		res, err := b.Execute(context.Background())
+		took := time.Since(start)
+		require.NoError(t, err)
+		require.Len(t, res.Nodes, 1)
+		assert.Equal(t, 1, res.Nodes[0].Attempts)
+		// The node's time runs from its first part to its last reply, not
+		// the parts' times added up.
+		assert.LessOrEqual(t, res.Nodes[0].Duration, took)
+		assert.GreaterOrEqual(t, res.Nodes[0].Duration, 30*time.Millisecond, "from the first part to the last")
+	})
+}
+
+// A stream's WithSync waits after its last command; the node's Duration
+// runs to that WAIT's reply, as an InMemory batch's does.
+func TestStreamNodeDurationCoversWait(t *testing.T) {
+	primary, replica := redistest.PrimaryReplica(t)
+	c := clientFor(t, primary)
+	require.NoError(t, syscall.Kill(replica.PID(), syscall.SIGSTOP))
+	defer syscall.Kill(replica.PID(), syscall.SIGCONT)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		t.Run(mode.String(), func(t *testing.T) {
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSync(1, 300*time.Millisecond))
+			for i := range 3 {
+				b.AtomicLong("nd:" + strconv.Itoa(i)).IncrementAndGetAsync()
+			}
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			require.Len(t, res.Nodes, 1)
+			assert.Zero(t, res.Nodes[0].SyncedReplicas, "the replica is stopped")
+			assert.GreaterOrEqual(t, res.Nodes[0].Duration, 250*time.Millisecond, "Duration covers the WAIT")
+		})
+	}
+}
