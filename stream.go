@@ -64,7 +64,7 @@ type stream struct {
 	counts   Counts
 	failed   []CommandError
 	nodes    []NodeResult
-	nodeFrom []time.Time // when each of nodes first took a connection
+	nodeFrom []time.Time     // when each of nodes first took a connection
 	applied  map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
 	nodeErrs []error
 	synced   int
