@@ -48,11 +48,11 @@ func (c *Client) sharedOf(node pool.Node) *batch.Shared {
 		return nil
 	}
 	sh, _ := p.Extra(func() io.Closer {
-		return batch.NewShared(c.sharedLines, func(ctx context.Context) (batch.Lease, error) {
+		return batch.NewShared(c.sharedLines, func(ctx context.Context, wait bool) (batch.Lease, error) {
 			// ctx is the group's that brings the line up: the hooks hear of
 			// its wait as of any group's.
 			conn, err := reportWait(ctx, p.Addr(), c.hooks.installed(), func() (pool.Lease, time.Duration, error) {
-				return p.GetShared(ctx)
+				return p.GetShared(ctx, wait)
 			})
 			if err != nil {
 				return nil, err

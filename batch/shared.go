@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // Shared carries the small groups of many callers on a few connections to
@@ -35,11 +37,14 @@ import (
 // after a WAIT on its connection until the WAIT returns, so a WAIT the
 // replicas are slow to satisfy holds up only groups that wait as well.
 type Shared struct {
-	get   func(ctx context.Context) (Lease, error)
+	get   func(ctx context.Context, wait bool) (Lease, error)
 	lines []atomic.Pointer[line] // nil where no line was up yet
 	next  atomic.Uint32
-	dial  sync.Mutex // held while a line is dialed: one at a time
-	mu    sync.Mutex // guards closed, and a line's store against Close
+	// dial is held (a token in it) while a line is dialed: one at a time.
+	// A channel, so that a caller waiting for another's dial gives up when
+	// its context ends.
+	dial chan struct{}
+	mu   sync.Mutex // guards closed, and a line's store against Close
 	// closed is set by Close: later groups fail with ErrSharedClosed.
 	closed bool
 }
@@ -47,9 +52,12 @@ type Shared struct {
 // ErrSharedClosed fails a group given to a Shared after Close.
 var ErrSharedClosed = errors.New("shared connections closed")
 
-// NewShared returns n lines to a node whose connections come from get.
-func NewShared(n int, get func(ctx context.Context) (Lease, error)) *Shared {
-	return &Shared{get: get, lines: make([]atomic.Pointer[line], max(n, 1))}
+// NewShared returns n lines to a node whose connections come from get,
+// which waits for a free connection only when told to (wait): the first
+// line does, a further one is brought up only when a connection is free
+// at once.
+func NewShared(n int, get func(ctx context.Context, wait bool) (Lease, error)) *Shared {
+	return &Shared{get: get, lines: make([]atomic.Pointer[line], max(n, 1)), dial: make(chan struct{}, 1)}
 }
 
 // Close refuses later groups (ErrSharedClosed) and closes each line once
@@ -158,21 +166,36 @@ func (s *Shared) slots(tail bool) (lo, hi int) {
 // line returns the line of lines[lo:hi] to use: one with nothing on it,
 // or else a new one while a slot is free, or else the least busy. So one
 // caller at a time uses one connection, and more come up as callers
-// overlap.
+// overlap — only when a pooled connection is free at once and no other
+// caller is bringing one up: with a line up, no group waits for another.
+// A group that finds no line up waits for the dial as long as its ctx
+// allows.
 func (s *Shared) line(ctx context.Context, lo, hi int) (*line, error) {
 	best, free := s.pick(lo, hi)
 	if best != nil && (free < 0 || best.busy.Load() == 0) {
 		return best, nil
 	}
-	s.dial.Lock()
-	defer s.dial.Unlock()
+	if best != nil { // one is up, only busy: another is worth no wait
+		select {
+		case s.dial <- struct{}{}:
+		default:
+			return best, nil
+		}
+	} else {
+		select {
+		case s.dial <- struct{}{}:
+		case <-ctx.Done(): // another caller's dial holds it up: nothing was sent
+			return nil, fmt.Errorf("waiting for a shared connection to come up: %w", ctxerr.Of(ctx))
+		}
+	}
+	defer func() { <-s.dial }()
 	if s.isClosed() {
 		return nil, ErrSharedClosed
 	}
 	if best, free = s.pick(lo, hi); free < 0 || (best != nil && best.busy.Load() == 0) {
 		return best, nil // another caller brought one up meanwhile
 	}
-	conn, err := s.get(ctx)
+	conn, err := s.get(ctx, best == nil)
 	if err != nil {
 		if best != nil {
 			return best, nil

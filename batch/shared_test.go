@@ -128,7 +128,7 @@ func waitPending(t *testing.T, sh *batch.Shared, n int) {
 // either side of it are written back to back and answered.
 func TestSharedWithdrawsUnwrittenGroup(t *testing.T) {
 	lc := newLineConn()
-	sh := batch.NewShared(1, func(context.Context) (batch.Lease, error) { return lc, nil })
+	sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) { return lc, nil })
 	defer sh.Close()
 	holding, release := lc.holdNextWrite()
 	a := runShared(context.Background(), sh, "a")
@@ -161,7 +161,7 @@ func TestSharedWithdrawsUnwrittenGroup(t *testing.T) {
 func TestSharedWriteFailsPartWay(t *testing.T) {
 	lc := newLineConn()
 	dials := 0
-	sh := batch.NewShared(1, func(context.Context) (batch.Lease, error) {
+	sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) {
 		dials++
 		if dials == 1 {
 			return lc, nil
@@ -193,7 +193,7 @@ func TestSharedWriteFailsPartWay(t *testing.T) {
 // answer, the second, written and never answered, is unknown.
 func TestSharedReaderFailsBetweenGroups(t *testing.T) {
 	lc := newLineConn()
-	sh := batch.NewShared(1, func(context.Context) (batch.Lease, error) { return lc, nil })
+	sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) { return lc, nil })
 	defer sh.Close()
 	holding, release := lc.holdNextWrite()
 	a := runShared(context.Background(), sh, "a")
@@ -222,7 +222,7 @@ func TestSharedReaderFailsBetweenGroups(t *testing.T) {
 // it, not before.
 func TestSharedCloseLetsWrittenGroupFinish(t *testing.T) {
 	lc := newLineConn()
-	sh := batch.NewShared(1, func(context.Context) (batch.Lease, error) { return lc, nil })
+	sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) { return lc, nil })
 	holding, release := lc.holdNextWrite()
 	a := runShared(context.Background(), sh, "a")
 	<-holding // a's frames are at the socket

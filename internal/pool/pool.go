@@ -89,10 +89,23 @@ func (p *Pool) Get(ctx context.Context) (Lease, error) {
 // GetTimed is Get, also saying how long it waited for a free slot (0 when
 // one was free at once).
 func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
+	return p.getTimed(ctx, true)
+}
+
+// ErrNoFreeSlot is returned by a GetShared told not to wait when every
+// connection of the pool is out.
+var ErrNoFreeSlot = errors.New("no free pooled connection")
+
+// getTimed is GetTimed; without wait, a pool with no free slot fails at
+// once with ErrNoFreeSlot (and counts no wait).
+func (p *Pool) getTimed(ctx context.Context, wait bool) (Lease, time.Duration, error) {
 	var waited time.Duration
 	select {
 	case p.slots <- struct{}{}:
 	default:
+		if !wait {
+			return nil, 0, ErrNoFreeSlot
+		}
 		start := time.Now()
 		select {
 		case p.slots <- struct{}{}:
@@ -223,8 +236,10 @@ func (p *Pool) waitEnded(ctx context.Context) error {
 
 // GetShared is GetTimed for a connection that carries the groups of many
 // callers for as long as it works: it counts as Shared, not InUse.
-func (p *Pool) GetShared(ctx context.Context) (Lease, time.Duration, error) {
-	l, waited, err := p.GetTimed(ctx)
+// Without wait it takes a connection only when one is free at once
+// (ErrNoFreeSlot otherwise): a second line is worth no wait.
+func (p *Pool) GetShared(ctx context.Context, wait bool) (Lease, time.Duration, error) {
+	l, waited, err := p.getTimed(ctx, wait)
 	if err != nil {
 		return nil, waited, err
 	}
