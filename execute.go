@@ -51,7 +51,8 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	end := func(*BatchResult, error) {}
 	if hs != nil {
 		b.run.hooks = hs
-		ctx, end = batchHooks(ctx, hs, b.batchInfo(start))
+		info := b.batchInfo(start)
+		ctx, end = batchHooks(ctx, hs, &info)
 	}
 	res, err := b.executeAll(ctx)
 	if p != nil {

@@ -46,9 +46,9 @@ func (NopHook) Retry(context.Context, RetryInfo)                            {}
 func (NopHook) ConnWait(context.Context, ConnWaitInfo)                      {}
 
 // BatchInfo describes a batch as Execute starts it — or, for a Streaming
-// batch, whose commands go as they are queued, as NewBatch makes it: its
-// Commands is 0 and Command "" (BatchEnd's Counts.Total() has them), and
-// Start is when it was made.
+// batch, whose commands go as they are queued, as NewBatch makes it: at
+// BatchStart its Commands is 0 and Command "", at BatchEnd they say what
+// was queued, and Start is when it was made.
 type BatchInfo struct {
 	Options  BatchOptions // Options.Mode is the mode
 	Commands int          // commands queued
@@ -163,15 +163,16 @@ func (b *Batch) batchInfo(start time.Time) BatchInfo {
 // batchHooks calls the hooks' BatchStart in order, each getting the
 // context the previous returned, and returns the last context and a
 // function calling their BatchEnd (in reverse order), each with its own.
-func batchHooks(ctx context.Context, hs []Hook, info BatchInfo) (context.Context, func(*BatchResult, error)) {
+// BatchEnd gets *info as it is then: a stream fills in its commands.
+func batchHooks(ctx context.Context, hs []Hook, info *BatchInfo) (context.Context, func(*BatchResult, error)) {
 	ctxs := make([]context.Context, len(hs))
 	for i, h := range hs {
-		ctxs[i] = h.BatchStart(ctx, info)
+		ctxs[i] = h.BatchStart(ctx, *info)
 		ctx = ctxs[i]
 	}
 	return ctx, func(res *BatchResult, err error) {
 		for i := len(hs) - 1; i >= 0; i-- {
-			hs[i].BatchEnd(ctxs[i], info, res, err)
+			hs[i].BatchEnd(ctxs[i], *info, res, err)
 		}
 	}
 }

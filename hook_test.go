@@ -20,6 +20,7 @@ import (
 type recorder struct {
 	mu        sync.Mutex
 	starts    []rbatch.BatchInfo
+	endInfos  []rbatch.BatchInfo
 	ends      []*rbatch.BatchResult
 	endErrs   []error
 	groups    []rbatch.GroupInfo
@@ -48,10 +49,11 @@ func (r *recorder) BatchStart(ctx context.Context, b rbatch.BatchInfo) context.C
 	return context.WithValue(ctx, ctxKey{}, "batch")
 }
 
-func (r *recorder) BatchEnd(ctx context.Context, _ rbatch.BatchInfo, res *rbatch.BatchResult, err error) {
+func (r *recorder) BatchEnd(ctx context.Context, b rbatch.BatchInfo, res *rbatch.BatchResult, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.note(ctx, "BatchEnd")
+	r.endInfos = append(r.endInfos, b)
 	r.ends, r.endErrs = append(r.ends, res), append(r.endErrs, err)
 }
 
@@ -489,4 +491,35 @@ func TestHookSeesSharedAndStreamConnectionWaits(t *testing.T) {
 		rec.mu.Unlock()
 		assert.EqualValues(t, 1, c.Stats()[0].Waits, mode)
 	}
+}
+
+// A Streaming batch's commands are not known when it starts: BatchEnd's
+// BatchInfo has them counted, and named when every one is the same.
+func TestHookStreamInfoAtEnd(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	rec := &recorder{}
+	c.AddHook(rec)
+	for _, mixed := range []bool{false, true} {
+		b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+		for i := range 5 {
+			b.Bucket("hs:" + strconv.Itoa(i)).SetAsync(i)
+		}
+		if mixed {
+			b.AtomicLong("hs:n").IncrementAndGetAsync()
+		}
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+	}
+	require.Len(t, rec.starts, 2)
+	require.Len(t, rec.endInfos, 2)
+	for _, start := range rec.starts {
+		assert.Zero(t, start.Commands, "unknown when the stream starts")
+		assert.Empty(t, start.Command)
+	}
+	assert.Equal(t, 5, rec.endInfos[0].Commands)
+	assert.Equal(t, "SET", rec.endInfos[0].Command)
+	assert.Equal(t, 6, rec.endInfos[1].Commands)
+	assert.Empty(t, rec.endInfos[1].Command, "the commands differ")
+	assert.Equal(t, rec.starts[0].Start, rec.endInfos[0].Start)
 }

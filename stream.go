@@ -39,7 +39,11 @@ type stream struct {
 	segBytes int // a segment is sealed at this size
 	start    time.Time
 	hookEnd  func(*BatchResult, error) // the hooks' BatchEnd, nil without hooks
-	progress *progress                 // nil without WithProgress
+	// info is what BatchEnd hears of the batch: its commands, counted and
+	// named as they are queued (mixed: their names differ).
+	info     BatchInfo
+	mixed    bool
+	progress *progress // nil without WithProgress
 
 	mu        sync.Mutex
 	cond      *sync.Cond // signalled when a segment ends, one is sealed, or the stream closes
@@ -78,7 +82,8 @@ func newStream(b *Batch) *stream {
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
 		b.run.hooks = hs
-		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, BatchInfo{Options: *b.opts, Start: s.start, Addr: b.c.addr})
+		s.info = BatchInfo{Options: *b.opts, Start: s.start, Addr: b.c.addr}
+		s.ctx, s.hookEnd = batchHooks(s.ctx, hs, &s.info)
 	}
 	if b.opts.Progress != nil {
 		s.progress = startProgress(b.opts.ProgressEvery, b.opts.Progress, s.start)
@@ -141,6 +146,9 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	seg.bytes += n
 	s.held += n
 	s.queued++
+	if s.hookEnd != nil {
+		s.nameCommand(c.Name)
+	}
 	if s.progress != nil {
 		s.progress.queued.Store(int64(s.queued))
 	}
@@ -277,6 +285,19 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	var berr *BatchError
 	if errors.As(err, &berr) && berr.Err != nil && len(s.nodeErrs) < 10 {
 		s.nodeErrs = append(s.nodeErrs, berr.Err)
+	}
+}
+
+// nameCommand counts a queued command into the hooks' BatchInfo, whose
+// Command stays the name every command shares. Under s.mu.
+func (s *stream) nameCommand(name string) {
+	s.info.Commands++
+	switch {
+	case s.mixed:
+	case s.info.Commands == 1:
+		s.info.Command = name
+	case name != s.info.Command:
+		s.info.Command, s.mixed = "", true
 	}
 }
 

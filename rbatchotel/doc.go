@@ -15,9 +15,11 @@
 // with the node's address and its commands; a batch whose commands were
 // redirected or retried has a child per round. There is never a span per
 // command: a million-command InMemory batch costs two spans. A Streaming
-// batch is sent in parts while it is filled, a child span per part and
-// node; its span starts with its first command, as a child of WithContext's
-// context (Execute comes later), and its size is known when it ends.
+// batch is sent in parts while it is filled (a part per command when it is
+// filled slowly), yet it has one child span per node, from the node's
+// first part to its last; its span starts when NewBatch makes it, as a
+// child of WithContext's context (Execute comes later), and its name and
+// size are known when it ends.
 //
 // A batch that failed sets error.type (the Redis error prefix, such as
 // WRONGTYPE, or one of timeout, canceled, not_sent, unknown_outcome,

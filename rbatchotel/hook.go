@@ -94,8 +94,6 @@ func operation(b rbatch.BatchInfo) string {
 	switch m := b.Options.Mode; {
 	case m == rbatch.InMemoryAtomic || m == rbatch.RedisReadAtomic || m == rbatch.RedisWriteAtomic:
 		return "MULTI"
-	case m == rbatch.Streaming:
-		return "PIPELINE" // its commands are not known when it starts
 	case b.Commands == 1 && b.Command != "":
 		return b.Command // one command is not a batch
 	case b.Command != "":
@@ -121,6 +119,9 @@ func (h *hook) BatchStart(ctx context.Context, b rbatch.BatchInfo) context.Conte
 	}
 	ctx, _ = h.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(b.Start), trace.WithAttributes(attrs...))
+	if b.Options.Mode == rbatch.Streaming {
+		ctx = context.WithValue(ctx, streamKey{}, &streamNodes{spans: map[string]*streamNode{}})
+	}
 	return context.WithValue(ctx, opKey{}, op)
 }
 
@@ -129,7 +130,13 @@ type opKey struct{}
 
 func (h *hook) BatchEnd(ctx context.Context, b rbatch.BatchInfo, res *rbatch.BatchResult, err error) {
 	span := trace.SpanFromContext(ctx)
-	attrs := []attribute.KeyValue{systemRedis, keyOperation.String(operation(b))}
+	op := operation(b)
+	if sn, ok := ctx.Value(streamKey{}).(*streamNodes); ok {
+		// A stream's commands are known now: its spans get their name.
+		span.SetName(op)
+		sn.end(op)
+	}
+	attrs := []attribute.KeyValue{systemRedis, keyOperation.String(op)}
 	switch {
 	case b.Addr != "":
 		attrs = append(attrs, serverAttrs(b.Addr)...)
@@ -154,6 +161,9 @@ func (h *hook) BatchEnd(ctx context.Context, b rbatch.BatchInfo, res *rbatch.Bat
 
 func (h *hook) GroupStart(ctx context.Context, g rbatch.GroupInfo) context.Context {
 	op, _ := ctx.Value(opKey{}).(string)
+	if sn, ok := ctx.Value(streamKey{}).(*streamNodes); ok {
+		return sn.group(ctx, h.tracer, op, g)
+	}
 	attrs := append([]attribute.KeyValue{systemRedis, keyOperation.String(op), keyAttempt.Int(g.Attempt)},
 		serverAttrs(g.Addr)...)
 	if kv, ok := batchSize(g.Commands); ok {
@@ -165,7 +175,17 @@ func (h *hook) GroupStart(ctx context.Context, g rbatch.GroupInfo) context.Conte
 }
 
 func (h *hook) GroupEnd(ctx context.Context, g rbatch.GroupInfo, r rbatch.GroupResult) {
+	if sn, ok := ctx.Value(streamKey{}).(*streamNodes); ok {
+		sn.groupEnd(g, r)
+		return
+	}
 	span := trace.SpanFromContext(ctx)
+	groupOutcome(span, g, r)
+	span.End(trace.WithTimestamp(g.Start.Add(r.Duration)))
+}
+
+// groupOutcome sets on span how a node group ended.
+func groupOutcome(span trace.Span, g rbatch.GroupInfo, r rbatch.GroupResult) {
 	if r.Addr != "" && r.Addr != g.Addr {
 		span.SetAttributes(serverAttrs(r.Addr)...)
 	}
@@ -183,7 +203,6 @@ func (h *hook) GroupEnd(ctx context.Context, g rbatch.GroupInfo, r rbatch.GroupR
 		span.SetAttributes(errorAttrs(r.ServerError)...)
 		span.SetStatus(codes.Error, r.ServerError.Error())
 	}
-	span.End(trace.WithTimestamp(g.Start.Add(r.Duration)))
 }
 
 func (h *hook) Redirect(ctx context.Context, r rbatch.RedirectInfo) {

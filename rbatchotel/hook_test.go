@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -172,22 +173,64 @@ func TestBatchSpans(t *testing.T) {
 	}
 }
 
-// A Streaming batch is one span however many parts it was sent in, its
-// size known at the end.
+// A Streaming batch is one span however many parts it was sent in, with
+// one child for its node; its name and size are known at the end.
 func TestStreamingBatchSpan(t *testing.T) {
 	in := newInstrumented(t, srv.Addr)
 	b := in.c.NewBatch(rbatch.WithMode(rbatch.Streaming))
 	for i := range 200000 {
 		b.Bucket("ot:st" + strconv.Itoa(i%100)).SetAsync(i)
 	}
-	_, err := b.Execute(context.Background())
+	res, err := b.Execute(context.Background())
 	require.NoError(t, err)
+	require.Len(t, res.Nodes, 1)
 	roots, children := in.batches()
 	require.Len(t, roots, 1)
 	a := attrs(roots[0])
-	assert.Equal(t, "PIPELINE", roots[0].Name())
+	assert.Equal(t, "PIPELINE SET", roots[0].Name(), "every command is SET")
+	assert.Equal(t, "PIPELINE SET", a["db.operation.name"].AsString())
 	assert.Equal(t, int64(200000), a["db.operation.batch.size"].AsInt64())
-	assert.NotEmpty(t, children[roots[0].SpanContext().SpanID()], "a child per part and node")
+	kids := children[roots[0].SpanContext().SpanID()]
+	require.Len(t, kids, 1, "one child for the node, however many parts")
+	ka := attrs(kids[0])
+	assert.Equal(t, "PIPELINE SET", kids[0].Name())
+	assert.Equal(t, int64(200000), ka["db.operation.batch.size"].AsInt64())
+	assert.Equal(t, int64(1), ka["rbatch.attempt"].AsInt64())
+	assert.False(t, kids[0].EndTime().Before(kids[0].StartTime()))
+	assert.False(t, roots[0].EndTime().Before(kids[0].EndTime()), "the node's span ends within the batch's")
+}
+
+// A stream filled slowly goes a part per command; it still has one child
+// span per node, never one per command, and mixed commands name it
+// PIPELINE.
+func TestStreamingSlowFillSpans(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	in := newInstrumented(t, cl.Addrs()[0])
+	b := in.c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	const n = 40
+	for i := range n {
+		if i%2 == 0 {
+			b.Bucket("ot:slow" + strconv.Itoa(i)).SetAsync(i)
+		} else {
+			b.AtomicLong("ot:slow" + strconv.Itoa(i)).IncrementAndGetAsync()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	roots, children := in.batches()
+	require.Len(t, roots, 1)
+	assert.Equal(t, "PIPELINE", roots[0].Name(), "the commands differ")
+	assert.Equal(t, int64(n), attrs(roots[0])["db.operation.batch.size"].AsInt64())
+	kids := children[roots[0].SpanContext().SpanID()]
+	assert.Len(t, kids, len(res.Nodes), "a child per node")
+	total := int64(0)
+	for _, k := range kids {
+		total += attrs(k)["db.operation.batch.size"].AsInt64()
+		assert.Equal(t, "PIPELINE", k.Name())
+	}
+	assert.Equal(t, int64(n), total, "the nodes' children cover every command")
+	assert.Len(t, in.spans.Ended(), 1+len(res.Nodes))
 }
 
 // A cluster batch has one child span per primary it ran on, each with
@@ -309,7 +352,7 @@ func TestSpanStartAndFailures(t *testing.T) {
 			batch = s
 		case s.Name() == "MULTI":
 			group = s
-		case s.Name() == "PIPELINE" && !s.Parent().IsValid():
+		case s.Name() == "SET" && !s.Parent().IsValid(): // one command is named for it
 			stream = s
 		}
 	}
