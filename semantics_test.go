@@ -141,6 +141,37 @@ func TestSemanticsWriteAtomicKilledWhileWaitingAborts(t *testing.T) {
 	assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
 }
 
+// The same kill, then one more command queued before Execute: the MULTI
+// was discarded with the connection, so the command queued into the dead
+// connection and the one before it both end aborted, not unknown, and EXEC
+// never reaches Redis.
+func TestSemanticsRedisSideKilledThenQueuedMoreAborts(t *testing.T) {
+	for _, mode := range redisSideModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := redistest.Standalone(t)
+			c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+			for round := range 5 {
+				b := c.NewBatch(rbatch.WithMode(mode))
+				first := queueOne(b, mode, "kq:n")
+				waitUntil(t, "queued in Redis", func() bool { return clientInMulti(t, s) == 1 })
+				time.Sleep(20 * time.Millisecond) // its QUEUED is read
+				s.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+				waitUntil(t, "the batch's connection is gone", func() bool { return clientInMulti(t, s) == -1 })
+				second := queueOne(b, mode, "kq:n")
+				res, err := b.Execute(context.Background())
+				require.ErrorIs(t, err, rbatch.ErrTxAborted, "round %d", round)
+				assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "round %d: %v", round, err)
+				for _, f := range []interface{ Get() (string, error) }{first, second} {
+					_, ferr := f.Get()
+					assert.ErrorIs(t, ferr, rbatch.ErrTxAborted, "round %d", round)
+				}
+			}
+			assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached Redis")
+			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
+		})
+	}
+}
+
 // A pipeline whose replies stop after the first: the answered INCR keeps its
 // value, the unanswered INCR is unknown and never re-sent, and the unanswered
 // GET (read-only) is read again on a new connection.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/rbatch/rbatch/internal/ctxerr"
 )
@@ -194,6 +195,8 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		}
 	}()
 	var spare [][]byte
+	written := 0 // commands handed to the connection before this buffer
+	var wroteAt time.Time
 	for {
 		s.mu.Lock()
 		for len(s.out) == 0 && !s.closed {
@@ -202,7 +205,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		// EXEC is appended when the queue closes, so the first buffer
 		// taken once closed holds it.
 		buf, pushed, closed, discard := s.out, len(s.sinks), s.closed, s.discard
-		caughtUp := s.asked == pushed // every command written is answered: nothing is in flight
+		caughtUp := s.asked == written // every command written before is answered: nothing is in flight
 		s.out = spare[:0]
 		s.mu.Unlock()
 
@@ -211,15 +214,19 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 				return errBroken
 			}
 			w.sent.Store(int64(pushed))
-			if closed && !discard {
-				if a, ok := conn.(aliver); ok && caughtUp {
-					// A connection the server closed while the batch was
-					// filled discarded its MULTI: EXEC written into it would
-					// leave the commands unknown, not aborted.
-					if cause := a.Alive(); cause != nil {
-						return fmt.Errorf("%w: %w", errFoundClosed, cause)
-					}
+			// A connection the server closed while the batch was filled
+			// discarded its MULTI, and its idle reader may not have seen
+			// the close yet: EXEC, or a command queued after, written into
+			// it would be left unknown, not aborted. So the socket is
+			// looked at before EXEC, and before a command that comes after
+			// a pause (one queued right after another costs no look).
+			look := closed || time.Since(wroteAt) > recheckAfter
+			if a, ok := conn.(aliver); ok && look && caughtUp && written > 0 && !discard {
+				if cause := a.Alive(); cause != nil {
+					return fmt.Errorf("%w: %w", errFoundClosed, cause)
 				}
+			}
+			if closed && !discard {
 				if err := w.markExec(); err != nil {
 					return err
 				}
@@ -232,6 +239,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 			if err := conn.Flush(); err != nil {
 				return err
 			}
+			written, wroteAt = pushed, time.Now()
 		}
 		clear(buf) // keep no reference to the batch's bytes
 		spare = buf
