@@ -72,6 +72,20 @@ func (r *recorder) GroupEnd(ctx context.Context, _ rbatch.GroupInfo, res rbatch.
 	r.results = append(r.results, res)
 }
 
+// groupsOn returns how many groups ended on the node at addr (its
+// connection's; "": on any node) — a stream's parts among them.
+func (r *recorder) groupsOn(addr string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, g := range r.results {
+		if addr == "" || g.Addr == addr {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *recorder) Redirect(_ context.Context, ri rbatch.RedirectInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -67,7 +67,8 @@ func TestReadFromKeepsReadsWithWrites(t *testing.T) {
 			// writes of the first parts.
 			replica.ResetStats(t)
 			primary.ResetStats(t)
-			parts := countGroups(c)
+			parts := &recorder{}
+			c.AddHook(parts)
 			s := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
 			s.Bucket("ryw:k").SetAsync("streamed")
 			for i := range 300 {
@@ -79,7 +80,7 @@ func TestReadFromKeepsReadsWithWrites(t *testing.T) {
 			last := s.Bucket("ryw:k").GetAsync()
 			_, err = s.Execute(context.Background())
 			require.NoError(t, err)
-			assert.Greater(t, parts.on(""), 1, "the stream went in several parts")
+			assert.Greater(t, parts.groupsOn(""), 1, "the stream went in several parts")
 			v, err = last.Get()
 			require.NoError(t, err)
 			assert.Equal(t, "streamed", v, "a stream's read sees its earlier write")
@@ -208,7 +209,8 @@ func TestReadFromFallsBackWhenReplicaDown(t *testing.T) {
 
 			// The stream's first read is answered by the replica; then the
 			// replica dies, and the stream's connection to it with it.
-			parts := countGroups(c)
+			parts := &recorder{}
+			c.AddHook(parts)
 			s := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
 			v, err := s.Bucket("rfb:k").GetAsync().Get()
 			require.NoError(t, err)
@@ -234,7 +236,7 @@ func TestReadFromFallsBackWhenReplicaDown(t *testing.T) {
 			}
 			assert.Equal(t, 1, byAddr[replica.Addr].Commands)
 			assert.Equal(t, 300, byAddr[primary.Addr].Commands)
-			assert.Greater(t, parts.on(primary.Addr), 1, "the stream went in several parts")
+			assert.Greater(t, parts.groupsOn(primary.Addr), 1, "the stream went in several parts")
 
 			for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisReadAtomic, rbatch.Streaming} {
 				for _, retry := range []bool{false, true} {

@@ -155,7 +155,8 @@ func TestStreamBatchErrorListsFirstFailures(t *testing.T) {
 	fresh(t)
 	srv.MustDo(t, "RPUSH", "fl:list", "x")
 	c := newClient(t, func(cfg *rbatch.Config) { cfg.StreamBuffer = 16 << 10 })
-	parts := countGroups(c)
+	parts := &recorder{}
+	c.AddHook(parts)
 	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
 	const n = 6000
 	for i := range n {
@@ -174,7 +175,7 @@ func TestStreamBatchErrorListsFirstFailures(t *testing.T) {
 		require.Equal(t, 2*k, ce.Index, "failure %d", k)
 		require.Equal(t, "GET", ce.Command)
 	}
-	assert.Greater(t, parts.on(""), 1, "the stream went in several parts")
+	assert.Greater(t, parts.groupsOn(""), 1, "the stream went in several parts")
 }
 
 // Commands a stream never sent because its context ended are failures

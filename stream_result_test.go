@@ -3,7 +3,6 @@ package rbatch_test
 import (
 	"context"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,44 +71,4 @@ func TestStreamNodeDurationCoversWait(t *testing.T) {
 			assert.GreaterOrEqual(t, res.Nodes[0].Duration, 250*time.Millisecond, "Duration covers the WAIT")
 		})
 	}
-}
-
-// groupCounter is a Hook counting the node groups of a client's batches by
-// the node that ran them: a stream's parts among them.
-type groupCounter struct {
-	rbatch.NopHook
-	mu     sync.Mutex
-	byAddr map[string]int
-}
-
-// countGroups installs a groupCounter on c: batches made after it are
-// counted.
-func countGroups(c *rbatch.Client) *groupCounter {
-	g := &groupCounter{byAddr: map[string]int{}}
-	c.AddHook(g)
-	return g
-}
-
-func (g *groupCounter) GroupEnd(_ context.Context, gi rbatch.GroupInfo, r rbatch.GroupResult) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	addr := r.Addr // the connection's
-	if addr == "" {
-		addr = gi.Addr
-	}
-	g.byAddr[addr]++
-}
-
-// on returns how many groups went to addr ("": to any node).
-func (g *groupCounter) on(addr string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if addr != "" {
-		return g.byAddr[addr]
-	}
-	n := 0
-	for _, k := range g.byAddr {
-		n += k
-	}
-	return n
 }
