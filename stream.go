@@ -40,9 +40,8 @@ type stream struct {
 	start    time.Time
 	hookEnd  func(*BatchResult, error) // the hooks' BatchEnd, nil without hooks
 	// info is what BatchEnd hears of the batch: its commands, counted and
-	// named as they are queued (mixed: their names differ).
+	// named as they are queued.
 	info     BatchInfo
-	mixed    bool
 	progress *progress // nil without WithProgress
 
 	mu        sync.Mutex
@@ -293,11 +292,10 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 func (s *stream) nameCommand(name string) {
 	s.info.Commands++
 	switch {
-	case s.mixed:
 	case s.info.Commands == 1:
 		s.info.Command = name
-	case name != s.info.Command:
-		s.info.Command, s.mixed = "", true
+	case name != s.info.Command: // "" once two differed: it stays so
+		s.info.Command = ""
 	}
 }
 
