@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -168,6 +170,74 @@ func TestSemanticsRedisSideKilledThenQueuedMoreAborts(t *testing.T) {
 			}
 			assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached Redis")
 			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
+		})
+	}
+}
+
+// A Redis-side batch whose server stops answering while it is filled ends
+// aborted: the response timeout bounds each QUEUED reply once its command
+// was written, so the connection is dropped (discarding the MULTI) before
+// EXEC is ever sent, even when the server answers again by Execute.
+func TestSemanticsRedisSideStallWhileFilledAborts(t *testing.T) {
+	for _, mode := range redisSideModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := redistest.Standalone(t)
+			c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithResponseTimeout(150*time.Millisecond))
+			first := queueOne(b, mode, "ks:n")
+			waitUntil(t, "queued in Redis", func() bool { return clientInMulti(t, s) == 1 })
+			time.Sleep(20 * time.Millisecond) // its QUEUED is read
+			require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+			resumed := false
+			defer func() {
+				if !resumed {
+					_ = syscall.Kill(s.PID(), syscall.SIGCONT)
+				}
+			}()
+			second := queueOne(b, mode, "ks:n")
+			time.Sleep(600 * time.Millisecond) // four response timeouts
+			require.NoError(t, syscall.Kill(s.PID(), syscall.SIGCONT))
+			resumed = true
+			res, err := b.Execute(context.Background())
+			require.ErrorIs(t, err, rbatch.ErrTxAborted)
+			assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "%v", err)
+			for _, f := range []interface{ Get() (string, error) }{first, second} {
+				_, ferr := f.Get()
+				assert.ErrorIs(t, ferr, rbatch.ErrTxAborted)
+			}
+			assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached Redis")
+			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
+		})
+	}
+}
+
+// A Redis-side batch filled slowly, with pauses longer than its response
+// timeout between commands and before Execute, is not cut by it: the
+// timeout bounds each reply once its command is written, not the user's
+// pauses.
+func TestSemanticsRedisSideSlowFillKeepsItsTimeout(t *testing.T) {
+	for _, skip := range []bool{false, true} {
+		t.Run(fmt.Sprintf("skip=%v", skip), func(t *testing.T) {
+			s := redistest.Standalone(t)
+			c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+			opts := []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithResponseTimeout(80 * time.Millisecond)}
+			if skip {
+				opts = append(opts, rbatch.WithSkipResult())
+			}
+			b := c.NewBatch(opts...)
+			for range 3 {
+				b.AtomicLong("slow:n").IncrementAndGetAsync()
+				time.Sleep(200 * time.Millisecond)
+			}
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			want := rbatch.Counts{Applied: 3}
+			if skip {
+				want = rbatch.Counts{Skipped: 3}
+			}
+			assert.Equal(t, want, res.Counts)
+			n, _ := redis.Int(s.MustDo(t, "GET", "slow:n"), nil)
+			assert.Equal(t, 3, n)
 		})
 	}
 }

@@ -28,15 +28,21 @@ type Session struct {
 	done    chan struct{}           // closed when the reader and writer are finished; res is final
 	release sync.Once               // the connection goes back once, however often the session is closed
 
-	mu      sync.Mutex // guards the fields below
-	cond    *sync.Cond // signalled when out, sinks or closed change
-	conn    Lease      // set once acquired; released when the session closes
-	out     [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
-	sinks   []any      // where each pushed command's reply goes, in order
-	closed  bool       // EXEC or DISCARD pushed: no more commands
-	asked   int        // the command the reader waits for: those before it are answered
-	discard bool       // the queue was closed by DISCARD
-	tainted bool       // a command changed the connection's state: it is closed at the end
+	mu     sync.Mutex // guards the fields below
+	cond   *sync.Cond // signalled when out, sinks or closed change
+	conn   Lease      // set once acquired; released when the session closes
+	out    [][]byte   // frames waiting for the writer: the pushed encodings themselves, not copies, back-to-back ones joined
+	sinks  []any      // where each pushed command's reply goes, in order
+	closed bool       // EXEC or DISCARD pushed: no more commands
+	asked  int        // the command the reader waits for: those before it are answered
+	// written is how many commands were handed to the connection, and
+	// armedTo how many of them a read deadline armed after their write
+	// covers: the reader waits for a QUEUED reply with the response timeout
+	// once its command is written, and with none before (see has).
+	written, armedTo int
+	held             bool // the reader removed the read deadline: nothing it waits for is written
+	discard          bool // the queue was closed by DISCARD
+	tainted          bool // a command changed the connection's state: it is closed at the end
 
 	res Result // written by the run goroutine before done closes
 
@@ -239,6 +245,9 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 			if err := conn.Flush(); err != nil {
 				return err
 			}
+			if !closed { // once closed, exchange bounds what is left
+				s.wrote(conn, written, pushed)
+			}
 			written, wroteAt = pushed, time.Now()
 		}
 		clear(buf) // keep no reference to the batch's bytes
@@ -246,6 +255,22 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 		if closed { // the last frames (EXEC or DISCARD, the tail) are written
 			return nil
 		}
+	}
+}
+
+// wrote records that the commands before pushed were handed to conn, from
+// from on, and bounds the reader's wait when it waits for one of them (or
+// for MULTI's reply, before any): a reader still behind keeps the deadline
+// armed for what it waits for, so a later write never stretches that wait.
+// With replies off nothing written before EXEC is answered: the reader
+// waits for CLIENT REPLY ON's reply, which exchange bounds.
+func (s *Session) wrote(conn Conn, from, pushed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.written = pushed
+	if d, ok := conn.(readDeadliner); ok && s.asked >= from && !s.plan.SkipResult {
+		d.ArmReadDeadline(s.plan.ResponseTimeout)
+		s.armedTo, s.held = pushed, false
 	}
 }
 
@@ -257,6 +282,13 @@ func adjacent(a, b []byte) bool {
 // sessionSource lets the reader wait for commands as they are pushed.
 type sessionSource struct{ s *Session }
 
+// has waits until command k is pushed (false: the queue closed first), and
+// leaves the read deadline as the wait for its QUEUED reply needs it: armed
+// once k is written (by the writer, or here when the writer wrote it while
+// the reader was behind), and removed while it is not, so that a deadline
+// armed for earlier commands cannot cut a wait for one the user has not
+// queued yet, nor for EXEC's reply, which exchange bounds once all of it is
+// written.
 func (src sessionSource) has(k int) bool {
 	s := src.s
 	s.mu.Lock()
@@ -264,6 +296,16 @@ func (src sessionSource) has(k int) bool {
 	s.asked = k
 	for k >= len(s.sinks) && !s.closed {
 		s.cond.Wait()
+	}
+	if d, ok := s.conn.(readDeadliner); ok && k >= s.armedTo && !s.plan.SkipResult {
+		switch {
+		case k < s.written && k < len(s.sinks):
+			d.ArmReadDeadline(s.plan.ResponseTimeout)
+			s.armedTo, s.held = s.written, false
+		case !s.held:
+			d.HoldReadDeadline()
+			s.held = true
+		}
 	}
 	return k < len(s.sinks)
 }
