@@ -187,3 +187,21 @@ func TestDeadConnectionBeforeFirstWriteRetried(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), got, "not applied")
 }
+
+// NodeResult.Commands counts the commands sent to the node: a round that
+// never had a connection (the server gone, every dial refused) sent none,
+// though it counts as an attempt.
+func TestNodeCommandsCountOnlyRoundsSent(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.DialTimeout = 200 * time.Millisecond })
+	s.Stop()
+	b := c.NewBatch(rbatch.WithRetry(2, 10*time.Millisecond))
+	b.Bucket("gone:k").SetAsync("v")
+	b.AtomicLong("gone:n").IncrementAndGetAsync()
+	res, err := b.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrNotSent)
+	assert.Equal(t, rbatch.Counts{NotSent: 2}, res.Counts)
+	require.Len(t, res.Nodes, 1)
+	assert.Equal(t, 0, res.Nodes[0].Commands, "nothing reached the node")
+	assert.Equal(t, 3, res.Nodes[0].Attempts, "the first round and two retries")
+}

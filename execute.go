@@ -351,13 +351,22 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	if addr == "" { // no connection was had
 		addr = e.node.Addr()
 	}
-	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
+	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
 	errs := e.errs // the error replies, noted as they were read
 	fu, _ := b.settleEntry(e, addr, &r, connErr, &nr, stats)
 	if groupEnd != nil {
 		b.reportGroup(ctx, e, addr, nr, r, connErr, errs, fu, groupEnd)
 	}
 	return fu
+}
+
+// sentCommands is how many commands a round sent to its node: none when
+// it never had a connection (connErr), all of its group's otherwise.
+func sentCommands(e *entry, connErr error) int {
+	if connErr != nil {
+		return 0
+	}
+	return len(e.indices)
 }
 
 // soleRound is the first round of a batch's only group, run by runSole
@@ -379,7 +388,7 @@ func (b *Batch) runSole(ctx context.Context, e *entry, stats *nodeStats) (fu fol
 	if addr == "" { // no connection was had
 		addr = e.node.Addr()
 	}
-	nr := NodeResult{Addr: addr, Commands: len(e.indices), Duration: time.Since(start)}
+	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
 	return b.settleEntry(e, addr, &r, connErr, &nr, stats)
 }
 
