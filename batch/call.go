@@ -28,8 +28,11 @@ type call struct {
 	answered atomic.Int32
 
 	line       *line
-	start, end int  // where its frames are in line.buf while queued
-	queued     bool // in line.buf, not yet taken by a flusher (guarded by line.mu)
+	start, end int // where its frames are in line.buf while queued
+	// execEnd is where its EXEC ends, counted from start (0: none): a
+	// write cut before it leaves the transaction unfinished on the server.
+	execEnd int
+	queued  bool // in line.buf, not yet taken by a flusher (guarded by line.mu)
 
 	// state settles who owns the call once it is written: the reader
 	// (done → the caller takes it) or the caller who stopped waiting
@@ -89,9 +92,22 @@ func (c *call) appendTo(buf []byte) []byte {
 		buf = append(buf, b...)
 		idx = idx[n:]
 	}
-	buf = l.appendFrames(buf, l.after())
+	c.execEnd = 0
+	after := l.after()
+	for i, f := range after {
+		buf = l.appendFrames(buf, after[i:i+1])
+		if f.kind == frameExec {
+			c.execEnd = len(buf) - c.start
+		}
+	}
 	c.traffic.Written = int64(len(buf) - c.start)
 	return buf
+}
+
+// execReached reports whether a write of which the socket took the line's
+// bytes up to out may have handed over the call's EXEC.
+func (c *call) execReached(out int64) bool {
+	return c.plan.Atomic && (c.execEnd == 0 || int64(c.start+c.execEnd) <= out)
 }
 
 // settle ends a call the reader did not read: r says how far it got.

@@ -452,13 +452,15 @@ func (ln *line) write(buf []byte, calls []*call, recheck bool) {
 		failed = err
 	}
 	// Bytes the socket took may have reached the server; the rest did not.
+	// A transaction cut before its EXEC's end never ran: the lost
+	// connection discards its MULTI.
 	out := int64(len(buf))
 	if err != nil && counted {
 		out = wc.Written() - before
 	}
 	for _, c := range calls {
 		if int64(c.start) < out {
-			c.settle(Result{Sent: c.n, ExecSent: c.plan.Atomic, Err: failed})
+			c.settle(Result{Sent: c.n, ExecSent: c.execReached(out), Err: failed})
 		} else {
 			c.settle(Result{Err: failed})
 		}

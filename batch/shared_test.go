@@ -263,3 +263,42 @@ func TestSharedCloseLetsWrittenGroupFinish(t *testing.T) {
 	}
 	assert.Equal(t, enc("SET", "a", "v"), lc.bytes())
 }
+
+// An atomic group whose write the socket took only in part: cut before
+// the end of its EXEC, Redis holds an unfinished MULTI that the lost
+// connection discards (EXEC not sent: aborted); cut after it (in the next
+// group's bytes), EXEC may have run (sent: unknown).
+func TestSharedAtomicWriteCutAroundExec(t *testing.T) {
+	tx := enc("MULTI") + enc("INCR", "n") + enc("EXEC")
+	head := len(enc("SET", "first", "v"))
+	for _, tc := range []struct {
+		cut      int
+		execSent bool
+	}{{len(tx) - 3, false}, {len(tx) - 1, false}, {len(tx) + 3, true}} {
+		lc := newLineConn()
+		sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) { return lc, nil })
+		lc.cutAt = head + tc.cut
+		holding, release := lc.holdNextWrite()
+		first := runShared(context.Background(), sh, "first")
+		<-holding
+		g, _ := group(batch.Plan{Atomic: true}, cmd{"INCR", []any{"n"}})
+		out := make(chan batch.Result, 1)
+		go func() {
+			var res batch.Result
+			_, err := sh.Run(context.Background(), &g, &res)
+			assert.NoError(t, err)
+			out <- res
+		}()
+		waitPending(t, sh, 1)
+		last := runShared(context.Background(), sh, "last")
+		waitPending(t, sh, 2)
+		close(release)
+		<-first
+		<-last
+		res := <-out
+		assert.Equal(t, 1, res.Sent, "cut at %d: part of it reached the socket", tc.cut)
+		assert.Equal(t, tc.execSent, res.ExecSent, "cut at %d of %d", tc.cut, len(tx))
+		assert.ErrorIs(t, res.Err, errConnReset)
+		sh.Close()
+	}
+}
