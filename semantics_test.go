@@ -238,6 +238,19 @@ func TestSemanticsRedisSideSlowFillKeepsItsTimeout(t *testing.T) {
 			assert.Equal(t, want, res.Counts)
 			n, _ := redis.Int(s.MustDo(t, "GET", "slow:n"), nil)
 			assert.Equal(t, 3, n)
+
+			// Discarded after a pause as long: DISCARD's reply is waited for.
+			b = c.NewBatch(opts...)
+			f := b.AtomicLong("slow:n").IncrementAndGetAsync()
+			time.Sleep(200 * time.Millisecond)
+			require.NoError(t, b.Discard(context.Background()))
+			assert.ErrorIs(t, errOf(f), rbatch.ErrDiscarded)
+			n, _ = redis.Int(s.MustDo(t, "GET", "slow:n"), nil)
+			assert.Equal(t, 3, n, "nothing of the discarded batch applied")
+			after := c.NewBatch()
+			after.Bucket("slow:after").SetAsync("v")
+			_, err = after.Execute(context.Background())
+			require.NoError(t, err, "the connection is usable after")
 		})
 	}
 }
