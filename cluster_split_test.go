@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
 	"github.com/rbatch/rbatch/internal/route"
 )
 
@@ -95,4 +97,68 @@ func TestSplitWritePartlyRefusedShowsTheRefusal(t *testing.T) {
 	var re *rbatch.RedisError
 	require.ErrorAs(t, errOf(f), &re)
 	assert.Equal(t, "OOM", re.Prefix())
+}
+
+// A write split per slot whose later part ends unknown (written, its reply
+// cut by the response timeout) is unknown, whatever its first failed part
+// says: that part's keys were left alone, but the unknown part's may have
+// been written (here they were). Two first parts: one not sent (its slot
+// served by no node), one refused with TRYAGAIN (its slot half migrated).
+func TestSplitWriteWithAnUnknownPartIsUnknown(t *testing.T) {
+	cl := redistest.NewCluster(t, "--cluster-require-full-coverage", "no")
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
+	// asleep runs a DEL of first and then of slow's key in one batch while
+	// slow's owner sleeps past the batch's response timeout.
+	asleep := func(t *testing.T, slowOwner *redistest.Server, slow string, first ...string) (error, rbatch.Counts) {
+		t.Helper()
+		slowOwner.MustDo(t, "SET", slow, "v")
+		warm := c.NewBatch() // the dial is not the response timeout's
+		warm.Bucket(slow).GetAsync()
+		for _, k := range first {
+			warm.Bucket(k).GetAsync()
+		}
+		_, _ = warm.Execute(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _, _ = slowOwner.Call("DEBUG", "SLEEP", "1") }()
+		time.Sleep(100 * time.Millisecond)
+		b := c.NewBatch(rbatch.WithResponseTimeout(200 * time.Millisecond))
+		del := b.Keys().DeleteAsync(append(first, slow)...)
+		res, _ := b.Execute(context.Background())
+		<-done
+		waitUntil(t, "the DEL of "+slow+" applied once its owner woke", func() bool {
+			n, err := redis.Int(slowOwner.Call("EXISTS", slow))
+			return err == nil && n == 0
+		})
+		return errOf(del), res.Counts
+	}
+
+	t.Run("first part not sent", func(t *testing.T) {
+		unserved := route.Slot("b")
+		for _, p := range cl.Primaries {
+			p.MustDo(t, "CLUSTER", "DELSLOTS", unserved)
+		}
+		err, counts := asleep(t, cl.OwnerOf(t, route.Slot("a")), "{a}1", "{b}1")
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+		assert.NotErrorIs(t, err, rbatch.ErrNotSent)
+		assert.Equal(t, rbatch.Counts{Unknown: 1}, counts)
+	})
+
+	t.Run("first part refused", func(t *testing.T) {
+		from, to := midMigration(t, cl, "{tq}", "a", "b")
+		var third *redistest.Server
+		for _, p := range cl.Primaries {
+			if p != from && p != to {
+				third = p
+			}
+		}
+		slow := ""
+		for i := 0; slow == ""; i++ {
+			if tag := fmt.Sprintf("x%d", i); cl.OwnerOf(t, route.Slot(tag)) == third {
+				slow = "{" + tag + "}1"
+			}
+		}
+		err, counts := asleep(t, third, slow, "{tq}a", "{tq}b")
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+		assert.Equal(t, rbatch.Counts{Unknown: 1}, counts)
+	})
 }

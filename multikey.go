@@ -2,6 +2,7 @@ package rbatch
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -168,7 +169,8 @@ func oneSlot(keys [][]byte) bool {
 // partFailed is a split command's error when its part at pos failed with
 // err. A write whose other parts were applied is unknown, not failed: it
 // was applied for some of its keys (an error wrapping err would count as
-// err's state, which says it was not).
+// err's state, which says it was not). So is one with another part
+// unknown: that part's keys may have been written.
 func (b *Batch) partFailed(sp split, pos int, err error) error {
 	key := b.q.KeyBytes(pos)
 	if !b.c.cluster { // a part per key, through a proxy
@@ -176,14 +178,32 @@ func (b *Batch) partFailed(sp split, pos int, err error) error {
 	}
 	slot := route.Slot(key)
 	if b.q.At(sp.parent).Flags&queue.ReadOnly == 0 {
+		unknown := -1
 		for _, other := range sp.parts {
-			if e := b.q.At(other).Future.(*part).err; e == nil || e == ErrResultSkipped { // applied there
-				return &unknownError{cause: partRefused(fmt.Sprintf("applied for the keys of some slots; for those of slot %d: %v", slot, err), err)}
+			switch e := b.q.At(other).Future.(*part).err; {
+			case e == nil || e == ErrResultSkipped: // applied there
+				return &partlyAppliedError{cause: partRefused(fmt.Sprintf("for the keys of slot %d: %v", slot, err), err)}
+			case unknown < 0 && errors.Is(e, ErrUnknownOutcome):
+				unknown = other
 			}
+		}
+		if unknown >= 0 {
+			e := b.q.At(unknown).Future.(*part).err
+			return fmt.Errorf("keys of slot %d: %w (keys of slot %d: %v)", route.Slot(b.q.KeyBytes(unknown)), e, slot, err)
 		}
 	}
 	return fmt.Errorf("keys of slot %d: %w", slot, err)
 }
+
+// partlyAppliedError is the unknown outcome of a split write applied for
+// the keys of some slots and refused (or not sent) for others: cause says
+// which, and unwraps to the refusal's error reply.
+type partlyAppliedError struct{ cause error }
+
+func (e *partlyAppliedError) Error() string {
+	return "rbatch: outcome unknown: applied for the keys of some slots, not " + e.cause.Error()
+}
+func (e *partlyAppliedError) Unwrap() []error { return []error{ErrUnknownOutcome, e.cause} }
 
 // joinSplits resolves each split command from its parts: the first failed
 // part's error, else ErrResultSkipped when their replies were skipped, else
