@@ -106,6 +106,9 @@ func TestSplitWritePartlyRefusedShowsTheRefusal(t *testing.T) {
 // served by no node), one refused with TRYAGAIN (its slot half migrated).
 func TestSplitWriteWithAnUnknownPartIsUnknown(t *testing.T) {
 	cl := redistest.NewCluster(t, "--cluster-require-full-coverage", "no")
+	for _, p := range cl.Primaries { // the slot of {b} served by no node
+		p.MustDo(t, "CLUSTER", "DELSLOTS", route.Slot("b"))
+	}
 	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.DisableSharing = true })
 	// asleep runs a DEL of first and then of slow's key in one batch while
 	// slow's owner sleeps past the batch's response timeout.
@@ -133,14 +136,20 @@ func TestSplitWriteWithAnUnknownPartIsUnknown(t *testing.T) {
 	}
 
 	t.Run("first part not sent", func(t *testing.T) {
-		unserved := route.Slot("b")
-		for _, p := range cl.Primaries {
-			p.MustDo(t, "CLUSTER", "DELSLOTS", unserved)
-		}
 		err, counts := asleep(t, cl.OwnerOf(t, route.Slot("a")), "{a}1", "{b}1")
 		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
 		assert.NotErrorIs(t, err, rbatch.ErrNotSent)
 		assert.Equal(t, rbatch.Counts{Unknown: 1}, counts)
+	})
+
+	t.Run("unserved part named as its command", func(t *testing.T) {
+		b := c.NewBatch()
+		del := b.Keys().DeleteAsync("{b}2", "{a}2")
+		res, _ := b.Execute(context.Background())
+		err := errOf(del)
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome, "applied for {a}2, not for {b}2")
+		assert.Contains(t, err.Error(), "command 0 (DEL)", "the part unsent is named as its command")
+		assert.Equal(t, rbatch.Counts{Unknown: 1}, res.Counts)
 	})
 
 	t.Run("first part refused", func(t *testing.T) {

@@ -130,10 +130,11 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 }
 
 // unserved resolves commands idx as not sent because no node serves their
-// slot (err says which).
+// slot (err says which). A split command's part is named as the command.
 func (b *Batch) unserved(idx []int, err error) {
 	for _, i := range idx {
-		b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: &CommandError{Index: i, Command: b.q.Name(i), Err: err}})
+		o := b.origin(i)
+		b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: &CommandError{Index: o, Command: b.q.Name(o), Err: err}})
 	}
 }
 
