@@ -273,12 +273,14 @@ func TestMovedToSelfIsNotFollowed(t *testing.T) {
 	c, _ := fakeClient(t, f)
 	b := c.NewBatch()
 	get := b.Bucket("k").GetAsync()
-	_, err := b.Execute(context.Background())
+	res, err := b.Execute(context.Background())
 	var re *rbatch.RedisError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "MOVED", re.Prefix())
 	assert.ErrorAs(t, errOf(get), &re)
 	assert.Equal(t, int32(1), gets.Load())
+	require.Len(t, res.Nodes, 1)
+	assert.Zero(t, res.Nodes[0].Moved, "a redirect not followed is not counted")
 }
 
 // Redirects are bounded: a node that keeps redirecting ends the command with

@@ -33,6 +33,8 @@ type NodeResult struct {
 	// instead of skipping them.
 	ServerErrors int
 	// Moved and Asked count the commands this node redirected with MOVED or
-	// ASK (a cluster resharding); rbatch sent them on to the new owner.
+	// ASK to another node (a cluster resharding); rbatch sent them on there,
+	// but for a command redirected past its bound, which keeps the error. A
+	// redirect pointing back to this node is not followed, and not counted.
 	Moved, Asked int
 }

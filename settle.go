@@ -141,11 +141,13 @@ func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
 	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
 		fu.retry = append(fu.retry, cmds...)
 	case "MOVED":
-		nr.Moved += len(cmds)
-		addTo(&fu.moved, redirectAddr(re.Msg), nr.Addr, cmds)
+		if addTo(&fu.moved, redirectAddr(re.Msg), nr.Addr, cmds) {
+			nr.Moved += len(cmds)
+		}
 	case "ASK":
-		nr.Asked += len(cmds)
-		addTo(&fu.asked, redirectAddr(re.Msg), nr.Addr, cmds)
+		if addTo(&fu.asked, redirectAddr(re.Msg), nr.Addr, cmds) {
+			nr.Asked += len(cmds)
+		}
 	}
 }
 
@@ -166,15 +168,17 @@ func execRefusal(re *RedisError) (*RedisError, bool) {
 }
 
 // addTo files cmds under the redirect's target, unless it points back to the
-// node that answered (that would loop: the commands keep the error).
-func addTo(m *map[string][]int, addr, from string, cmds []int) {
+// node that answered (that would loop: the commands keep the error); it
+// reports whether it filed them.
+func addTo(m *map[string][]int, addr, from string, cmds []int) bool {
 	if addr == "" || addr == from {
-		return
+		return false
 	}
 	if *m == nil {
 		*m = map[string][]int{}
 	}
 	(*m)[addr] = append((*m)[addr], cmds...)
+	return true
 }
 
 // redirectAddr returns the address of "MOVED 3999 127.0.0.1:6381".
