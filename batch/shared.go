@@ -1,10 +1,12 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,6 +291,7 @@ type line struct {
 	ready    sync.Cond // signalled when fifo gains calls or the line fails
 	buf      []byte    // frames appended and not yet handed to the socket
 	pending  []*call   // their calls, in order
+	holes    []hole    // parts of buf whose calls were withdrawn, cut out at the next take
 	spareBuf []byte
 	spare    []*call
 	fifo     []*call      // written, for the reader, in order
@@ -300,6 +303,25 @@ type line struct {
 	draining bool         // Close was called: no call is added, and the line closes once busy is 0
 	err      error        // why the line failed (nil: up)
 	kick     chan struct{}
+	// rest is a take its flusher could not hand to the socket whole (it
+	// was full): the writer goroutine writes the rest before any other.
+	rest    pendingWrite
+	hasRest bool
+}
+
+// pendingWrite is a take (buf, the frames of calls) of which the socket
+// took buf[:off], before being the socket's count of bytes taken before it.
+type pendingWrite struct {
+	buf    []byte
+	calls  []*call
+	off    int
+	before int64
+}
+
+// tryWriter is a connection whose socket can be written without waiting
+// for room in it: n is what it took, ok false when it cannot be written so.
+type tryWriter interface {
+	TryWrite(p []byte) (n int, ok bool, err error)
 }
 
 func newLine(conn Lease) *line {
@@ -345,6 +367,9 @@ func (ln *line) take() (buf []byte, calls []*call, recheck, ok bool) {
 		return nil, nil, false, false
 	}
 	recheck = ln.idle && len(ln.fifo) == 0 && !ln.writing && time.Since(ln.idleFrom) > recheckAfter
+	if len(ln.holes) > 0 {
+		ln.cutHoles()
+	}
 	buf, calls = ln.buf, ln.pending
 	ln.buf, ln.pending = ln.spareBuf[:0], ln.spare[:0]
 	ln.spareBuf, ln.spare = nil, nil
@@ -364,7 +389,9 @@ func (ln *line) take() (buf []byte, calls []*call, recheck, ok bool) {
 const yieldAbove = 8
 
 // flushOnce writes one take (the leader's own group among it) and leaves
-// what was appended since to the line's writer goroutine.
+// what was appended since to the line's writer goroutine. The leader never
+// waits for room in the socket (its context could not stop that wait):
+// what the socket does not take at once goes to the writer goroutine too.
 func (ln *line) flushOnce() {
 	if ln.busy.Load() > yieldAbove {
 		// Let the callers that are ready to run append theirs first: one
@@ -372,8 +399,8 @@ func (ln *line) flushOnce() {
 		// than many writes of one.
 		runtime.Gosched()
 	}
-	if buf, calls, recheck, ok := ln.take(); ok {
-		ln.write(buf, calls, recheck)
+	if buf, calls, recheck, ok := ln.take(); ok && !ln.tryWrite(buf, calls, recheck) {
+		return // the writer goroutine has the flush now
 	}
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
@@ -389,10 +416,12 @@ func (ln *line) flushOnce() {
 	}
 }
 
-// writeLoop flushes for callers that appended while another flushed, until
-// the line fails.
+// writeLoop flushes for callers that appended while another flushed, and
+// finishes what a flusher's socket did not take at once, until the line
+// fails.
 func (ln *line) writeLoop() {
 	for range ln.kick {
+		ln.writeRest()
 		for {
 			buf, calls, recheck, ok := ln.take()
 			if !ok {
@@ -401,29 +430,99 @@ func (ln *line) writeLoop() {
 			ln.write(buf, calls, recheck)
 		}
 	}
+	ln.writeRest() // a take left as the line failed: settled by what was written
+}
+
+// writeRest writes the rest of a take its flusher left, if there is one.
+func (ln *line) writeRest() {
+	ln.mu.Lock()
+	w, ok := ln.rest, ln.hasRest
+	ln.rest, ln.hasRest = pendingWrite{}, false
+	ln.mu.Unlock()
+	if !ok {
+		return
+	}
+	_, err := ln.conn.Write(w.buf[w.off:])
+	if err == nil {
+		err = ln.conn.Flush()
+	}
+	ln.wrote(w.buf, w.calls, w.before, err)
+}
+
+// written returns the count of bytes the line's socket took so far (0 when
+// the connection does not count them).
+func (ln *line) written() int64 {
+	if wc, ok := ln.conn.(byteCounter); ok {
+		return wc.Written()
+	}
+	return 0
+}
+
+// check looks at the socket of a line that had nothing in flight for a
+// while (recheck) before it is written to.
+func (ln *line) check(recheck bool) error {
+	if a, ok := ln.conn.(aliver); ok && recheck {
+		if cause := a.Alive(); cause != nil {
+			return fmt.Errorf("%w: %w", errFoundClosed, cause)
+		}
+	}
+	return nil
+}
+
+// tryWrite is write for a flusher that must not wait for room in the
+// socket: false means the socket took only part of buf (or cannot be
+// written without waiting), and the rest was left to the writer goroutine,
+// which now holds the flush.
+func (ln *line) tryWrite(buf []byte, calls []*call, recheck bool) bool {
+	before := ln.written()
+	if err := ln.check(recheck); err != nil {
+		ln.wrote(buf, calls, before, err)
+		return true
+	}
+	n := 0
+	if tw, ok := ln.conn.(tryWriter); ok {
+		m, can, err := tw.TryWrite(buf)
+		if can && (err != nil || m == len(buf)) {
+			ln.wrote(buf, calls, before, err)
+			return true
+		}
+		n = m
+	}
+	ln.mu.Lock()
+	if err := ln.err; err != nil { // kick is closed: nobody will write the rest
+		ln.mu.Unlock()
+		ln.wrote(buf, calls, before, err)
+		return true
+	}
+	ln.rest, ln.hasRest = pendingWrite{buf: buf, calls: calls, off: n, before: before}, true
+	select {
+	case ln.kick <- struct{}{}:
+	default: // a kick is pending: the writer goroutine comes anyway
+	}
+	ln.mu.Unlock()
+	return false
 }
 
 // write hands buf (the frames of calls) to the socket, after looking at
 // the socket when recheck, then gives the calls to the reader, or settles
 // them when the line failed.
 func (ln *line) write(buf []byte, calls []*call, recheck bool) {
-	wc, counted := ln.conn.(byteCounter)
-	var before int64
-	if counted {
-		before = wc.Written()
-	}
-	var err error
-	if a, ok := ln.conn.(aliver); ok && recheck {
-		if cause := a.Alive(); cause != nil {
-			err = fmt.Errorf("%w: %w", errFoundClosed, cause)
-		}
-	}
+	before := ln.written()
+	err := ln.check(recheck)
 	if err == nil {
 		_, err = ln.conn.Write(buf)
 	}
 	if err == nil {
 		err = ln.conn.Flush()
 	}
+	ln.wrote(buf, calls, before, err)
+}
+
+// wrote ends the write of buf (the frames of calls), which failed with err
+// or not, the socket's count of bytes being before when it began: it gives
+// the calls to the reader, or settles them when the line failed.
+func (ln *line) wrote(buf []byte, calls []*call, before int64, err error) {
+	_, counted := ln.conn.(byteCounter)
 	ln.mu.Lock()
 	ln.writing = false
 	failed := ln.err
@@ -456,7 +555,7 @@ func (ln *line) write(buf []byte, calls []*call, recheck bool) {
 	// connection discards its MULTI.
 	out := int64(len(buf))
 	if err != nil && counted {
-		out = wc.Written() - before
+		out = ln.written() - before
 	}
 	for _, c := range calls {
 		if int64(c.start) < out {
@@ -580,7 +679,7 @@ func (ln *line) failLocked(err error) []*call {
 	ln.down.Store(true)
 	ln.conn.Abort()
 	pending := ln.pending
-	ln.pending, ln.buf = nil, nil
+	ln.pending, ln.buf, ln.holes = nil, nil, nil
 	for _, c := range pending {
 		c.queued = false
 	}
@@ -590,33 +689,60 @@ func (ln *line) failLocked(err error) []*call {
 }
 
 // withdraw takes c back when it is still in the buffer: true means it
-// was never handed to the socket.
+// was never handed to the socket. Its bytes stay in the buffer, marked as
+// a hole, until the next take cuts them out: many callers giving up at
+// once (a stalled server) each pay for a mark, not for moving the buffer.
 func (ln *line) withdraw(c *call) bool {
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
 	if !c.queued {
 		return false
 	}
-	cut := c.end - c.start
-	ln.buf = append(ln.buf[:c.start], ln.buf[c.end:]...)
 	k := 0
 	for _, d := range ln.pending {
-		if d == c {
-			continue
+		if d != c {
+			ln.pending[k] = d
+			k++
 		}
-		if d.start > c.start {
-			d.start -= cut
-			d.end -= cut
-		}
-		ln.pending[k] = d
-		k++
 	}
 	clear(ln.pending[k:])
 	ln.pending = ln.pending[:k]
+	if k == 0 { // nothing is left to write
+		ln.buf, ln.holes = ln.buf[:0], ln.holes[:0]
+	} else {
+		ln.holes = append(ln.holes, hole{c.start, c.end})
+	}
 	c.queued = false
 	ln.busy.Add(-1)
 	ln.closeIfDrainedLocked()
 	return true
+}
+
+// hole is the bytes buf[from:to] of a withdrawn call.
+type hole struct{ from, to int }
+
+// cutHoles removes the withdrawn calls' bytes from buf, and moves the
+// pending calls' places to match. Under ln.mu.
+func (ln *line) cutHoles() {
+	slices.SortFunc(ln.holes, func(a, b hole) int { return cmp.Compare(a.from, b.from) })
+	out, at, h, cut := ln.holes[0].from, ln.holes[0].from, 0, 0
+	for _, c := range ln.pending {
+		for h < len(ln.holes) && ln.holes[h].from < c.start {
+			out += copy(ln.buf[out:], ln.buf[at:ln.holes[h].from])
+			cut += ln.holes[h].to - ln.holes[h].from
+			at = ln.holes[h].to
+			h++
+		}
+		c.start -= cut
+		c.end -= cut
+	}
+	for ; h < len(ln.holes); h++ {
+		out += copy(ln.buf[out:], ln.buf[at:ln.holes[h].from])
+		at = ln.holes[h].to
+	}
+	out += copy(ln.buf[out:], ln.buf[at:])
+	ln.buf = ln.buf[:out]
+	ln.holes = ln.holes[:0]
 }
 
 // drain stops the line taking calls, and closes it once those on it were

@@ -302,3 +302,49 @@ func TestSharedAtomicWriteCutAroundExec(t *testing.T) {
 		sh.Close()
 	}
 }
+
+// Several callers give up while their groups wait in the buffer, in any
+// order: the next write carries the others whole, back to back, and each
+// gets its own reply.
+func TestSharedWithdrawsSeveralGroups(t *testing.T) {
+	lc := newLineConn()
+	sh := batch.NewShared(1, func(context.Context, bool) (batch.Lease, error) { return lc, nil })
+	defer sh.Close()
+	holding, release := lc.holdNextWrite()
+	first := runShared(context.Background(), sh, "a")
+	<-holding // a's flush waits at the socket
+	keys := []string{"b", "c", "d", "e", "f", "g"}
+	runs := map[string]<-chan sharedRun{}
+	cancels := map[string]context.CancelFunc{}
+	for i, k := range keys {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[k] = cancel
+		runs[k] = runShared(ctx, sh, k)
+		waitPending(t, sh, i+1)
+	}
+	for _, k := range []string{"e", "b", "g"} { // the last, the first, one between
+		cancels[k]()
+		r := <-runs[k]
+		require.NoError(t, r.err)
+		assert.Zero(t, r.res.Sent, "%s was withdrawn before it was written", k)
+	}
+	kept := []string{"c", "d", "f"}
+	for range 1 + len(kept) {
+		lc.replies <- "OK"
+	}
+	close(release)
+	ra := <-first
+	assert.Equal(t, 1, ra.res.Answered)
+	want := enc("SET", "a", "v")
+	for _, k := range kept {
+		r := <-runs[k]
+		require.NoError(t, r.err)
+		assert.Equal(t, 1, r.res.Answered, k)
+		assert.Equal(t, "OK", r.got[0], k)
+		want += enc("SET", k, "v")
+	}
+	assert.Equal(t, want, lc.bytes())
+	for _, cancel := range cancels {
+		cancel()
+	}
+}

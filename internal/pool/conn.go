@@ -49,6 +49,7 @@ type Conn struct {
 	written atomic.Int64
 	read    atomic.Int64 // bytes taken from the socket
 	idle    *idleCheck   // looks at the socket while the connection is idle
+	tw      *tryWriter   // writes without waiting for room in the socket
 	home    *Pool        // the pool it was taken from (nil: dialed outside one)
 	shared  bool         // taken by GetShared: counted as Shared while out
 	// readOnly: READONLY was sent (a cluster replica's reads), and not
@@ -69,6 +70,7 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration) *Conn {
 		writeTimeout: writeTimeout,
 		aborted:      make(chan struct{}),
 		idle:         newIdleCheck(nc),
+		tw:           newTryWriter(nc),
 	}
 	c.rr = resp.NewReader(socketReader{c}, 0)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, writeBufferSize)
@@ -81,6 +83,22 @@ func (c *Conn) Write(p []byte) (int, error) { return c.bw.Write(p) }
 
 // Flush sends what is buffered.
 func (c *Conn) Flush() error { return c.bw.Flush() }
+
+// TryWrite hands p to the socket without waiting for room in it: n is
+// what the socket took, less than len(p) when it filled. ok is false when
+// the connection cannot be written that way (TLS) or has bytes buffered
+// by Write: then nothing was written. Writer side.
+func (c *Conn) TryWrite(p []byte) (n int, ok bool, err error) {
+	if c.bw.Buffered() > 0 {
+		return 0, false, nil
+	}
+	n, ok, err = c.tw.write(p)
+	c.written.Add(int64(n))
+	if err != nil {
+		err = fmt.Errorf("write %s: %w", c.addr, err)
+	}
+	return n, ok, err
+}
 
 // Receive reads the next reply; an error reply comes back as a redis.Error
 // value. A reply that takes longer than timeout (the connection's read
