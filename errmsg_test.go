@@ -53,6 +53,9 @@ func TestBatchErrorMessages(t *testing.T) {
 		{"an invalid option", []rbatch.Option{rbatch.WithRetry(3, 0)}, func(b *rbatch.Batch) {
 			b.Bucket("em:a").SetAsync("1")
 		}, "rbatch: 1 command not sent: invalid option: WithRetry with 3 attempts needs a positive interval"},
+		{"an invalid option, conditions only", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithRetry(3, 0)}, func(b *rbatch.Batch) {
+			b.AddCondition(rbatch.KeyExists("em:a"))
+		}, "rbatch: batch not sent: invalid option: WithRetry with 3 attempts needs a positive interval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,7 +155,11 @@ func (e *BatchError) Error() string {
 		if e.counts != nil {
 			total = e.counts.Total()
 		}
-		fmt.Fprintf(&sb, "%s not sent: ", commands(total))
+		if total == 0 { // conditions only: nothing else was queued
+			sb.WriteString("batch not sent: ")
+		} else {
+			fmt.Fprintf(&sb, "%s not sent: ", commands(total))
+		}
 		switch cause := e.Err; {
 		case n == 1:
 			sb.WriteString(bare(&e.Commands[0]))
