@@ -144,3 +144,20 @@ func TestSharedManyWithdrawalsArePrompt(t *testing.T) {
 	assert.Less(t, sorted[callers-1], 1500*time.Millisecond)
 	assertNeverApplied(t, s, notSent)
 }
+
+// A shared connection older than the write timeout keeps carrying batches:
+// the socket's write deadline moves on as it is written, though its writes
+// never wait (the handshake's deadline, left as it was, failed a batch
+// once per write timeout).
+func TestSharedOutlivesItsWriteTimeout(t *testing.T) {
+	s := redistest.Standalone(t)
+	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.WriteTimeout = 300 * time.Millisecond })
+	deadline := time.Now().Add(time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		b := c.NewBatch()
+		b.AtomicLong("wt:n").IncrementAndGetAsync()
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err, "batch %d", i)
+		time.Sleep(time.Duration(i%3) * 100 * time.Millisecond) // busy, and idle past the timeout
+	}
+}

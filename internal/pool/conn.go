@@ -92,6 +92,9 @@ func (c *Conn) TryWrite(p []byte) (n int, ok bool, err error) {
 	if c.bw.Buffered() > 0 {
 		return 0, false, nil
 	}
+	// Such a write never waits, but the socket refuses any write once its
+	// deadline has passed: keep it ahead, as a plain write does.
+	c.armWriteDeadline()
 	n, ok, err = c.tw.write(p)
 	c.written.Add(int64(n))
 	if err != nil {
@@ -216,15 +219,21 @@ type socketWriter struct{ c *Conn }
 
 func (s socketWriter) Write(p []byte) (int, error) {
 	c := s.c
+	c.armWriteDeadline()
+	n, err := c.nc.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// armWriteDeadline bounds the socket's writes by the write timeout from
+// now, once an eighth of it passed since it was last set. Writer side.
+func (c *Conn) armWriteDeadline() {
 	if c.writeTimeout > 0 {
 		if now := time.Now(); now.Sub(c.writeArmedAt) > c.writeTimeout/8 {
 			c.nc.SetWriteDeadline(now.Add(c.writeTimeout))
 			c.writeArmedAt = now
 		}
 	}
-	n, err := c.nc.Write(p)
-	c.written.Add(int64(n))
-	return n, err
 }
 
 // Written returns how many bytes the socket has taken so far. When a batch
