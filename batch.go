@@ -9,6 +9,7 @@ import (
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/ctxerr"
+	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
 )
 
@@ -205,10 +206,11 @@ func newBatch(c *Client, opts []Option) *Batch {
 // backgroundContext is the context of the work the batch does before
 // Execute (WithContext).
 func (b *Batch) backgroundContext() context.Context {
+	ctx := context.Background()
 	if b.opts.Context != nil {
-		return b.opts.Context
+		ctx = b.opts.Context
 	}
-	return context.Background()
+	return pool.WithReplyBound(ctx, b.plan.ResponseTimeout) // a connection dialed for it too
 }
 
 // Options returns the batch's resolved options.

@@ -3,6 +3,7 @@ package rbatch_test
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,4 +171,64 @@ func TestSplitWriteWithAnUnknownPartIsUnknown(t *testing.T) {
 		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
 		assert.Equal(t, rbatch.Counts{Unknown: 1}, counts)
 	})
+}
+
+// A cluster batch ends by its response timeout when a primary stops: the
+// slot map reload that follows asks the nodes that did not fail first, and
+// waits no longer than the batch's own bound when none answers.
+func TestClusterStoppedPrimaryKeepsTheResponseTimeout(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.PoolSize = 4 })
+	const rt = 300 * time.Millisecond
+	run := func() (time.Duration, *rbatch.BatchResult) {
+		b := c.NewBatch(rbatch.WithResponseTimeout(rt))
+		for i := range 30 { // every primary
+			b.AtomicLong(fmt.Sprintf("rf:%d", i)).IncrementAndGetAsync()
+		}
+		start := time.Now()
+		done := make(chan *rbatch.BatchResult, 1)
+		go func() { res, _ := b.Execute(context.Background()); done <- res }()
+		select {
+		case res := <-done:
+			return time.Since(start), res
+		case <-time.After(1500 * time.Millisecond): // under the cluster's node timeout
+			for _, p := range cl.Primaries {
+				_ = syscall.Kill(p.PID(), syscall.SIGCONT)
+			}
+			return time.Since(start), <-done
+		}
+	}
+	_, res := run() // connections up on every node
+	require.Equal(t, rbatch.Counts{Applied: 30}, res.Counts)
+	stop := func(ps ...*redistest.Server) (resume func()) {
+		for _, p := range ps {
+			require.NoError(t, syscall.Kill(p.PID(), syscall.SIGSTOP))
+		}
+		resume = func() {
+			for _, p := range ps {
+				_ = syscall.Kill(p.PID(), syscall.SIGCONT)
+			}
+		}
+		t.Cleanup(resume)
+		return resume
+	}
+
+	for range 3 { // the nodes asked come from a map: any order
+		resume := stop(cl.Primaries[0])
+		took, res := run()
+		resume()
+		assert.Less(t, took, rt+250*time.Millisecond, "one primary stopped")
+		// Its commands are unknown, or not sent when its connection was
+		// dialed anew (the last one timed out) and never set up.
+		n := res.Counts
+		assert.Positive(t, n.Applied, "%+v", n)
+		assert.Positive(t, n.Unknown+n.NotSent, "%+v", n)
+		assert.Equal(t, 30, n.Applied+n.Unknown+n.NotSent, "%+v", n)
+		time.Sleep(100 * time.Millisecond)
+	}
+	resume := stop(cl.Primaries...)
+	took, res := run()
+	resume()
+	assert.Less(t, took, 2*rt+400*time.Millisecond, "every primary stopped")
+	assert.Equal(t, 30, res.Counts.Unknown+res.Counts.NotSent, "%+v", res.Counts)
 }

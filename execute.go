@@ -25,6 +25,7 @@ func (b *Batch) execute(ctx context.Context) (*BatchResult, error) {
 	if b.stream != nil {
 		return b.stream.finish(ctx)
 	}
+	ctx = pool.WithReplyBound(ctx, b.plan.ResponseTimeout) // a connection dialed for it too
 	if bg := b.opts.Context; bg != nil {
 		// WithContext's context bounds Execute too: ended already, the
 		// batch is refused (a Redis-side MULTI discarded) before EXEC.
@@ -210,7 +211,7 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			b.run.noReplica, next.refresh = false, true
 		}
 		if next.refresh {
-			b.c.router.Refresh(ctx, gen) // on failure the old map routes, and errors tell
+			b.refresh(ctx, gen, next.failed)
 		}
 		entries, unserved = nil, nil
 		if len(retry) > 0 {
@@ -243,12 +244,32 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 	return errors.Join(nodeErrs...)
 }
 
+// refresh reloads the slot map after a round in which a node failed,
+// asking the nodes that failed last, and waits for it no longer than the
+// batch waits for a reply (its response timeout, or else the read
+// timeout): a stopped node asked first would hold it that long, past the
+// bound the batch's commands ended by. On failure the old map routes, and
+// errors tell.
+func (b *Batch) refresh(ctx context.Context, gen uint64, failed []string) {
+	bound := b.plan.ResponseTimeout
+	if bound <= 0 {
+		bound = b.c.readTimeout
+	}
+	if bound > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, bound)
+		defer cancel()
+	}
+	_ = b.c.router.Refresh(ctx, gen, failed...)
+}
+
 // nextRound gathers the follow-ups of a round's entries.
 type nextRound struct {
 	retry        []int
 	moved, asked map[dest][]int
 	again        map[dest][]int // NOSCRIPT: back to the same node, its scripts loaded
 	refresh      bool
+	failed       []string // the nodes that failed
 	errs         []error
 	redirects    map[int]int // per command, how often it was redirected
 }
@@ -276,6 +297,9 @@ func (n *nextRound) add(o followUp) {
 		addToDest(&n.again, dest{addr, o.slot}, idx)
 	}
 	n.refresh = n.refresh || o.refresh || len(o.moved) > 0
+	if o.failed != "" {
+		n.failed = append(n.failed, o.failed)
+	}
 }
 
 // dest is where a round sends commands again: a node, and with
@@ -324,6 +348,7 @@ type followUp struct {
 	asked   map[string][]int // ASK: send to that node, after ASKING
 	again   map[string][]int // NOSCRIPT: send to that node again, its scripts loaded
 	refresh bool             // the node failed: reload the slot map
+	failed  string           // the node that failed (asked for the map last)
 	err     error            // about the node as a whole (sync, MULTI refused)
 	slot    int              // the entry's transaction slot (entry.slot)
 }

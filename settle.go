@@ -23,10 +23,12 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 			return followUp{}
 		}
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
-		return followUp{retry: idx, refresh: true}
+		return followUp{retry: idx, refresh: true, failed: nr.Addr}
 	}
 	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
-	fu.refresh = r.Err != nil
+	if r.Err != nil {
+		fu.refresh, fu.failed = true, nr.Addr
+	}
 	p := &b.plan
 	switch {
 	case r.Unmet: // nothing was sent: the batch is not to be applied

@@ -52,13 +52,36 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c := newConn(nc, o.ReadTimeout, o.WriteTimeout)
+	c := newConn(nc, setUpTimeout(ctx, o.ReadTimeout), o.WriteTimeout)
 	c.addr = addr
 	if err := c.handshake(ctx, o); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
+	c.readTimeout = o.ReadTimeout
 	return c, nil
+}
+
+type replyBoundKey struct{}
+
+// WithReplyBound has connections dialed for ctx wait for each reply of
+// their set-up (AUTH, SELECT, PING) no longer than d, when that is shorter
+// than their read timeout: a batch's own response timeout bounds the
+// set-up of a connection it dials too (a server that accepts and never
+// answers held such a batch for the read timeout).
+func WithReplyBound(ctx context.Context, d time.Duration) context.Context {
+	if d <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, replyBoundKey{}, d)
+}
+
+// setUpTimeout is the read timeout of a connection's set-up for ctx.
+func setUpTimeout(ctx context.Context, readTimeout time.Duration) time.Duration {
+	if d, ok := ctx.Value(replyBoundKey{}).(time.Duration); ok && (readTimeout <= 0 || d < readTimeout) {
+		return d
+	}
+	return readTimeout
 }
 
 // Bound runs fn, which uses c, so that ctx ending breaks c at once: a
@@ -84,10 +107,12 @@ func DialServing(ctx context.Context, addr string, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.readTimeout = setUpTimeout(ctx, o.ReadTimeout)
 	if err := c.Serving(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
+	c.readTimeout = o.ReadTimeout
 	return c, nil
 }
 

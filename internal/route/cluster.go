@@ -1,9 +1,11 @@
 package route
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -146,15 +148,22 @@ func (c *Cluster[N]) Age() time.Duration {
 }
 
 // Refresh reloads the slot map unless it changed since generation gen (then
-// someone else's refresh already answers the caller's need).
-func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64) error {
+// someone else's refresh already answers the caller's need). The nodes
+// named failed (they just failed a batch) are asked last.
+func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64, failed ...string) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
 	if c.Generation() != gen {
 		return nil
 	}
+	addrs := c.candidates()
+	if len(failed) > 0 {
+		slices.SortStableFunc(addrs, func(a, b string) int {
+			return cmp.Compare(b2i(slices.Contains(failed, a)), b2i(slices.Contains(failed, b)))
+		})
+	}
 	var errs []error
-	for _, addr := range c.candidates() {
+	for _, addr := range addrs {
 		shards, err := c.fetch(ctx, addr)
 		if err != nil {
 			errs = append(errs, err)
@@ -167,6 +176,13 @@ func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64) error {
 		return nil
 	}
 	return fmt.Errorf("cluster slot map: %w", errors.Join(errs...))
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // candidates lists the addresses to ask for the slot map: the known

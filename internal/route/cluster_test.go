@@ -153,3 +153,18 @@ func TestSingleRoutesEverythingToItsNode(t *testing.T) {
 	assert.Nil(t, s.Replica(r))
 	assert.Len(t, s.Nodes(), 2)
 }
+
+// The nodes a refresh is told just failed are asked last: any other node
+// answers first, whatever the order of the known primaries.
+func TestClusterRefreshAsksTheFailedLast(t *testing.T) {
+	f := &fakeShards{}
+	f.set(threeShards...)
+	c := newTestCluster(t, f)
+	for range 20 { // the primaries come from a map: any order
+		f.mu.Lock()
+		f.fetches, f.down = 0, map[string]bool{"a:1": true, "b:1": true}
+		f.mu.Unlock()
+		require.NoError(t, c.Refresh(context.Background(), c.Generation(), "a:1", "b:1"))
+		assert.Equal(t, 1, f.fetches, "c:1 (or the seed) answered at once")
+	}
+}

@@ -30,7 +30,7 @@ type Router[N Node] interface {
 	// Generation identifies the current map; Refresh(ctx, gen) reloads it
 	// unless it already changed since gen.
 	Generation() uint64
-	Refresh(ctx context.Context, gen uint64) error
+	Refresh(ctx context.Context, gen uint64, failed ...string) error
 	// Age is how long ago the map was last loaded (0: a map that never
 	// changes).
 	Age() time.Duration
@@ -53,10 +53,10 @@ func (s Single[N]) Replica(p N) N {
 	}
 	return none
 }
-func (s Single[N]) Node(string) N                         { return s.Primary }
-func (s Single[N]) Generation() uint64                    { return 0 }
-func (s Single[N]) Age() time.Duration                    { return 0 }
-func (s Single[N]) Refresh(context.Context, uint64) error { return nil }
+func (s Single[N]) Node(string) N                                    { return s.Primary }
+func (s Single[N]) Generation() uint64                               { return 0 }
+func (s Single[N]) Age() time.Duration                               { return 0 }
+func (s Single[N]) Refresh(context.Context, uint64, ...string) error { return nil }
 func (s Single[N]) Nodes() []N {
 	var none N
 	if s.ReplicaNode != none {

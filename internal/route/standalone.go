@@ -92,7 +92,7 @@ func (s *Standalone[N]) Age() time.Duration {
 
 // Refresh looks at the primary's replicas again, unless someone did since
 // generation gen.
-func (s *Standalone[N]) Refresh(ctx context.Context, gen uint64) error {
+func (s *Standalone[N]) Refresh(ctx context.Context, gen uint64, _ ...string) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	if s.Generation() != gen {
