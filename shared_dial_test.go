@@ -78,10 +78,7 @@ func TestSharedDialWaitEndsWithOwnContext(t *testing.T) {
 func TestSharedSecondLineWaitsForNoConnection(t *testing.T) {
 	s := redistest.Standalone(t)
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize, cfg.SharedConns = 6, 3 })
-	warm := c.NewBatch()
-	warm.Bucket("sl:warm").SetAsync("1")
-	_, err := warm.Execute(context.Background())
-	require.NoError(t, err)
+	warmUp(t, c, "sl:warm")
 	holdPool(t, s, c, 5) // the sixth is the shared line
 
 	var ok, failed atomic.Int64

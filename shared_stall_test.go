@@ -19,6 +19,16 @@ import (
 	"github.com/rbatch/rbatch/internal/redistest"
 )
 
+// warmUp runs a batch on c, so that its connection is up before a test
+// stops the server.
+func warmUp(t *testing.T, c *rbatch.Client, key string) {
+	t.Helper()
+	b := c.NewBatch()
+	b.Bucket(key).SetAsync("1")
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+}
+
 // stopServer stops s (SIGSTOP) until the returned func resumes it; the
 // test's end resumes it too.
 func stopServer(t *testing.T, s *redistest.Server) (resume func()) {
@@ -37,10 +47,7 @@ func stopServer(t *testing.T, s *redistest.Server) (resume func()) {
 func TestSharedWriterNeverWaitsPastItsContext(t *testing.T) {
 	s := redistest.Standalone(t)
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 4 })
-	warm := c.NewBatch()
-	warm.Bucket("sw:warm").SetAsync("1")
-	_, err := warm.Execute(context.Background())
-	require.NoError(t, err)
+	warmUp(t, c, "sw:warm")
 	resume := stopServer(t, s)
 	val := strings.Repeat("v", 30<<10) // small enough to share
 	var notSent []string
@@ -95,10 +102,7 @@ func assertNeverApplied(t *testing.T, s *redistest.Server, keys []string) {
 func TestSharedManyWithdrawalsArePrompt(t *testing.T) {
 	s := redistest.Standalone(t)
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize, cfg.SharedConns = 8, 1 })
-	warm := c.NewBatch()
-	warm.Bucket("wd:warm").SetAsync("1")
-	_, err := warm.Execute(context.Background())
-	require.NoError(t, err)
+	warmUp(t, c, "wd:warm")
 	resume := stopServer(t, s)
 	val := strings.Repeat("v", 30<<10)
 	run := func(n int, key string, wait time.Duration, took []time.Duration, errs []error) *sync.WaitGroup {
