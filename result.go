@@ -25,7 +25,7 @@ type NodeResult struct {
 	Commands       int           // commands sent to it
 	SyncedReplicas int           // its WAIT (or WAITAOF replicas) reply
 	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
-	Attempts       int           // rounds sent (1 without retries or redirects)
+	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included
 	Duration       time.Duration // from taking a connection to the last reply
 	// ServerErrors counts the error replies read and dropped in a
 	// WithSkipResult batch on a server that refused CLIENT REPLY (or, for

@@ -40,9 +40,8 @@ type PoolStats struct {
 type statser interface{ Stats() pool.Stats }
 
 // Stats returns the figures of every node the client knows, by address: in
-// a cluster, the primaries and their replicas (a replica's are zero while
-// nothing reads from it: Config.ReadFrom), on one server, it and the
-// replica it reads from.
+// a cluster the primaries, and the replicas once the client reads from
+// them (Config.ReadFrom); on one server, it and the replica it reads from.
 func (c *Client) Stats() []PoolStats {
 	var out []PoolStats
 	for _, n := range c.router.Nodes() {
