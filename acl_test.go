@@ -243,3 +243,45 @@ func TestSyncRefusedIsReportedAfterAScriptError(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "sync failed")
 }
+
+// A conditional order by a user whose ACL refuses MULTI while another buyer
+// takes the stock between the condition's read and the write: none of its
+// commands is sent, as WATCH guards only a transaction (before, they ran
+// one by one, unguarded, and sold stock that was gone).
+func TestACLMultiRefusedStopsAConditionalOrder(t *testing.T) {
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", "u", "on", ">"+aclPassword, "~*", "+@all", "-multi")
+	p := redistest.NewProxy(t, s.Addr)
+	c := clientAt(t, p.Addr, func(cfg *rbatch.Config) { cfg.Username, cfg.Password, cfg.PoolSize = "u", aclPassword, 1 })
+	warm := c.NewBatch()
+	warm.Bucket("w").GetAsync()
+	_, err := warm.Execute(context.Background())
+	require.NoError(t, err)
+	s.MustDo(t, "HSET", "stock:{14}", "sku-1", 1)
+	s.ResetStats(t)
+	// Hold back what follows WATCH and the condition's read until the
+	// stock was taken elsewhere.
+	read := len(respCommand("WATCH", "stock:{14}")) + len(respCommand("HGET", "stock:{14}", "sku-1"))
+	p.SetFault(redistest.Fault{Kind: redistest.Stall, Dir: redistest.ToServer, AfterBytes: int64(read), Scope: redistest.ExistingConns})
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	held := b.AddCondition(rbatch.HashIntAtLeast("stock:{14}", "sku-1", 1))
+	left := b.Map("stock:{14}").AddAndGetAsync("sku-1", -1)
+	b.List("orders:{14}").AddAsync("o")
+	done := b.ExecuteAsync(context.Background())
+	waitUntil(t, "the condition was read", func() bool { return s.CommandStats(t)["hget"] == 1 })
+	s.MustDo(t, "HSET", "stock:{14}", "sku-1", 0) // another buyer took the last unit
+	p.Clear()
+	res, err := done.Get()
+	require.ErrorIs(t, err, rbatch.ErrNotSent)
+	assert.ErrorContains(t, err, "NOPERM")
+	var re *rbatch.RedisError
+	assert.ErrorAs(t, errOf(left), &re, "MULTI's refusal, as it came")
+	assert.Equal(t, rbatch.Counts{NotSent: 2}, res.Counts)
+	assert.ErrorIs(t, errOf(left), rbatch.ErrNotSent)
+	ok, _ := held.Get()
+	assert.True(t, ok, "the condition held when it was read")
+	assert.Equal(t, "0", string(s.MustDo(t, "HGET", "stock:{14}", "sku-1").([]byte)), "not oversold")
+	assert.EqualValues(t, 0, s.MustDo(t, "LLEN", "orders:{14}"), "no order placed without stock")
+	assert.Zero(t, s.CommandStats(t)["hincrby"])
+	assert.EqualValues(t, 1, s.CommandStats(t)["unwatch"], "the keys unwatched: the connection is reused")
+}

@@ -199,8 +199,10 @@ type condition struct {
 
 // AddCondition makes the batch apply only if c holds: at Execute the
 // conditions' keys are WATCHed and read in one round trip; when every
-// condition holds the batch runs as MULTI … EXEC on that connection, and
-// when one does not, UNWATCH ends it and nothing is sent — every command
+// condition holds the batch runs as MULTI … EXEC on that connection (MULTI
+// answered before the commands are written: refused, the commands end not
+// sent, as nothing would guard them), and when one does not, UNWATCH ends
+// it and nothing is sent — every command
 // ends ErrConditionFailed and Execute's error names the condition. If a
 // watched key changes before EXEC (EXEC answers nil), the conditions are
 // read and the transaction sent again within WithRetry's attempts; after

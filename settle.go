@@ -35,7 +35,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 		b.resolve(idx, b.run.unmet)
 		fu.err = b.run.unmet
 	case r.GuardErr != nil: // WATCH was refused (MOVED, TRYAGAIN, …): nothing else was sent
-		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("checking the conditions (WATCH and reading their keys, or where the transaction's are): %w", orRedisError(r.GuardErr)))})
+		b.resolve(idx, &notSentError{cause: wrap(fmt.Errorf("checking the conditions (WATCH and reading their keys, or where the transaction's are) and opening their transaction (MULTI): %w", orRedisError(r.GuardErr)))})
 		redirect(&fu, nr, idx, r.GuardErr)
 	default:
 		b.settleSpans(idx, errs, r, &fu, nr, wrap)

@@ -3,9 +3,12 @@ package batch
 // Guard is what a conditional transaction checks before it is sent, on the
 // connection that then sends it: WATCH of the conditions' keys and one read
 // per condition, in one round trip. Holds decides from the reads' replies:
-// when they hold, the group's MULTI … EXEC follows (EXEC answers nil if a
-// watched key changed in between); when not, UNWATCH ends the exchange and
-// nothing of the group is sent.
+// when they hold, the group's head (its scripts' SCRIPT LOAD, ASKING,
+// MULTI) goes in a round trip of its own, and once MULTI is taken the
+// commands and EXEC follow (EXEC answers nil if a watched key changed in
+// between); when not, UNWATCH ends the exchange and nothing of the group
+// is sent. A refused MULTI stops the commands too: WATCH guards only an
+// EXEC, and commands sent without MULTI would run unguarded.
 type Guard struct {
 	Watch []byte // the encoded WATCH key…
 	// Probe, when set, is sent after WATCH: a command naming every key of
@@ -21,11 +24,14 @@ type Guard struct {
 
 var unwatch = mustEncode("UNWATCH")
 
-// guard runs g.Guard on conn and reports whether the group's commands are to
-// follow. When they are not, res says why: Unmet (a condition did not hold),
-// GuardErr (WATCH's or the probe's error reply, such as MOVED) or Err (the connection
-// failed; it is aborted). Then nothing of the group was sent, and the
-// connection, when it answered, holds no WATCH.
+// guard runs g.Guard on conn, with the group's head after it, and reports
+// whether the group's commands are to follow (its head consumed: the rest
+// of the group is written and read without it). When they are not, res
+// says why: Unmet (a condition did not hold), GuardErr (WATCH's or the
+// probe's error reply, such as MOVED, or MULTI's refusal) or Err (the
+// connection failed; it is aborted). Then none of the group's commands
+// was sent, and the connection, when it answered, holds no WATCH and no
+// MULTI.
 func guard(conn Conn, g *Group, res *Result) bool {
 	gd := g.Guard
 	write := func(b []byte) error {
@@ -49,7 +55,8 @@ func guard(conn Conn, g *Group, res *Result) bool {
 	if err == nil {
 		err = conn.Flush()
 	}
-	rd := reader{conn: conn, p: g.Plan, res: res}
+	l := &g.layout
+	rd := reader{conn: conn, p: g.Plan, res: res, nPrefix: len(l.prefix), l: l}
 	next := func() (any, bool) {
 		if g.AskMulti {
 			if _, err := rd.recv(0); err != nil {
@@ -95,7 +102,28 @@ func guard(conn Conn, g *Group, res *Result) bool {
 		}
 	}
 	if res.GuardErr == nil && gd.Holds(replies) {
-		return true
+		// The head, MULTI last, is written and answered now: the rest of
+		// the group goes without it.
+		err = l.writeFrames(conn, l.before())
+		if err == nil {
+			err = conn.Flush()
+		}
+		if err != nil {
+			res.Err = err
+			conn.Abort()
+			return false
+		}
+		for _, f := range l.before() {
+			if !rd.frame(f) {
+				conn.Abort()
+				return false
+			}
+		}
+		if res.MultiRefused == nil {
+			l.nHead = 0
+			return true
+		}
+		res.GuardErr, res.MultiRefused = res.MultiRefused, nil
 	}
 	res.Unmet = res.GuardErr == nil
 	// Nothing follows: the keys are unwatched so the connection may be reused.
