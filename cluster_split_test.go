@@ -200,21 +200,8 @@ func TestClusterStoppedPrimaryKeepsTheResponseTimeout(t *testing.T) {
 	}
 	_, res := run() // connections up on every node
 	require.Equal(t, rbatch.Counts{Applied: 30}, res.Counts)
-	stop := func(ps ...*redistest.Server) (resume func()) {
-		for _, p := range ps {
-			require.NoError(t, syscall.Kill(p.PID(), syscall.SIGSTOP))
-		}
-		resume = func() {
-			for _, p := range ps {
-				_ = syscall.Kill(p.PID(), syscall.SIGCONT)
-			}
-		}
-		t.Cleanup(resume)
-		return resume
-	}
-
 	for range 3 { // the nodes asked come from a map: any order
-		resume := stop(cl.Primaries[0])
+		resume := stopServer(t, cl.Primaries[0])
 		took, res := run()
 		resume()
 		assert.Less(t, took, rt+250*time.Millisecond, "one primary stopped")
@@ -226,7 +213,7 @@ func TestClusterStoppedPrimaryKeepsTheResponseTimeout(t *testing.T) {
 		assert.Equal(t, 30, n.Applied+n.Unknown+n.NotSent, "%+v", n)
 		time.Sleep(100 * time.Millisecond)
 	}
-	resume := stop(cl.Primaries...)
+	resume := stopServer(t, cl.Primaries...)
 	took, res := run()
 	resume()
 	assert.Less(t, took, 2*rt+400*time.Millisecond, "every primary stopped")

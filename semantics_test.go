@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -187,17 +186,10 @@ func TestSemanticsRedisSideStallWhileFilledAborts(t *testing.T) {
 			first := queueOne(b, mode, "ks:n")
 			waitUntil(t, "queued in Redis", func() bool { return clientInMulti(t, s) == 1 })
 			time.Sleep(20 * time.Millisecond) // its QUEUED is read
-			require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
-			resumed := false
-			defer func() {
-				if !resumed {
-					_ = syscall.Kill(s.PID(), syscall.SIGCONT)
-				}
-			}()
+			resume := stopServer(t, s)
 			second := queueOne(b, mode, "ks:n")
 			time.Sleep(600 * time.Millisecond) // four response timeouts
-			require.NoError(t, syscall.Kill(s.PID(), syscall.SIGCONT))
-			resumed = true
+			resume()
 			res, err := b.Execute(context.Background())
 			require.ErrorIs(t, err, rbatch.ErrTxAborted)
 			assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "%v", err)

@@ -29,13 +29,21 @@ func warmUp(t *testing.T, c *rbatch.Client, key string) {
 	require.NoError(t, err)
 }
 
-// stopServer stops s (SIGSTOP) until the returned func resumes it; the
-// test's end resumes it too.
-func stopServer(t *testing.T, s *redistest.Server) (resume func()) {
+// stopServer stops servers (SIGSTOP) until the returned func resumes them;
+// the test's end resumes them too.
+func stopServer(t *testing.T, servers ...*redistest.Server) (resume func()) {
 	t.Helper()
-	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	for _, s := range servers {
+		require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	}
 	var once sync.Once
-	resume = func() { once.Do(func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) }) }
+	resume = func() {
+		once.Do(func() {
+			for _, s := range servers {
+				_ = syscall.Kill(s.PID(), syscall.SIGCONT)
+			}
+		})
+	}
 	t.Cleanup(resume)
 	return resume
 }

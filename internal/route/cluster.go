@@ -1,7 +1,6 @@
 package route
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -156,12 +155,15 @@ func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64, failed ...string) 
 	if c.Generation() != gen {
 		return nil
 	}
-	addrs := c.candidates()
-	if len(failed) > 0 {
-		slices.SortStableFunc(addrs, func(a, b string) int {
-			return cmp.Compare(b2i(slices.Contains(failed, a)), b2i(slices.Contains(failed, b)))
-		})
+	var addrs, last []string
+	for _, addr := range c.candidates() {
+		if slices.Contains(failed, addr) {
+			last = append(last, addr)
+		} else {
+			addrs = append(addrs, addr)
+		}
 	}
+	addrs = append(addrs, last...)
 	var errs []error
 	for _, addr := range addrs {
 		shards, err := c.fetch(ctx, addr)
@@ -176,13 +178,6 @@ func (c *Cluster[N]) Refresh(ctx context.Context, gen uint64, failed ...string) 
 		return nil
 	}
 	return fmt.Errorf("cluster slot map: %w", errors.Join(errs...))
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // candidates lists the addresses to ask for the slot map: the known
