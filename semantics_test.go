@@ -142,6 +142,19 @@ func TestSemanticsWriteAtomicKilledWhileWaitingAborts(t *testing.T) {
 	assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
 }
 
+// executeAborted executes the Redis-side batch b and checks that it ended
+// aborted, every one of its futures with it (what names the case).
+func executeAborted(t *testing.T, what string, b *rbatch.Batch, futures ...interface{ Get() (string, error) }) {
+	t.Helper()
+	res, err := b.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrTxAborted, what)
+	assert.Equal(t, rbatch.Counts{Aborted: len(futures)}, res.Counts, "%s: %v", what, err)
+	for _, f := range futures {
+		_, ferr := f.Get()
+		assert.ErrorIs(t, ferr, rbatch.ErrTxAborted, what)
+	}
+}
+
 // The same kill, then one more command queued before Execute: the MULTI
 // was discarded with the connection, so the command queued into the dead
 // connection and the one before it both end aborted, not unknown, and EXEC
@@ -159,13 +172,7 @@ func TestSemanticsRedisSideKilledThenQueuedMoreAborts(t *testing.T) {
 				s.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 				waitUntil(t, "the batch's connection is gone", func() bool { return clientInMulti(t, s) == -1 })
 				second := queueOne(b, mode, "kq:n")
-				res, err := b.Execute(context.Background())
-				require.ErrorIs(t, err, rbatch.ErrTxAborted, "round %d", round)
-				assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "round %d: %v", round, err)
-				for _, f := range []interface{ Get() (string, error) }{first, second} {
-					_, ferr := f.Get()
-					assert.ErrorIs(t, ferr, rbatch.ErrTxAborted, "round %d", round)
-				}
+				executeAborted(t, fmt.Sprintf("round %d", round), b, first, second)
 			}
 			assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached Redis")
 			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
@@ -190,13 +197,7 @@ func TestSemanticsRedisSideStallWhileFilledAborts(t *testing.T) {
 			second := queueOne(b, mode, "ks:n")
 			time.Sleep(600 * time.Millisecond) // four response timeouts
 			resume()
-			res, err := b.Execute(context.Background())
-			require.ErrorIs(t, err, rbatch.ErrTxAborted)
-			assert.Equal(t, rbatch.Counts{Aborted: 2}, res.Counts, "%v", err)
-			for _, f := range []interface{ Get() (string, error) }{first, second} {
-				_, ferr := f.Get()
-				assert.ErrorIs(t, ferr, rbatch.ErrTxAborted)
-			}
+			executeAborted(t, "stalled", b, first, second)
 			assert.Zero(t, s.CommandStats(t)["exec"], "EXEC never reached Redis")
 			assert.Equal(t, int64(0), s.MustDo(t, "DBSIZE"), "nothing applied")
 		})

@@ -41,8 +41,12 @@ type Session struct {
 	// once its command is written, and with none before (see has).
 	written, armedTo int
 	held             bool // the reader removed the read deadline: nothing it waits for is written
-	discard          bool // the queue was closed by DISCARD
-	tainted          bool // a command changed the connection's state: it is closed at the end
+	// deadline is conn as a connection whose read deadline can wait for
+	// the writer (nil: it cannot, or replies are off and nothing written
+	// before EXEC is answered): the QUEUED replies' bound is kept on it.
+	deadline readDeadliner
+	discard  bool // the queue was closed by DISCARD
+	tainted  bool // a command changed the connection's state: it is closed at the end
 
 	res Result // written by the run goroutine before done closes
 
@@ -186,6 +190,9 @@ func (s *Session) run(ctx context.Context) {
 		return
 	}
 	s.conn = conn
+	if d, ok := conn.(readDeadliner); ok && !s.plan.SkipResult {
+		s.deadline = d
+	}
 	s.mu.Unlock()
 
 	exchange(ctx, conn, s.plan, &s.layout, sessionSource{s}, &s.res,
@@ -246,7 +253,7 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 				return err
 			}
 			if !closed { // once closed, exchange bounds what is left
-				s.wrote(conn, written, pushed)
+				s.wrote(written, pushed)
 			}
 			written, wroteAt = pushed, time.Now()
 		}
@@ -258,17 +265,18 @@ func (s *Session) write(conn Conn, w *progress) (err error) {
 	}
 }
 
-// wrote records that the commands before pushed were handed to conn, from
-// from on, and bounds the reader's wait when it waits for one of them (or
-// for MULTI's reply, before any): a reader still behind keeps the deadline
-// armed for what it waits for, so a later write never stretches that wait.
-// With replies off nothing written before EXEC is answered: the reader
-// waits for CLIENT REPLY ON's reply, which exchange bounds.
-func (s *Session) wrote(conn Conn, from, pushed int) {
+// wrote records that the commands before pushed were handed to the
+// connection, from from on, and bounds the reader's wait when it waits for
+// one of them (or for MULTI's reply, before any): a reader still behind
+// keeps the deadline armed for what it waits for, so a later write never
+// stretches that wait. With replies off nothing written before EXEC is
+// answered: the reader waits for CLIENT REPLY ON's reply, which exchange
+// bounds.
+func (s *Session) wrote(from, pushed int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.written = pushed
-	if d, ok := conn.(readDeadliner); ok && s.asked >= from && !s.plan.SkipResult {
+	if d := s.deadline; d != nil && s.asked >= from {
 		d.ArmReadDeadline(s.plan.ResponseTimeout)
 		s.armedTo, s.held = pushed, false
 	}
@@ -297,7 +305,7 @@ func (src sessionSource) has(k int) bool {
 	for k >= len(s.sinks) && !s.closed {
 		s.cond.Wait()
 	}
-	if d, ok := s.conn.(readDeadliner); ok && k >= s.armedTo && !s.plan.SkipResult {
+	if d := s.deadline; d != nil && k >= s.armedTo {
 		switch {
 		case k < s.written && k < len(s.sinks):
 			d.ArmReadDeadline(s.plan.ResponseTimeout)
