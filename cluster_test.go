@@ -247,6 +247,66 @@ func TestClusterTransactionKeysOfEveryCommand(t *testing.T) {
 	}
 }
 
+// A raw command's keys beyond its first (RENAME's destination, SINTERSTORE's
+// sources, BITOP's, a Lua script's, XREAD's streams) are checked against the
+// transaction's slot too: the batch is refused with ErrCrossSlot before
+// anything reaches Redis, where MULTI would have been aborted by CROSSSLOT
+// (a Redis-side queue already holding commands is discarded). Keys all in
+// the one slot go through.
+func TestClusterTransactionRawCommandKeys(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	cases := map[string][]any{
+		"RENAME":      {"RENAME", "{x}a", "pk:1"},
+		"SMOVE":       {"SMOVE", "{x}s", "pk:1", "m"},
+		"SINTERSTORE": {"SINTERSTORE", "{x}d", "{x}s", "pk:1"},
+		"ZUNIONSTORE": {"ZUNIONSTORE", "{x}d", "2", "{x}z", "pk:1"},
+		"BITOP":       {"BITOP", "OR", "{x}d", "{x}a", "pk:1"},
+		"SORT":        {"SORT", "{x}l", "ALPHA", "STORE", "pk:1"},
+		"XREAD":       {"XREAD", "COUNT", "1", "STREAMS", "{x}st", "pk:1", "0", "0"},
+	}
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		for name, cmd := range cases {
+			cl.ResetStats(t)
+			b := c.NewBatch(rbatch.WithMode(mode))
+			set := b.Bucket("{x}a").SetAsync("1")
+			f := b.Do(cmd[0].(string), cmd[1:]...)
+			_, err := b.Execute(context.Background())
+			require.ErrorIs(t, err, rbatch.ErrCrossSlot, "%s in %v", name, mode)
+			assert.ErrorContains(t, err, fmt.Sprintf("%q (slot %d)", "pk:1", route.Slot("pk:1")), "%s in %v", name, mode)
+			assert.ErrorIs(t, errOf(f), rbatch.ErrCrossSlot, "%s in %v", name, mode)
+			stats := cl.CommandStats(t)
+			if mode == rbatch.InMemoryAtomic {
+				assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent, "%s in %v", name, mode)
+				assert.ErrorIs(t, errOf(set), rbatch.ErrNotSent, "%s in %v", name, mode)
+				assert.Zero(t, stats["multi"]+stats["set"], "nothing sent for %s in %v", name, mode)
+				continue
+			}
+			// A Redis-side queue holds the SET already: its MULTI is discarded.
+			assert.ErrorIs(t, errOf(set), rbatch.ErrTxAborted, "%s in %v", name, mode)
+			assert.Equal(t, stats["multi"], stats["discard"], "%s in %v", name, mode)
+			assert.Zero(t, stats["exec"], "%s in %v", name, mode)
+		}
+	}
+
+	// The same commands on keys of one slot run as one transaction.
+	cl.FlushAll(t)
+	b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+	b.Set("{x}s").AddAsync("m")
+	b.Bucket("{x}a").SetAsync("1")
+	moved := b.Do("SMOVE", "{x}s", "{x}t", "m")
+	renamed := b.Do("RENAME", "{x}a", "{x}b")
+	bitop := b.Do("BITOP", "OR", "{x}d", "{x}b", "{x}c")
+	group := b.Do("XGROUP", "CREATE", "{x}st", "g", "$", "MKSTREAM") // routed by its key, not CREATE
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	for f, want := range map[*rbatch.Future[any]]any{moved: int64(1), renamed: "OK", bitop: int64(1), group: "OK"} {
+		got, err := f.Get()
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+}
+
 func TestClusterTransactionPerSlot(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)

@@ -43,43 +43,16 @@ func (t *txSlot) keep(key []byte) error {
 func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
 
 // eachKey calls fn with every key of command i (each argument of a
-// multi-key command, each key of MSET's and MSETNX's pairs, each of the
-// keys a script, a function or SINTERCARD … counts), up to fn's first
-// error.
+// multi-key command, each key of MSET's and MSETNX's pairs, the keys a
+// script, RENAME, SINTERSTORE, XREAD … name; see queue.EachKey), up to
+// fn's first error.
 func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
-	step, counted := 1, -1 // counted: the position of a count of keys (-1: none)
-	switch f := b.q.At(i).Flags; {
-	case f&queue.KeyValue != 0:
-		step = 2 // key, value, …
-	case f&queue.MultiKey != 0:
-	default:
-		switch string(b.q.NameBytes(i)) {
-		case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO", "BLMPOP", "BZMPOP":
-			counted = 1 // script (function, timeout), numkeys, key…
-		case "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION", "LMPOP", "ZMPOP":
-			counted = 0 // numkeys, key…
-		case "MSETNX":
-			step = 2 // sent whole, one slot being its rule: key, value, …
-		default:
-			if key := b.q.KeyBytes(i); key != nil {
-				return fn(key)
-			}
-			return nil
-		}
+	name, f := string(b.q.NameBytes(i)), b.q.At(i).Flags
+	if queue.KeysKnown(name, f) {
+		return queue.EachKey(name, f, b.q.Args(i), fn)
 	}
-	args := b.q.Args(i)
-	from, to := 0, len(args)
-	if counted >= 0 {
-		n := 0
-		if counted < len(args) {
-			n, _ = strconv.Atoi(string(args[counted])) // not a number: Redis refuses it, no key to check
-		}
-		from, to = counted+1, min(counted+1+max(n, 0), len(args))
-	}
-	for k := from; k < to; k += step {
-		if err := fn(args[k]); err != nil {
-			return err
-		}
+	if key := b.q.KeyBytes(i); key != nil {
+		return fn(key)
 	}
 	return nil
 }
@@ -160,8 +133,9 @@ func rawKeyArg(name string, args []any) int {
 	case "BLMPOP", "BZMPOP":
 		// timeout, numkeys, key…
 		return numKeysAt(args, 1)
-	case "OBJECT", "MEMORY":
-		// OBJECT ENCODING key, MEMORY USAGE key; the others take none
+	case "OBJECT", "MEMORY", "XGROUP", "XINFO", "BITOP":
+		// OBJECT ENCODING key, MEMORY USAGE key, XGROUP CREATE key …,
+		// XINFO STREAM key, BITOP AND destkey key…; HELP takes none
 		if len(args) >= 2 {
 			return 2
 		}
