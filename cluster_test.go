@@ -327,6 +327,42 @@ func TestClusterTransactionPerSlot(t *testing.T) {
 	}
 }
 
+// With one transaction per slot and WAIT, each slot's transaction waits for
+// its own writes, side by side with the others: 12 slots over 3 primaries
+// whose one replica cannot give the 2 acknowledgements asked for take one
+// WAIT timeout, not one per slot. A node's slots count as one attempt,
+// lasting as long as the longest, and its SyncedReplicas is the fewest.
+func TestClusterTransactionPerSlotWaits(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		cl.ResetStats(t)
+		const wait = 300 * time.Millisecond
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithTransactionPerSlot(), rbatch.WithSync(2, wait))
+		slots := map[int]bool{}
+		for i := 0; len(slots) < 12; i++ {
+			k := "tpsw" + strconv.Itoa(i)
+			if s := route.Slot(k); !slots[s] {
+				slots[s] = true
+				b.AtomicLong(k).IncrementAndGetAsync()
+			}
+		}
+		start := time.Now()
+		res, err := b.Execute(context.Background())
+		elapsed := time.Since(start)
+		require.NoError(t, err, mode)
+		assert.Less(t, elapsed, 3*wait, "%v: the slots' WAITs run side by side", mode)
+		assert.Equal(t, int64(len(slots)), cl.CommandStats(t)["wait"], "%v: a WAIT per slot's transaction", mode)
+		require.Len(t, res.Nodes, 3, mode)
+		assert.Equal(t, 1, res.SyncedReplicas, mode)
+		for _, nr := range res.Nodes {
+			assert.Equal(t, 1, nr.Attempts, "%v %s: no retry, no redirect", mode, nr.Addr)
+			assert.LessOrEqual(t, nr.Duration, elapsed, "%v %s", mode, nr.Addr)
+			assert.Equal(t, 1, nr.SyncedReplicas, "%v %s", mode, nr.Addr)
+		}
+	}
+}
+
 func TestClusterWaitOnEveryPrimary(t *testing.T) {
 	cl := freshCluster(t)
 	c := clusterClient(t, cl)

@@ -98,7 +98,7 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 		}
 	}
 	stats := &b.run.stats
-	stats.list, stats.wrote = b.out.nodes[:0], stats.wrote[:0]
+	stats.list, stats.at = b.out.nodes[:0], stats.at[:0]
 	var nodeErr error
 	if len(entries) == 1 && len(unserved) == 0 && b.run.hooks == nil && b.pipe == nil && entries[0].session == nil {
 		// One group, as most batches: its first round runs here, and the
@@ -282,7 +282,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	}
 	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
 	errs := e.errs // the error replies, noted as they were read
-	fu, _ := b.settleEntry(e, addr, &r, connErr, &nr, stats)
+	fu, _ := b.settleEntry(e, addr, &r, connErr, &nr, round, stats)
 	if groupEnd != nil {
 		b.reportGroup(ctx, e, addr, nr, r, connErr, errs, fu, groupEnd)
 	}
@@ -318,7 +318,7 @@ func (b *Batch) runSole(ctx context.Context, e *entry, stats *nodeStats) (fu fol
 		addr = e.node.Addr()
 	}
 	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
-	return b.settleEntry(e, addr, &r, connErr, &nr, stats)
+	return b.settleEntry(e, addr, &r, connErr, &nr, 1, stats)
 }
 
 // answeredAll reports that r answered every command of e with its own
@@ -334,13 +334,13 @@ func answeredAll(r *batch.Result, e *entry, tail bool) bool {
 // send again, and counts the node's figures: the end of a round for e.
 // done reports that every command was answered with its own reply, so
 // that nothing was left to settle and nothing follows.
-func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, stats *nodeStats) (fu followUp, done bool) {
+func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, round int, stats *nodeStats) (fu followUp, done bool) {
 	if connErr == nil && answeredAll(r, e, b.plan.Tail != nil) {
 		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
 		if b.skipsRead() {
 			b.skipAnswers(e.indices, e.errs)
 		}
-		stats.add(*nr, true)
+		stats.add(*nr, round, true)
 		return followUp{}, true
 	}
 	fu = b.settle(e.indices, e.errs, r, connErr, nr)
@@ -348,7 +348,7 @@ func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr erro
 	if len(e.again) > 0 {
 		addTo(&fu.again, addr, "", e.again)
 	}
-	stats.add(*nr, connErr == nil && b.mayHaveApplied(e.indices))
+	stats.add(*nr, round, connErr == nil && b.mayHaveApplied(e.indices))
 	return fu, false
 }
 
@@ -487,7 +487,7 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 	if b.opts.Sync || b.opts.SyncAOF {
 		first := true
 		for i, nr := range nodes {
-			if i < len(b.run.stats.wrote) && !b.run.stats.wrote[i] {
+			if i < len(b.run.stats.at) && !b.run.stats.at[i].wrote {
 				continue // it applied nothing: its WAIT acknowledges nothing of the batch
 			}
 			if first || nr.SyncedReplicas < res.SyncedReplicas {

@@ -3,40 +3,70 @@ package rbatch
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // nodeStats gathers the NodeResults of a batch, one per node address.
 type nodeStats struct {
-	mu   sync.Mutex // guards list and wrote
+	mu   sync.Mutex // guards list and at
 	list []NodeResult
-	// wrote tells, for each of list, whether a command may have been
-	// applied there: only such a node's WAIT says something of the batch.
-	wrote []bool
+	at   []nodeRounds // for each of list, what its rounds added up to
 }
 
-// add counts a group's figures for its node; wrote reports that one of
-// its commands may have been applied there (mayHaveApplied).
-func (s *nodeStats) add(nr NodeResult, wrote bool) {
+// nodeRounds is what a node's NodeResult was made of: a round may run
+// several groups there at once (one transaction per slot), which count as
+// one attempt lasting as long as the longest.
+type nodeRounds struct {
+	// wrote tells whether a command may have been applied there: only such
+	// a node's WAIT says something of the batch.
+	wrote     bool
+	syncRound int           // the round of the group that wrote whose WAIT the result holds
+	round     int           // the latest round counted
+	longest   time.Duration // the longest group of that round
+	before    time.Duration // the rounds before it, each its longest group
+}
+
+// add counts a group's figures, from round, for its node; wrote reports
+// that one of its commands may have been applied there (mayHaveApplied).
+func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.list {
-		if p := &s.list[i]; p.Addr == nr.Addr {
-			if wrote || !s.wrote[i] { // a later round that applied nothing there says nothing of its sync
-				p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
-			}
-			s.wrote[i] = s.wrote[i] || wrote
-			p.Commands += nr.Commands
-			p.Attempts++
-			p.Duration += nr.Duration
-			p.ServerErrors += nr.ServerErrors
-			p.Moved += nr.Moved
-			p.Asked += nr.Asked
-			return
+		p, a := &s.list[i], &s.at[i]
+		if p.Addr != nr.Addr {
+			continue
 		}
+		switch {
+		case wrote && a.wrote && a.syncRound == round:
+			// Groups of one round that ran side by side: each WAIT covers
+			// its own, so the node has the fewest.
+			p.SyncedReplicas, p.SyncedLocal = min(p.SyncedReplicas, nr.SyncedReplicas), p.SyncedLocal && nr.SyncedLocal
+		case wrote || !a.wrote: // a later round that applied nothing there says nothing of its sync
+			p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
+			if wrote {
+				a.syncRound = round
+			}
+		}
+		a.wrote = a.wrote || wrote
+		if round != a.round {
+			p.Attempts++
+			a.before, a.longest, a.round = a.before+a.longest, 0, round
+		}
+		a.longest = max(a.longest, nr.Duration)
+		p.Duration = a.before + a.longest
+		p.Commands += nr.Commands
+		p.ServerErrors += nr.ServerErrors
+		p.Moved += nr.Moved
+		p.Asked += nr.Asked
+		return
 	}
 	nr.Attempts = 1
 	s.list = append(s.list, nr)
-	s.wrote = append(s.wrote, wrote)
+	a := nodeRounds{wrote: wrote, round: round, longest: nr.Duration}
+	if wrote {
+		a.syncRound = round
+	}
+	s.at = append(s.at, a)
 }
 
 // mayHaveApplied reports whether a command of idx may have been applied by

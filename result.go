@@ -25,8 +25,8 @@ type NodeResult struct {
 	Commands       int           // commands sent to it
 	SyncedReplicas int           // its WAIT (or WAITAOF replicas) reply
 	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
-	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included
-	Duration       time.Duration // from taking a connection to the last reply
+	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included; a round's transactions per slot are one
+	Duration       time.Duration // from taking a connection to the last reply, each round's longest group added up
 	// ServerErrors counts the error replies read and dropped in a
 	// WithSkipResult batch on a server that refused CLIENT REPLY (or, for
 	// a transaction, CLIENT SETNAME): rbatch then reads every reply

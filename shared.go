@@ -68,8 +68,12 @@ func (c *Client) sharedOf(node pool.Node) *batch.Shared {
 // response timeout of its own (WithResponseTimeout) does not: a shared
 // connection's reads are bounded by one timeout for all its batches (the
 // client's ReadTimeout), and a batch's own, shorter or longer, would end
-// or stretch the wait of the batches beside it.
+// or stretch the wait of the batches beside it. Nor does a batch of one
+// transaction per slot that ends in WAIT: its transactions run side by
+// side, each with its WAIT, which on a node's one WAIT line would run one
+// after another.
 func (b *Batch) shares() bool {
 	return b.c.sharedLines > 0 && !b.opts.Mode.redisSide() && !b.segment && b.guard == nil &&
-		!b.ownConn && b.plan.TailTimeout >= 0 && b.plan.ResponseTimeout == 0
+		!b.ownConn && b.plan.TailTimeout >= 0 && b.plan.ResponseTimeout == 0 &&
+		!(b.plan.Tail != nil && b.perSlot())
 }

@@ -278,7 +278,7 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 		}
 	}
 	for k, nr := range res.Nodes {
-		s.addNode(nr, k >= len(seg.run.stats.wrote) || seg.run.stats.wrote[k])
+		s.addNode(nr, k >= len(seg.run.stats.at) || seg.run.stats.at[k].wrote)
 	}
 	s.keepFailures(failed)
 	var berr *BatchError
