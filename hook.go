@@ -20,8 +20,9 @@ import (
 // hook slows the batch. BatchStart and GroupStart may return a context
 // derived from the one they get (a tracing span's); it is the context the
 // matching End gets, and GroupStart gets the batch's. A group is one node's
-// share of one round: a batch whose commands were redirected or retried
-// has several groups on a node, told apart by Attempt. The I/O of the
+// share of one round (with WithTransactionPerSlot, one slot's): a batch
+// whose commands were redirected or retried has several groups on a node,
+// told apart by Attempt. The I/O of the
 // Redis-side modes while commands are queued (before Execute) is not a
 // group; their Execute is.
 type Hook interface {
