@@ -508,6 +508,23 @@ func TestClientFromRedigoPoolWaitAOFUnsupported(t *testing.T) {
 	assert.Zero(t, calls(t, "multi"))
 }
 
+// A client given no redigo pool fails its batches with an error that says
+// so, in every mode, instead of a nil dereference deep in redigo.
+func TestClientFromNilPool(t *testing.T) {
+	c := rbatch.NewClientFromPool(nil)
+	defer c.Close()
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic, rbatch.Streaming} {
+		b := c.NewBatch(rbatch.WithMode(mode))
+		f := b.AtomicLong("pool:nil").IncrementAndGetAsync()
+		res, err := b.Execute(context.Background())
+		require.Error(t, err, mode)
+		assert.ErrorContains(t, err, "nil *redis.Pool", mode)
+		assert.ErrorIs(t, errOf(f), rbatch.ErrNotSent, mode)
+		assert.Equal(t, rbatch.Counts{NotSent: 1}, res.Counts, mode)
+	}
+	assert.Len(t, c.Stats(), 1)
+}
+
 func TestClientFromRedigoPool(t *testing.T) {
 	fresh(t)
 	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}

@@ -24,7 +24,14 @@ var _ Node = RedigoNode{}
 
 func (n RedigoNode) Addr() string { return "redigo-pool" }
 
+// ErrNilPool is the cause of everything a client given no redigo pool is
+// asked to send.
+var ErrNilPool = errors.New("NewClientFromPool was given a nil *redis.Pool")
+
 func (n RedigoNode) Get(ctx context.Context) (Lease, error) {
+	if n.Pool == nil {
+		return nil, ErrNilPool
+	}
 	c, err := n.Pool.GetContext(ctx)
 	if err != nil {
 		return nil, err
@@ -55,6 +62,9 @@ func (n RedigoNode) Close() error { return nil }
 // Stats are what a redigo pool counts: its connections open, idle and in
 // use, and its waits. Timeouts and discarded connections it does not count.
 func (n RedigoNode) Stats() Stats {
+	if n.Pool == nil {
+		return Stats{}
+	}
 	st := n.Pool.Stats()
 	return Stats{Total: st.ActiveCount, Idle: st.IdleCount, InUse: st.ActiveCount - st.IdleCount,
 		Waits: st.WaitCount, WaitTime: st.WaitDuration}
