@@ -3,6 +3,8 @@ package rbatch
 import (
 	"context"
 	"sync/atomic"
+
+	"github.com/rbatch/rbatch/internal/ctxerr"
 )
 
 // Future is the result of one queued command. It resolves when its batch is
@@ -105,7 +107,7 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 		return f.val, f.err
 	case <-ctx.Done():
 		var zero T
-		return zero, ctx.Err()
+		return zero, ctxerr.Of(ctx) // with its cause (WithTimeoutCause), as Execute gives it
 	}
 }
 

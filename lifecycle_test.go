@@ -221,6 +221,14 @@ func TestFutureWaitHonoursContext(t *testing.T) {
 	defer cancel()
 	_, err := f.Wait(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// The context's cause comes along, as from Execute.
+	why := errors.New("request budget spent")
+	ctx, cancel = context.WithTimeoutCause(context.Background(), 20*time.Millisecond, why)
+	defer cancel()
+	_, err = f.Wait(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, why)
 	require.NoError(t, b.Discard(context.Background()))
 }
 
