@@ -328,6 +328,35 @@ func TestStructWithoutCodecSendsNothing(t *testing.T) {
 	assert.Equal(t, int64(0), srv.MustDo(t, "DBSIZE"))
 }
 
+// Every bad command of a refused batch fails with its own cause and is
+// listed in the BatchError; the others are not sent because of the first.
+func TestEveryBadCommandNamed(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+		b := c.NewBatch(rbatch.WithMode(mode))
+		good := b.Bucket("bad:a").SetAsync("plain")
+		noCodec := b.Bucket("bad:b").SetAsync(order{ID: 1})
+		noFields := b.Map("bad:m").FastRemoveAsync()
+		_, err := b.Execute(context.Background())
+		require.Error(t, err, mode)
+		var berr *rbatch.BatchError
+		require.ErrorAs(t, err, &berr)
+		require.Len(t, berr.Commands, 2, mode)
+		assert.Equal(t, []int{1, 2}, []int{berr.Commands[0].Index, berr.Commands[1].Index}, mode)
+		assert.Contains(t, err.Error(), "command 1 (SET)", mode)
+		assert.Contains(t, err.Error(), "command 2 (HDEL)", mode)
+
+		assert.ErrorContains(t, errOf(noCodec), "rbatch_test.order", mode)
+		assert.NotContains(t, errOf(noFields).Error(), "rbatch_test.order", "%v: its own cause, not the first's", mode)
+		assert.ErrorContains(t, errOf(noFields), "FastRemoveAsync", mode)
+		assert.ErrorIs(t, errOf(noFields), rbatch.ErrNotSent, mode)
+		assert.ErrorContains(t, errOf(good), "command 1 (SET)", "%v: the others name what refused the batch", mode)
+		assert.ErrorIs(t, errOf(good), rbatch.ErrNotSent, mode)
+	}
+	assert.Zero(t, calls(t, "set")+calls(t, "hdel")+calls(t, "multi"), "nothing reached Redis")
+}
+
 func TestCodecEncodesStructs(t *testing.T) {
 	fresh(t)
 	c := newClient(t)

@@ -161,8 +161,16 @@ func (e *BatchError) Error() string {
 			fmt.Fprintf(&sb, "%s not sent: ", commands(total))
 		}
 		switch cause := e.Err; {
-		case n == 1:
-			sb.WriteString(bare(&e.Commands[0]))
+		case n > 0: // the bad commands, the first of which refused the batch
+			for i := 0; i < n && i < maxListed; i++ {
+				if i > 0 {
+					sb.WriteString("; ")
+				}
+				sb.WriteString(bare(&e.Commands[i]))
+			}
+			if n > maxListed {
+				fmt.Fprintf(&sb, "; and %d more", n-maxListed)
+			}
 		case cause != nil:
 			if ns, ok := cause.(*notSentError); ok {
 				cause = ns.cause // "not sent" is said already

@@ -617,20 +617,34 @@ func (b *Batch) refusal(ctx context.Context) error {
 // refuse fails every command as not sent because of cause.
 func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	err := &notSentError{cause: cause}
-	bad, _ := cause.(*CommandError)
+	// The batch is refused for its first bad command; each bad one fails
+	// with its own cause, and the others with that first one.
+	var bad []CommandError
+	var own map[int]bool
+	if first, ok := cause.(*CommandError); ok {
+		own = map[int]bool{}
+		for i := first.Index; i < b.q.Len(); i++ {
+			if cerr := b.admit(i); cerr != nil {
+				bad = append(bad, CommandError{Index: i, Command: b.q.Name(i), Err: cerr})
+				own[i] = true
+			}
+		}
+	}
 	for i := range int(b.submitted) {
-		if bad != nil && bad.Index == i {
-			b.q.At(i).Future.(outcome).resolve(nil, &notSentError{cause: bad.Err})
+		if own[i] {
 			continue
 		}
 		b.q.At(i).Future.(outcome).resolve(nil, err)
+	}
+	for _, c := range bad {
+		b.q.At(c.Index).Future.(outcome).resolve(nil, &notSentError{cause: c.Err})
 	}
 	// Commands already queued in a Redis-side MULTI reached Redis: the
 	// DISCARD aborted them.
 	var aborted error
 	for _, e := range b.remote {
 		for _, i := range e.indices {
-			if bad == nil || bad.Index != i {
+			if !own[i] {
 				if aborted == nil { // one error for them all
 					aborted = &txAbortedError{cause: cause}
 				}
@@ -650,8 +664,8 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 		berr.Err = errors.Join(err, aborted)
 	}
 	if bad != nil {
-		berr.Commands = []CommandError{*bad}
-		berr.errSaid = true // Err wraps bad's cause
+		berr.Commands = bad
+		berr.errSaid = true // Err wraps the first one's cause
 	}
 	return res, berr
 }
