@@ -293,7 +293,7 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 // to be counted not sent, and b.bad keeps it off the wire (a Redis-side
 // command is kept off it by not being pushed). The rest of the batch runs.
 func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
-	nsErr := &notSentError{cause: &CommandError{Index: int(f.index), Command: b.q.Name(i), Err: err}}
+	nsErr := &notSentError{cause: err} // the batch's error names the command
 	f.sig, f.err = resolved, nsErr
 	b.q.At(i).Future = &Future[any]{sig: resolved, err: nsErr, index: f.index, dec: decodeAny}
 	b.bad = append(b.bad, i)
