@@ -19,6 +19,9 @@ type entry struct {
 	indices  []int
 
 	session *batch.Session // the Redis-side queue (RedisReadAtomic/RedisWriteAtomic)
+	// unwritten: the session was discarded before it had a connection, so
+	// none of its commands reached Redis.
+	unwritten bool
 	turn    *pool.Turn     // the session's place in line for its node's connections
 	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
 	// q and errs are set while runGroup's group runs: the queue its

@@ -640,9 +640,13 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 		b.q.At(c.Index).Future.(outcome).resolve(nil, &notSentError{cause: c.Err})
 	}
 	// Commands already queued in a Redis-side MULTI reached Redis: the
-	// DISCARD aborted them.
+	// DISCARD aborted them. A session that never had its connection wrote
+	// nothing: its commands stay not sent.
 	var aborted error
 	for _, e := range b.remote {
+		if e.unwritten {
+			continue
+		}
 		for _, i := range e.indices {
 			if !own[i] {
 				if aborted == nil { // one error for them all

@@ -154,6 +154,7 @@ func (b *Batch) closeSession(ctx context.Context, e *entry, discard bool) (r bat
 // waiting for its connection is dropped at once, without one.
 func (b *Batch) discardRemote(ctx context.Context) {
 	for _, e := range b.remote {
-		b.closeSession(ctx, e, true)
+		_, _, connErr := b.closeSession(ctx, e, true)
+		e.unwritten = connErr != nil
 	}
 }

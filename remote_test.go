@@ -184,3 +184,31 @@ func TestRedisSideQueuedOnlyAfterContextEndedOpensNothing(t *testing.T) {
 	assert.Zero(t, calls(t, "multi"), "no MULTI opened")
 	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "remote:late"))
 }
+
+// A Redis-side batch refused while its session still waits for a
+// connection wrote nothing: its commands are not sent (safe to retry), not
+// aborted.
+func TestRemoteRefusedBeforeItsConnectionIsNotSent(t *testing.T) {
+	fresh(t)
+	srv.MustDo(t, "SET", "remote:held", "old")
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	holder := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+	holder.Bucket("remote:held").GetAndSetAsync("new")
+	waitUntil(t, "the holder's command is queued in Redis", func() bool { return clientInMulti(t, srv) == 1 })
+	srv.ResetStats(t)
+
+	b := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
+	get := b.Bucket("ro:a").GetAsync() // its session waits for the held connection
+	set := b.Bucket("ro:b").SetAsync("x")
+	res, err := b.Execute(context.Background())
+	require.ErrorIs(t, err, rbatch.ErrReadOnlyBatch)
+	assert.ErrorIs(t, errOf(set), rbatch.ErrNotSent)
+	assert.ErrorIs(t, errOf(get), rbatch.ErrNotSent)
+	assert.NotErrorIs(t, errOf(get), rbatch.ErrTxAborted)
+	assert.Equal(t, rbatch.Counts{NotSent: 2}, res.Counts)
+	st := srv.CommandStats(t)
+	assert.Zero(t, st["multi"]+st["discard"], "nothing of the batch reached Redis: %v", st)
+
+	_, err = holder.Execute(context.Background())
+	require.NoError(t, err)
+}
