@@ -22,8 +22,8 @@ type entry struct {
 	// unwritten: the session was discarded before it had a connection, so
 	// none of its commands reached Redis.
 	unwritten bool
-	turn    *pool.Turn     // the session's place in line for its node's connections
-	group   batch.Group    // what runGroup runs, kept here so it is not allocated apart
+	turn      *pool.Turn  // the session's place in line for its node's connections
+	group     batch.Group // what runGroup runs, kept here so it is not allocated apart
 	// q and errs are set while runGroup's group runs: the queue its
 	// replies resolve, and the error replies among them as they were read.
 	q     *queue.Queue

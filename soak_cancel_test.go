@@ -88,7 +88,9 @@ func soakCancelAtEnd(t *testing.T, mode rbatch.ExecutionMode) {
 // a RedisWriteAtomic batch): a refused Redis-side batch resolved its queued
 // futures with ErrTxAborted while Execute's error said only "not sent", so
 // errors.Is(err, ErrTxAborted) was false although every future was aborted.
-// Fixed in 77ed2fe while the soak was written.
+// Fixed in 77ed2fe while the soak was written. (A queue whose session had
+// no connection yet wrote nothing: its futures are not sent, so each case
+// waits for its commands to be queued in Redis.)
 func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 	c := newClient(t)
 	check := func(t *testing.T, f *rbatch.Future[int64], err error) {
@@ -103,6 +105,7 @@ func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 	t.Run("cancelled before Execute", func(t *testing.T) {
 		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
 		f := b.AtomicLong("soak:refused").IncrementAndGetAsync()
+		waitUntil(t, "the INCR is queued in Redis", func() bool { return clientInMulti(t, srv) == 1 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err := b.Execute(ctx)
@@ -111,6 +114,8 @@ func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 	t.Run("write in a RedisReadAtomic batch", func(t *testing.T) {
 		b := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
 		f := b.AtomicLong("soak:refused").GetAsync()
+		// Queued in Redis (its session had a connection): the DISCARD aborts it.
+		waitUntil(t, "the GET is queued in Redis", func() bool { return clientInMulti(t, srv) == 1 })
 		b.AtomicLong("soak:refused").IncrementAndGetAsync() // refused: ErrReadOnlyBatch
 		_, err := b.Execute(context.Background())
 		check(t, f, err)
