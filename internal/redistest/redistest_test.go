@@ -244,6 +244,17 @@ func TestPrimaryReplica(t *testing.T) {
 	if got, _ := redis.String(r.Do(t, "GET", "k"), nil); got != "v" {
 		t.Fatalf("GET on replica = %q", got)
 	}
+	// Writes made on another connection are waited for too.
+	conn := p.Conn(t)
+	for i := range 500 {
+		if _, err := conn.Do("SET", "c"+strconv.Itoa(i), strings.Repeat("x", 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.WaitReplicated(t, 1)
+	if got, _ := redis.Int(r.Do(t, "DBSIZE"), nil); got != 501 {
+		t.Fatalf("DBSIZE on replica = %d, want 501", got)
+	}
 	reply := r.Do(t, "SET", "k", "w")
 	if e, ok := reply.(redis.Error); !ok || !strings.HasPrefix(string(e), "READONLY") {
 		t.Fatalf("SET on replica = %#v, want READONLY error", reply)

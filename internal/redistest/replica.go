@@ -53,16 +53,51 @@ func PrimaryReplica(t testing.TB, args ...string) (primary, replica *Server) {
 }
 
 // WaitReplicated waits until every write the primary has accepted so far has
-// reached n replicas (WAIT n), failing the test after ReplicationTimeout.
+// reached n replicas, failing the test after ReplicationTimeout. It compares
+// the primary's replication offset with the offsets its replicas
+// acknowledged (a WAIT would cover only the writes of its own connection).
 func (s *Server) WaitReplicated(t testing.TB, n int) {
 	t.Helper()
-	got, err := s.Call("WAIT", n, ReplicationTimeout.Milliseconds())
+	err := waitFor(ReplicationTimeout, func() error {
+		info, err := s.FetchInfo("replication")
+		if err != nil {
+			return err
+		}
+		acked, err := replicasAt(info)
+		if err != nil {
+			return err
+		}
+		if acked < n {
+			return fmt.Errorf("redistest: %d of %d replicas of %s have its writes", acked, n, s.Addr)
+		}
+		return nil
+	})
 	if err != nil {
-		t.Fatalf("redistest: WAIT %d on %s: %v", n, s.Addr, err)
+		t.Fatal(err)
 	}
-	if acked, _ := got.(int64); acked < int64(n) {
-		t.Fatalf("redistest: WAIT %d on %s: only %d replicas acknowledged within %v", n, s.Addr, acked, ReplicationTimeout)
+}
+
+// replicasAt counts the replicas that the fields of a primary's INFO
+// replication list at its master_repl_offset.
+func replicasAt(fields map[string]string) (int, error) {
+	offset, err := strconv.ParseInt(fields["master_repl_offset"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("redistest: no master_repl_offset in INFO replication")
 	}
+	n := 0
+	for k, v := range fields {
+		if !strings.HasPrefix(k, "slave") || !strings.Contains(v, "offset=") {
+			continue
+		}
+		for _, kv := range strings.Split(v, ",") {
+			if at, ok := strings.CutPrefix(kv, "offset="); ok {
+				if o, err := strconv.ParseInt(at, 10, 64); err == nil && o >= offset {
+					n++
+				}
+			}
+		}
+	}
+	return n, nil
 }
 
 // waitReplicas waits until each replica in pairs (replica -> primary) has
