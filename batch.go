@@ -304,8 +304,9 @@ func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
 // EVAL, EVALSHA, FCALL and their _RO forms, and the commands that take a
 // count of keys first (SINTERCARD, ZINTER, ZUNION, ZDIFF, ZINTERCARD,
 // LMPOP, ZMPOP, BLMPOP, BZMPOP) go by their first key (none when the count
-// is 0), OBJECT and MEMORY USAGE by the key after the subcommand, XREAD and
-// XREADGROUP by the first stream after STREAMS. Commands that would change
+// is 0), OBJECT, MEMORY USAGE, XGROUP and XINFO by the key after the
+// subcommand, BITOP by its destination, XREAD and XREADGROUP by the first
+// stream after STREAMS. Commands that would change
 // the connection (SUBSCRIBE, MONITOR, SELECT, …) or that the modes own
 // (MULTI, EXEC, WATCH, …) fail Execute.
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
