@@ -617,13 +617,15 @@ func (b *Batch) refusal(ctx context.Context) error {
 // refuse fails every command as not sent because of cause.
 func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	err := &notSentError{cause: cause}
-	// The batch is refused for its first bad command; each bad one fails
-	// with its own cause, and the others with that first one.
+	// The batch is refused for one bad command (the first that cannot be
+	// encoded or sent, or one whose slot breaks the transaction's); it and
+	// every other that cannot be sent fail with their own cause, the rest
+	// with that first one.
 	var bad []CommandError
 	var own map[int]bool
 	if first, ok := cause.(*CommandError); ok {
-		own = map[int]bool{}
-		for i := first.Index; i < b.q.Len(); i++ {
+		bad, own = append(bad, *first), map[int]bool{first.Index: true}
+		for i := first.Index + 1; i < b.q.Len(); i++ {
 			if cerr := b.admit(i); cerr != nil {
 				bad = append(bad, CommandError{Index: i, Command: b.q.Name(i), Err: cerr})
 				own[i] = true

@@ -272,6 +272,10 @@ func TestRedisReadAtomicRefusesWrites(t *testing.T) {
 	assert.ErrorIs(t, err, rbatch.ErrNotSent)
 	assert.ErrorIs(t, errOf(set), rbatch.ErrReadOnlyBatch)
 	assert.ErrorIs(t, errOf(set), rbatch.ErrNotSent)
+	var berr *rbatch.BatchError
+	require.ErrorAs(t, err, &berr)
+	require.Len(t, berr.Commands, 1, "the write is named")
+	assert.Equal(t, 1, berr.Commands[0].Index)
 	// The GET, queued in Redis's MULTI, was discarded: aborted. Had its
 	// queue no connection yet, nothing was written: not sent.
 	if calls(t, "multi") > 0 {
