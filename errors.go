@@ -162,15 +162,7 @@ func (e *BatchError) Error() string {
 		}
 		switch cause := e.Err; {
 		case n > 0: // the bad commands, the first of which refused the batch
-			for i := 0; i < n && i < maxListed; i++ {
-				if i > 0 {
-					sb.WriteString("; ")
-				}
-				sb.WriteString(bare(&e.Commands[i]))
-			}
-			if n > maxListed {
-				fmt.Fprintf(&sb, "; and %d more", n-maxListed)
-			}
+			e.listCommands(&sb)
 		case cause != nil:
 			if ns, ok := cause.(*notSentError); ok {
 				cause = ns.cause // "not sent" is said already
@@ -206,21 +198,28 @@ func (e *BatchError) Error() string {
 		if same && n > 1 {
 			fmt.Fprintf(&sb, "commands %d to %d: %s", e.Commands[0].Index, e.Commands[n-1].Index, first)
 		} else {
-			for i := 0; i < n && i < maxListed; i++ {
-				if i > 0 {
-					sb.WriteString("; ")
-				}
-				sb.WriteString(bare(&e.Commands[i]))
-			}
-			if n > maxListed {
-				fmt.Fprintf(&sb, "; and %d more", n-maxListed)
-			}
+			e.listCommands(&sb)
 		}
 	}
 	if e.Err != nil && !said {
 		sb.WriteString("; " + bare(e.Err))
 	}
 	return oneLine(sb.String())
+}
+
+// listCommands spells out the first maxListed failed commands, and how
+// many more there are.
+func (e *BatchError) listCommands(sb *strings.Builder) {
+	n := len(e.Commands)
+	for i := 0; i < n && i < maxListed; i++ {
+		if i > 0 {
+			sb.WriteString("; ")
+		}
+		sb.WriteString(bare(&e.Commands[i]))
+	}
+	if n > maxListed {
+		fmt.Fprintf(sb, "; and %d more", n-maxListed)
+	}
 }
 
 // commands says "1 command" or "N commands".
