@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/resp"
@@ -161,6 +162,22 @@ func SortedSetScoreEqual(key, member string, score float64) Condition {
 	return Condition{kind: condSortedSetScoreEqual, key: key, field: member, score: score}
 }
 
+// maxShown bounds how much of a value an error message shows.
+const maxShown = 64
+
+// clipped is s, a value as an error shows it, cut to maxShown bytes and
+// saying how long it was: a large value must not make a large message.
+func clipped(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (" + strconv.Itoa(len(s)) + " characters in all)"
+}
+
 // String describes the condition as it was built, such as
 // HashIntAtLeast("stock:{42}", "sku-1", 1).
 func (c Condition) String() string {
@@ -175,7 +192,7 @@ func (c Condition) String() string {
 	}
 	switch c.kind {
 	case condStringEqual, condStringNotEqual, condHashEqual, condHashNotEqual:
-		args = append(args, fmt.Sprintf("%#v", c.value))
+		args = append(args, clipped(fmt.Sprintf("%#v", c.value)))
 	case condIntAtLeast, condHashIntAtLeast, condListLengthEqual, condSetLengthEqual,
 		condSortedSetLengthEqual, condHashLengthEqual:
 		args = append(args, strconv.FormatInt(c.n, 10))
@@ -298,13 +315,13 @@ func (cd *condition) judge(reply any) (held bool, found string, err error) {
 		if reply == nil {
 			return false, "it does not exist", nil
 		}
-		return equal, fmt.Sprintf("it is %q", v), nil
+		return equal, "it is " + clipped(strconv.Quote(string(v))), nil
 	case condIntAtLeast, condHashIntAtLeast:
 		n := int64(0) // missing counts as 0
 		if reply != nil {
 			v, ok := redisInt(reply)
 			if b, isBytes := reply.([]byte); !ok && isBytes {
-				return false, "", fmt.Errorf("not an integer: the value %q is not one to Redis", b)
+				return false, "", fmt.Errorf("not an integer: the value %s is not one to Redis", clipped(strconv.Quote(string(b))))
 			} else if !ok {
 				return false, "", fmt.Errorf("not an integer: %w", unexpected("an integer", reply))
 			}

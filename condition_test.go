@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,6 +181,27 @@ func unwrapSentinel(responses []any, target error) []any {
 // After a failed condition the connection goes back to the pool with no
 // WATCH: a change to the key watched then does not abort the next
 // transaction on that connection.
+// A condition on a large value fails with a short message: the value
+// wanted and the value found are each cut to a few dozen characters.
+func TestConditionOnALargeValueSaysLittle(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	large := strings.Repeat("a", 500_000)
+	srv.MustDo(t, "SET", "cl:found", strings.Repeat("b", 500_000))
+	srv.MustDo(t, "SET", "cl:int", strings.Repeat("9", 500_000))
+	for _, cond := range []rbatch.Condition{rbatch.StringEqual("cl:found", large), rbatch.IntAtLeast("cl:int", 1)} {
+		b := c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic))
+		b.AddCondition(cond)
+		set := b.Bucket("cl:out").SetAsync("x")
+		_, err := b.Execute(context.Background())
+		require.Error(t, err)
+		assert.Less(t, len(err.Error()), 1000, "%.200s", err)
+		assert.Less(t, len(errOf(set).Error()), 1000)
+		assert.Contains(t, err.Error(), "characters in all", "the message says the value was cut")
+	}
+	assert.Equal(t, int64(0), srv.MustDo(t, "EXISTS", "cl:out"))
+}
+
 func TestConditionLeavesNoWatch(t *testing.T) {
 	fresh(t)
 	c := newClient(t, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
