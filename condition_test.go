@@ -150,9 +150,12 @@ func TestConditionKinds(t *testing.T) {
 				assert.EqualValues(t, 1, stats["exec"])
 				assert.Equal(t, "applied", string(srv.MustDo(t, "GET", "ck:out").([]byte)))
 				assert.Equal(t, 1, res.Nodes[0].Attempts)
+				assert.Equal(t, 1, res.Nodes[0].Commands)
 				return
 			}
 			require.ErrorIs(t, err, rbatch.ErrConditionFailed)
+			require.Len(t, res.Nodes, 1)
+			assert.Zero(t, res.Nodes[0].Commands, "the conditions kept the command back")
 			assert.Contains(t, err.Error(), tc.cond.String(), "the error names the condition")
 			assert.ErrorIs(t, errOf(set), rbatch.ErrConditionFailed)
 			assert.NotErrorIs(t, errOf(set), rbatch.ErrUnknownOutcome)

@@ -280,7 +280,7 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 	if addr == "" { // no connection was had
 		addr = e.node.Addr()
 	}
-	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
+	nr := NodeResult{Addr: addr, Commands: sentCommands(e, &r, connErr), Duration: time.Since(start)}
 	errs := e.errs // the error replies, noted as they were read
 	fu, _ := b.settleEntry(e, addr, &r, connErr, &nr, round, stats)
 	if groupEnd != nil {
@@ -290,10 +290,15 @@ func (b *Batch) runEntry(ctx context.Context, e *entry, round int, stats *nodeSt
 }
 
 // sentCommands is how many commands a round sent to its node: none when
-// it never had a connection (connErr), all of its group's otherwise.
-func sentCommands(e *entry, connErr error) int {
-	if connErr != nil {
+// it never had a connection (connErr) or its conditions kept them back
+// (r.Sent: a guarded group writes its commands only once they hold), all
+// of its group's otherwise.
+func sentCommands(e *entry, r *batch.Result, connErr error) int {
+	switch {
+	case connErr != nil:
 		return 0
+	case e.group.Guard != nil:
+		return min(r.Sent, len(e.indices))
 	}
 	return len(e.indices)
 }
@@ -317,7 +322,7 @@ func (b *Batch) runSole(ctx context.Context, e *entry, stats *nodeStats) (fu fol
 	if addr == "" { // no connection was had
 		addr = e.node.Addr()
 	}
-	nr := NodeResult{Addr: addr, Commands: sentCommands(e, connErr), Duration: time.Since(start)}
+	nr := NodeResult{Addr: addr, Commands: sentCommands(e, &r, connErr), Duration: time.Since(start)}
 	return b.settleEntry(e, addr, &r, connErr, &nr, 1, stats)
 }
 

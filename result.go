@@ -22,7 +22,7 @@ type BatchResult struct {
 // NodeResult is one node's share of a batch.
 type NodeResult struct {
 	Addr           string        // the node's address
-	Commands       int           // commands sent to it
+	Commands       int           // commands sent to it (none that its conditions kept back)
 	SyncedReplicas int           // its WAIT (or WAITAOF replicas) reply
 	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
 	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included; a round's transactions per slot are one
