@@ -15,15 +15,15 @@ type nodeStats struct {
 
 // nodeRounds is what a node's NodeResult was made of: a round may run
 // several groups there at once (one transaction per slot), which count as
-// one attempt lasting as long as the longest.
+// one attempt lasting as long as the longest. (Small: a batch allocates
+// one per node.)
 type nodeRounds struct {
+	longest   time.Duration // the longest group of the latest round counted (Duration holds the earlier rounds' too)
+	round     int32         // that round
+	syncRound int32         // the round of the group that wrote whose WAIT the result holds
 	// wrote tells whether a command may have been applied there: only such
 	// a node's WAIT says something of the batch.
-	wrote     bool
-	syncRound int           // the round of the group that wrote whose WAIT the result holds
-	round     int           // the latest round counted
-	longest   time.Duration // the longest group of that round
-	before    time.Duration // the rounds before it, each its longest group
+	wrote bool
 }
 
 // add counts a group's figures, from round, for its node; wrote reports
@@ -37,23 +37,25 @@ func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 			continue
 		}
 		switch {
-		case wrote && a.wrote && a.syncRound == round:
+		case wrote && a.wrote && int(a.syncRound) == round:
 			// Groups of one round that ran side by side: each WAIT covers
 			// its own, so the node has the fewest.
 			p.SyncedReplicas, p.SyncedLocal = min(p.SyncedReplicas, nr.SyncedReplicas), p.SyncedLocal && nr.SyncedLocal
 		case wrote || !a.wrote: // a later round that applied nothing there says nothing of its sync
 			p.SyncedReplicas, p.SyncedLocal = nr.SyncedReplicas, nr.SyncedLocal
 			if wrote {
-				a.syncRound = round
+				a.syncRound = int32(round)
 			}
 		}
 		a.wrote = a.wrote || wrote
-		if round != a.round {
+		if round != int(a.round) {
 			p.Attempts++
-			a.before, a.longest, a.round = a.before+a.longest, 0, round
+			a.longest, a.round = 0, int32(round)
 		}
-		a.longest = max(a.longest, nr.Duration)
-		p.Duration = a.before + a.longest
+		if nr.Duration > a.longest {
+			p.Duration += nr.Duration - a.longest
+			a.longest = nr.Duration
+		}
 		p.Commands += nr.Commands
 		p.ServerErrors += nr.ServerErrors
 		p.Moved += nr.Moved
@@ -62,9 +64,9 @@ func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 	}
 	nr.Attempts = 1
 	s.list = append(s.list, nr)
-	a := nodeRounds{wrote: wrote, round: round, longest: nr.Duration}
+	a := nodeRounds{wrote: wrote, round: int32(round), longest: nr.Duration}
 	if wrote {
-		a.syncRound = round
+		a.syncRound = int32(round)
 	}
 	s.at = append(s.at, a)
 }
