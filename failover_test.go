@@ -513,3 +513,50 @@ func moved(res *rbatch.BatchResult) int {
 	}
 	return n
 }
+
+// A replica taken out of the cluster as `redis-cli --cluster del-node`
+// takes it (CLUSTER FORGET on every other node, CLUSTER RESET SOFT on it)
+// keeps running, answering CLUSTERDOWN for its old slots. A ReadFrom=Replica
+// client reloads its slot map on CLUSTERDOWN: the retry reads on the
+// primary, and later batches do not go to the removed node.
+func TestReadFromReplicaRemovedFromTheCluster(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	waitReplicasKnown(t, cl)
+	primary := cl.Primaries[0]
+	replica := cl.ReplicaOf(t, primary)
+	on, _ := keysOnAndOff(t, cl, primary)
+	primary.MustDo(t, "SET", on, "v")
+	primary.WaitReplicated(t, 1)
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: cl.Addrs()[:1], ReadFrom: rbatch.Replica})
+	require.NoError(t, err)
+	defer c.Close()
+	read := func(opts ...rbatch.Option) (*rbatch.BatchResult, string, error) {
+		b := c.NewBatch(opts...)
+		f := b.Bucket(on).GetAsync()
+		res, _ := b.Execute(context.Background())
+		v, err := f.Get()
+		return res, v, err
+	}
+	res, v, err := read()
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+	require.Equal(t, replica.Addr, res.Nodes[0].Addr, "read on the replica")
+
+	id := cl.NodeID(replica)
+	for _, s := range cl.Nodes() {
+		if s != replica {
+			s.MustDo(t, "CLUSTER", "FORGET", id)
+		}
+	}
+	replica.MustDo(t, "CLUSTER", "RESET", "SOFT")
+
+	res, v, err = read(rbatch.WithRetry(3, 50*time.Millisecond))
+	require.NoError(t, err, "retried after the map was reloaded")
+	assert.Equal(t, "v", v)
+	for i := range 5 {
+		res, v, err = read(rbatch.WithMode(rbatch.RedisReadAtomic))
+		require.NoError(t, err, "batch %d", i)
+		assert.Equal(t, "v", v)
+		assert.NotEqual(t, replica.Addr, res.Nodes[0].Addr, "the removed node is not read from")
+	}
+}

@@ -140,8 +140,13 @@ func redirect(fu *followUp, nr *NodeResult, cmds []int, err error) {
 		re = inner // EXEC itself was refused: the transaction goes as its refusal says
 	}
 	switch re.Prefix() {
-	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+	case "LOADING", "BUSY", "TRYAGAIN":
 		fu.retry = append(fu.retry, cmds...)
+	case "CLUSTERDOWN", "MASTERDOWN":
+		// The node serves the slot no more (a replica taken out of the
+		// cluster, a primary cut off): the map may route elsewhere now.
+		fu.retry = append(fu.retry, cmds...)
+		fu.refresh, fu.failed = true, nr.Addr
 	case "MOVED":
 		if addTo(&fu.moved, redirectAddr(re.Msg), nr.Addr, cmds) {
 			nr.Moved += len(cmds)
