@@ -324,6 +324,9 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 		if b.state == open {
 			b.ownConn = true
 			b.stateful = b.stateful || changesConn(name, sub)
+			if b.stateful && b.stream != nil {
+				b.stream.lines.stateful.Store(true)
+			}
 			if blocking && b.blockWait >= 0 && (wait < 0 || wait > b.blockWait) {
 				b.blockWait = wait
 				b.extendForBlock()

@@ -77,6 +77,7 @@ type stream struct {
 func newStream(b *Batch) *stream {
 	ctx, cancel := context.WithCancelCause(b.backgroundContext())
 	s := &stream{b: b, ctx: ctx, cancel: cancel, limit: b.c.streamBuffer, start: time.Now()}
+	s.lines.tail, s.lines.tailTimeout = b.plan.Tail, b.plan.TailTimeout
 	s.segBytes = max(s.limit/4, 1)
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {
@@ -469,9 +470,18 @@ func (s *stream) syncNodes() {
 		}()
 	}
 	wg.Wait()
+	// The connections given back before the end had their WAIT then.
+	s.lines.mu.Lock()
+	for node, rs := range s.lines.acks {
+		for _, r := range rs {
+			acks = append(acks, ack{addr: node.Addr(), r: r})
+		}
+	}
+	s.lines.mu.Unlock()
 	s.anySync = true
 	s.synced = 0
 	first := true
+	synced := map[string]bool{} // the nodes whose figures an ack set already: the fewest stays
 	for _, a := range acks {
 		if !s.applied[a.addr] {
 			continue
@@ -494,7 +504,12 @@ func (s *stream) syncNodes() {
 		}
 		for k := range s.nodes {
 			if n := &s.nodes[k]; n.Addr == a.addr {
-				n.SyncedReplicas, n.SyncedLocal = a.r.Replicas, a.r.Local
+				if synced[a.addr] {
+					n.SyncedReplicas, n.SyncedLocal = min(n.SyncedReplicas, a.r.Replicas), n.SyncedLocal && a.r.Local
+				} else {
+					n.SyncedReplicas, n.SyncedLocal = a.r.Replicas, a.r.Local
+				}
+				synced[a.addr] = true
 				if !a.end.IsZero() { // its last reply is its WAIT's
 					n.Duration = a.end.Sub(s.nodeFrom[k])
 				}

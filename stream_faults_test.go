@@ -519,3 +519,70 @@ func TestStreamSlowerThanResponseTimeout(t *testing.T) {
 		assert.Equal(t, int64(4), n, "skip %v", skip)
 	}
 }
+
+// Two streams that reach the same two primaries in opposite order, on a
+// client with one connection per node: each holds the connection of the
+// node it reached first when it needs the other's. A stream waiting for a
+// connection gives back those of other nodes it is not using, so both
+// finish, every command applied once; with WithSync, the connection given
+// back had its WAIT first, so each node still reports its replica.
+func TestStreamsCrossingNodesDoNotDeadlock(t *testing.T) {
+	cl := freshCluster(t)
+	a, b := cl.Primaries[0], cl.Primaries[1]
+	var kA, kB string
+	for i := 0; kA == "" || kB == ""; i++ {
+		k := fmt.Sprintf("sdl:%d", i)
+		switch cl.OwnerOf(t, route.Slot(k)) {
+		case a:
+			kA = k
+		case b:
+			kB = k
+		}
+	}
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
+	for _, opts := range [][]rbatch.Option{nil, {rbatch.WithSync(1, 5*time.Second)}} {
+		s1 := c.NewBatch(append(opts, rbatch.WithMode(rbatch.Streaming))...)
+		s2 := c.NewBatch(append(opts, rbatch.WithMode(rbatch.Streaming))...)
+		first := []*rbatch.Future[int64]{s1.AtomicLong(kA).IncrementAndGetAsync(), s2.AtomicLong(kB).IncrementAndGetAsync()}
+		for _, f := range first {
+			_, err := f.Get() // answered: each stream holds its node's only connection
+			require.NoError(t, err)
+		}
+		type end struct {
+			res *rbatch.BatchResult
+			err error
+		}
+		done := make(chan end, 2)
+		for _, p := range []struct {
+			s *rbatch.Batch
+			k string
+		}{{s1, kB}, {s2, kA}} {
+			go func() {
+				p.s.AtomicLong(p.k).IncrementAndGetAsync()
+				res, err := p.s.Execute(context.Background())
+				done <- end{res, err}
+			}()
+		}
+		for range 2 {
+			select {
+			case e := <-done:
+				require.NoError(t, e.err, opts)
+				assert.Equal(t, rbatch.Counts{Applied: 2}, e.res.Counts)
+				if len(opts) > 0 {
+					assert.Equal(t, 1, e.res.SyncedReplicas, "both nodes' writes acknowledged")
+					require.Len(t, e.res.Nodes, 2)
+					for _, nr := range e.res.Nodes {
+						assert.Equal(t, 1, nr.SyncedReplicas, nr.Addr)
+					}
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("two streams still running after 10 s: each holds one node's only connection (%v)", opts)
+			}
+		}
+	}
+	for k, want := range map[string]int{kA: 4, kB: 4} {
+		got, err := redis.Int(cl.OwnerOf(t, route.Slot(k)).Call("GET", k))
+		require.NoError(t, err)
+		assert.Equal(t, want, got, k)
+	}
+}

@@ -2,8 +2,10 @@ package rbatch
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
@@ -32,6 +34,16 @@ type streamLines struct {
 	mu       sync.Mutex
 	nodes    map[pool.Node]*batch.Pipe // nil where the last connection failed
 	troubled map[pool.Node]bool
+	running  map[*batch.Pipe]int // the groups each pipe runs now
+	// stateful is set once a command that changes its connection's state
+	// is queued: the stream keeps every connection it took to its end.
+	stateful atomic.Bool
+	// tail and tailTimeout are the stream's WAIT or WAITAOF (nil: none);
+	// acks are the replies to those sent on the connections given back
+	// before the stream's end (see take).
+	tail        []byte
+	tailTimeout time.Duration
+	acks        map[pool.Node][]batch.Result
 }
 
 // isTroubled reports whether the connection of the entry's node, or of
@@ -60,8 +72,12 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
 	}
+	if l.running == nil {
+		l.running = map[*batch.Pipe]int{}
+	}
 	p := l.nodes[node]
 	if p != nil && !p.Broken() {
+		l.running[p]++
 		l.mu.Unlock()
 		return p, nil
 	}
@@ -73,7 +89,7 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	l.nodes[node] = nil // used, and without a connection for now
 	l.mu.Unlock()
 
-	conn, err := get(ctx, node, hs) // unlocked: a node slow to reach holds up no other node
+	conn, err := l.take(ctx, node, hs) // unlocked: a node slow to reach holds up no other node
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -81,11 +97,92 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	}
 	if q := l.nodes[node]; q != nil && !q.Broken() {
 		conn.Release(true) // another group brought one up meanwhile
+		l.running[q]++
 		return q, nil
 	}
 	p = batch.NewPipe(conn)
 	l.nodes[node] = p
+	l.running[p]++
 	return p, nil
+}
+
+// ran ends a group's use of pipe p (from of).
+func (l *streamLines) ran(p *batch.Pipe) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running[p]--; l.running[p] <= 0 {
+		delete(l.running, p)
+	}
+}
+
+// slotTrier is a node whose connections can be asked for without waiting
+// for a free slot.
+type slotTrier interface {
+	TryGet(ctx context.Context) (pool.Lease, error)
+}
+
+// slotRetry is how often a stream that holds connections of other nodes
+// asks again for one of a node whose pool has none free.
+const slotRetry = 5 * time.Millisecond
+
+// take gets a connection of node for the stream. A stream holding other
+// nodes' connections never waits for a free one while it holds them: two
+// streams that each hold one node's last connection and wait for the
+// other's would wait for ever. So it asks without waiting, and while the
+// pool has none free it gives back the connections of other nodes that
+// run no group (one is taken again when next needed), then asks again;
+// holding none, it waits its turn as any batch does.
+func (l *streamLines) take(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
+	tn, ok := node.(slotTrier)
+	for ok {
+		conn, err := tn.TryGet(ctx)
+		if !errors.Is(err, pool.ErrNoFreeSlot) {
+			return conn, err
+		}
+		if !l.giveBack(ctx, node) {
+			break
+		}
+		if !sleep(ctx, slotRetry) {
+			break
+		}
+	}
+	return get(ctx, node, hs)
+}
+
+// giveBack gives back the connections of nodes other than node that run no
+// group, and reports whether the stream still holds some (false: waiting
+// for a connection of node holds up no other stream). A stream that waits
+// for its replicas sends its WAIT on each first, since a WAIT acknowledges
+// only its connection's writes; one whose commands changed their
+// connection's state keeps them all.
+func (l *streamLines) giveBack(ctx context.Context, node pool.Node) (holds bool) {
+	stateful := l.stateful.Load()
+	l.mu.Lock()
+	var idle []nodePipe
+	for n, p := range l.nodes {
+		switch {
+		case n == node || p == nil:
+		case stateful || l.running[p] > 0:
+			holds = true
+		default:
+			idle = append(idle, nodePipe{n, p})
+			delete(l.nodes, n) // the next group there takes a connection anew
+		}
+	}
+	l.mu.Unlock()
+	for _, np := range idle {
+		if l.tail != nil && np.pipe.Wrote() {
+			r := np.pipe.Sync(ctx, l.tail, l.tailTimeout)
+			l.mu.Lock()
+			if l.acks == nil {
+				l.acks = map[pool.Node][]batch.Result{}
+			}
+			l.acks[np.node] = append(l.acks[np.node], r)
+			l.mu.Unlock()
+		}
+		np.pipe.Release(true)
+	}
+	return holds
 }
 
 // pipeFor returns the pipe for the entry's group and the node it leads
@@ -217,6 +314,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		idx = idx[n:]
 	}
 	r = p.Run(ctx, g)
+	lines.ran(p)
 	for tries := 1; batch.FoundClosed(r.Err) && tries < 3 && ctx.Err() == nil; tries++ {
 		// The connection had died while idle and nothing was written: go
 		// again on a new one, on the fallback if the node is down now.
@@ -229,6 +327,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 			g, shas = b.buildGroup(e)
 		}
 		r = p.Run(ctx, g)
+		lines.ran(p)
 	}
 	b.afterGroup(e, shas, &r)
 	return r, addr, nil

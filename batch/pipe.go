@@ -181,6 +181,13 @@ func (p *Pipe) Sync(ctx context.Context, tail []byte, timeout time.Duration) (re
 // writes to the node went on a connection that failed.
 var errNothingWritten = errors.New("the node's writes went on a connection that failed")
 
+// Wrote reports whether a group was written on the pipe.
+func (p *Pipe) Wrote() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.used
+}
+
 // Broken reports whether a group left the connection unclean: later
 // groups on the pipe are not sent.
 func (p *Pipe) Broken() bool {

@@ -92,19 +92,26 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 	return p.getTimed(ctx, true)
 }
 
-// errNoFreeSlot is returned by a GetShared told not to wait when every
-// connection of the pool is out.
-var errNoFreeSlot = errors.New("no free pooled connection")
+// ErrNoFreeSlot is returned by TryGet, and by a GetShared told not to
+// wait, when every connection of the pool is out.
+var ErrNoFreeSlot = errors.New("no free pooled connection")
+
+// TryGet is Get without the wait for a free slot: with every connection
+// of the pool out it fails at once with ErrNoFreeSlot.
+func (p *Pool) TryGet(ctx context.Context) (Lease, error) {
+	l, _, err := p.getTimed(ctx, false)
+	return l, err
+}
 
 // getTimed is GetTimed; without wait, a pool with no free slot fails at
-// once with errNoFreeSlot (and counts no wait).
+// once with ErrNoFreeSlot (and counts no wait).
 func (p *Pool) getTimed(ctx context.Context, wait bool) (Lease, time.Duration, error) {
 	var waited time.Duration
 	select {
 	case p.slots <- struct{}{}:
 	default:
 		if !wait {
-			return nil, 0, errNoFreeSlot
+			return nil, 0, ErrNoFreeSlot
 		}
 		start := time.Now()
 		select {
@@ -237,7 +244,7 @@ func (p *Pool) waitEnded(ctx context.Context) error {
 // GetShared is GetTimed for a connection that carries the groups of many
 // callers for as long as it works: it counts as Shared, not InUse.
 // Without wait it takes a connection only when one is free at once
-// (errNoFreeSlot otherwise): a second line is worth no wait.
+// (ErrNoFreeSlot otherwise): a second line is worth no wait.
 func (p *Pool) GetShared(ctx context.Context, wait bool) (Lease, time.Duration, error) {
 	l, waited, err := p.getTimed(ctx, wait)
 	if err != nil {
