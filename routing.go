@@ -47,7 +47,7 @@ func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
 // script, RENAME, SINTERSTORE, XREAD … name; see queue.EachKey), up to
 // fn's first error.
 func (b *Batch) eachKey(i int, fn func(key []byte) error) error {
-	name, f := string(b.q.NameBytes(i)), b.q.At(i).Flags
+	name, f := b.q.NameBytes(i), b.q.At(i).Flags
 	if queue.KeysKnown(name, f) {
 		return queue.EachKey(name, f, b.q.Args(i), fn)
 	}

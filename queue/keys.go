@@ -48,14 +48,14 @@ var keyLayouts = func() map[string]keyLayout {
 // KeysKnown reports whether EachKey finds the keys of the upper-case
 // command name (flags f) among its arguments; for the others the routing
 // key is the only key.
-func KeysKnown(name string, f Flags) bool {
-	return f&(MultiKey|KeyValue) != 0 || keyLayouts[name] != 0
+func KeysKnown(name []byte, f Flags) bool {
+	return f&(MultiKey|KeyValue) != 0 || keyLayouts[string(name)] != 0
 }
 
 // EachKey calls fn with each key among args, the arguments (without the
 // name) of a command for which KeysKnown, up to fn's first error. A count
 // of keys that is not a number gives no keys: Redis refuses the command.
-func EachKey(name string, f Flags, args [][]byte, fn func(key []byte) error) error {
+func EachKey(name []byte, f Flags, args [][]byte, fn func(key []byte) error) error {
 	var runs [2]struct{ from, to, step int }
 	n := 0
 	add := func(from, to, step int) {
@@ -69,7 +69,7 @@ func EachKey(name string, f Flags, args [][]byte, fn func(key []byte) error) err
 		}
 		add(at+1, at+1+max(k, 0), 1)
 	}
-	layout := keyLayouts[name]
+	layout := keyLayouts[string(name)]
 	switch {
 	case f&KeyValue != 0:
 		layout = pairs
@@ -100,7 +100,7 @@ func EachKey(name string, f Flags, args [][]byte, fn func(key []byte) error) err
 		}
 	case storeOption:
 		add(0, 1, 1)
-		if at := storeAt(name, args); at >= 0 {
+		if at := storeAt(string(name), args); at >= 0 {
 			add(at, at+1, 1)
 		}
 	}

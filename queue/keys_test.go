@@ -45,20 +45,20 @@ func TestEachKey(t *testing.T) {
 		for _, p := range parts[1:] {
 			args = append(args, []byte(p))
 		}
-		assert.True(t, KeysKnown(name, FlagsOf(name)), tc.cmd)
+		assert.True(t, KeysKnown([]byte(name), FlagsOf(name)), tc.cmd)
 		var got []string
-		err := EachKey(name, FlagsOf(name), args, func(k []byte) error {
+		err := EachKey([]byte(name), FlagsOf(name), args, func(k []byte) error {
 			got = append(got, string(k))
 			return nil
 		})
 		assert.NoError(t, err, tc.cmd)
 		assert.Equal(t, tc.keys, got, tc.cmd)
 	}
-	assert.False(t, KeysKnown("SET", FlagsOf("SET")), "one key: the routing key")
+	assert.False(t, KeysKnown([]byte("SET"), FlagsOf("SET")), "one key: the routing key")
 
 	stop := errors.New("stop")
 	n := 0
-	err := EachKey("DEL", MultiKey, [][]byte{[]byte("a"), []byte("b")}, func([]byte) error { n++; return stop })
+	err := EachKey([]byte("DEL"), MultiKey, [][]byte{[]byte("a"), []byte("b")}, func([]byte) error { n++; return stop })
 	assert.ErrorIs(t, err, stop)
 	assert.Equal(t, 1, n, "EachKey stops at fn's first error")
 }
