@@ -732,3 +732,62 @@ func TestConnectionStateNotInherited(t *testing.T) {
 		})
 	}
 }
+
+// A redigo pool's connection sets a read's deadline as the read starts: a
+// large skip-result batch's one reply (CLIENT REPLY ON's) is awaited for
+// the response timeout once the batch is written, not while it is.
+func TestClientFromRedigoPoolSkipTimeoutAfterTheWrite(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	b := c.NewBatch(rbatch.WithSkipResult(), rbatch.WithResponseTimeout(100*time.Millisecond))
+	val := strings.Repeat("x", 300)
+	const n = 200_000 // some 60 MB: longer to write than the timeout
+	for i := range n {
+		b.Bucket("rgskip:" + strconv.Itoa(i)).SetAsync(val)
+	}
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err, "counts %+v", res.Counts)
+	assert.Equal(t, rbatch.Counts{Skipped: n}, res.Counts)
+	assert.Equal(t, int64(n), srv.MustDo(t, "DBSIZE"))
+}
+
+// A large batch on a redigo pool's connection whose context is cancelled
+// mid-way, the server healthy: the commands handed to redigo are flushed,
+// the read under way ends at its reply and the batch stops there (redigo
+// cannot interrupt a read). Before, the unflushed commands' replies were
+// awaited for ever.
+func TestClientFromRedigoPoolCancelMidBatch(t *testing.T) {
+	fresh(t)
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr) }, MaxIdle: 2}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	b := c.NewBatch()
+	const n = 200_000
+	fs := make([]*rbatch.Future[int64], n)
+	for i := range fs {
+		fs[i] = b.AtomicLong("rgcancel:" + strconv.Itoa(i%100)).IncrementAndGetAsync()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for calls(t, "incr") < 20_000 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	done := b.ExecuteAsync(ctx)
+	select {
+	case <-done.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("Execute still running 20 s after its context was cancelled, the server healthy")
+	}
+	res, err := done.Get()
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, n, res.Counts.Total())
+	applied, unknown := int64(res.Counts.Applied), int64(res.Counts.Unknown)
+	ran := calls(t, "incr")
+	assert.GreaterOrEqual(t, ran, applied)
+	assert.LessOrEqual(t, ran, applied+unknown, "nothing counted not sent reached Redis")
+	t.Logf("%+v, %d INCRs ran", res.Counts, ran)
+}

@@ -47,6 +47,23 @@ type readDeadliner interface {
 	ArmReadDeadline(timeout time.Duration)
 }
 
+// armWaiter is a Conn that sets each read's deadline as the read starts
+// and cannot move it later (a redigo connection): WaitForArm makes its
+// next read wait for ArmReadDeadline (or Abort), so that a skip-result
+// batch's one reply is not awaited while the batch is still being written.
+type armWaiter interface {
+	WaitForArm()
+	ArmReadDeadline(timeout time.Duration)
+}
+
+// sendBuffer is a Conn that holds what it was handed until Flush (a redigo
+// connection): a writer that stops early flushes it before aborting, so
+// that the commands it counted as sent reach the server, and the reader
+// gets the reply it waits for.
+type sendBuffer interface {
+	FlushPending()
+}
+
 // Lease is a Conn taken from a pool: Release gives it back, to be reused
 // only when clean (no pending reply, no open transaction, replies on).
 type Lease interface {
@@ -143,9 +160,13 @@ func Run(ctx context.Context, conn Conn, g *Group) Result {
 // then arms it.
 func exchange(ctx context.Context, conn Conn, p Plan, l *layout, src source, res *Result, write func(w *progress) error) {
 	var w progress
+	var armed armWaiter
 	if d, ok := conn.(readDeadliner); ok {
 		d.HoldReadDeadline()
 		w.deferred = d
+	} else if a, ok := conn.(armWaiter); ok && p.SkipResult {
+		a.WaitForArm()
+		armed = a
 	}
 	werr := make(chan error, 1)
 	go func() {
@@ -153,6 +174,9 @@ func exchange(ctx context.Context, conn Conn, p Plan, l *layout, src source, res
 		if w.deferred != nil {
 			w.written.Store(true)
 			w.deferred.ArmReadDeadline(p.ResponseTimeout)
+		}
+		if armed != nil {
+			armed.ArmReadDeadline(p.ResponseTimeout)
 		}
 		werr <- err
 	}()
@@ -242,6 +266,9 @@ func (g *Group) wrote(n int) {
 func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err error) {
 	defer func() {
 		if err != nil {
+			if b, ok := conn.(sendBuffer); ok {
+				b.FlushPending()
+			}
 			conn.Abort()
 		}
 	}()

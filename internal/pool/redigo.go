@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -77,6 +78,13 @@ type redigoConn struct {
 	c       redis.Conn
 	args    []any // scratch for Send
 	skipped bool  // sent CLIENT REPLY OFF or SKIP: redigo expects replies that never come
+
+	mu sync.Mutex // guards the fields below: the writer and the reader both use them
+	// armed, when set, holds the next Receive until it is closed (by
+	// ArmReadDeadline, its timeout armedFor) or the connection aborted.
+	armed    chan struct{}
+	armedFor time.Duration
+	aborted  chan struct{} // closed by Abort
 }
 
 func (r *redigoConn) Write(p []byte) (int, error) {
@@ -101,6 +109,23 @@ func (r *redigoConn) Write(p []byte) (int, error) {
 func (r *redigoConn) Flush() error { return r.c.Flush() }
 
 func (r *redigoConn) Receive(timeout time.Duration) (any, error) {
+	r.mu.Lock()
+	armed, aborted := r.armed, r.abortedLocked()
+	r.mu.Unlock()
+	if armed != nil {
+		select {
+		case <-armed:
+		case <-aborted:
+		}
+		r.mu.Lock()
+		r.armed, timeout = nil, r.armedFor
+		r.mu.Unlock()
+	}
+	select {
+	case <-aborted:
+		return nil, errAborted
+	default:
+	}
 	var reply any
 	var err error
 	switch {
@@ -115,8 +140,47 @@ func (r *redigoConn) Receive(timeout time.Duration) (any, error) {
 	return reply, err
 }
 
-// Abort cannot interrupt a redigo connection; Put breaks it instead.
-func (r *redigoConn) Abort() {}
+// Abort cannot interrupt a redigo connection's read under way; the reads
+// after it fail at once, and Release breaks the connection.
+func (r *redigoConn) Abort() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.abortedLocked():
+	default:
+		close(r.aborted)
+	}
+}
+
+func (r *redigoConn) abortedLocked() chan struct{} {
+	if r.aborted == nil {
+		r.aborted = make(chan struct{})
+	}
+	return r.aborted
+}
+
+// WaitForArm holds the next Receive until ArmReadDeadline (see
+// batch.armWaiter): redigo sets a read's deadline as it starts.
+func (r *redigoConn) WaitForArm() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = make(chan struct{})
+}
+
+// ArmReadDeadline lets the held Receive start, bounded by timeout (0: the
+// pool's read timeout).
+func (r *redigoConn) ArmReadDeadline(timeout time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.armed != nil {
+		r.armedFor = timeout
+		close(r.armed)
+		r.armed = nil
+	}
+}
+
+// FlushPending hands the server what Send buffered (see batch.sendBuffer).
+func (r *redigoConn) FlushPending() { _ = r.c.Flush() }
 
 var errBadRESP = errors.New("malformed encoded command")
 
