@@ -586,3 +586,52 @@ func TestStreamsCrossingNodesDoNotDeadlock(t *testing.T) {
 		assert.Equal(t, want, got, k)
 	}
 }
+
+// Streams whose parts reach every primary at once, on a client with one
+// connection per node: a part's groups run side by side, so a stream may
+// come to hold connections while one of its groups waits for another.
+// Every stream finishes, each counter exact.
+func TestStreamsSharingOneConnectionPerNode(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl, func(cfg *rbatch.Config) { cfg.PoolSize = 1; cfg.StreamBuffer = 4 << 10 })
+	const streams, n = 4, 5000
+	for round := range 3 {
+		var wg sync.WaitGroup
+		counts := make([]rbatch.Counts, streams)
+		errs := make([]error, streams)
+		for s := range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+				for i := range n {
+					b.AtomicLong(fmt.Sprintf("sp:%d:%d:%d", round, s, i%97)).IncrementAndGetAsync()
+				}
+				res, err := b.Execute(context.Background())
+				counts[s], errs[s] = res.Counts, err
+			}()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: streams still running after 30 s, each holding connections another waits for", round)
+		}
+		for s := range streams {
+			require.NoError(t, errs[s], "round %d stream %d", round, s)
+			assert.Equal(t, rbatch.Counts{Applied: n}, counts[s])
+		}
+	}
+	total := 0
+	for _, p := range cl.Primaries {
+		keys, err := redis.Strings(p.Call("KEYS", "sp:*"))
+		require.NoError(t, err)
+		for _, k := range keys {
+			v, err := redis.Int(p.Call("GET", k))
+			require.NoError(t, err)
+			total += v
+		}
+	}
+	assert.Equal(t, 3*streams*n, total, "every INCR applied once")
+}

@@ -115,55 +115,52 @@ func (l *streamLines) ran(p *batch.Pipe) {
 	}
 }
 
-// slotTrier is a node whose connections can be asked for without waiting
-// for a free slot.
-type slotTrier interface {
-	TryGet(ctx context.Context) (pool.Lease, error)
+// slotWaiter is a node whose connections can be asked for with a bound on
+// the wait for a free slot.
+type slotWaiter interface {
+	GetWithin(ctx context.Context, d time.Duration) (pool.Lease, time.Duration, error)
 }
 
-// slotRetry is how often a stream that holds connections of other nodes
-// asks again for one of a node whose pool has none free.
-const slotRetry = 5 * time.Millisecond
+// slotWait bounds each wait for a free slot of a stream that may hold
+// connections of other nodes, between which it gives back those idle.
+const slotWait = 5 * time.Millisecond
 
-// take gets a connection of node for the stream. A stream holding other
-// nodes' connections never waits for a free one while it holds them: two
-// streams that each hold one node's last connection and wait for the
-// other's would wait for ever. So it asks without waiting, and while the
-// pool has none free it gives back the connections of other nodes that
-// run no group (one is taken again when next needed), then asks again;
-// holding none, it waits its turn as any batch does.
+// take gets a connection of node for the stream. A stream never waits long
+// for a free one while it holds connections of other nodes: two streams
+// that each hold one node's last connection and wait for the other's
+// would wait for ever. Its groups run side by side, so it may come to hold
+// some while a group waits: each wait is short, and between two it gives
+// back the connections of other nodes that run no group (one is taken
+// again when next needed).
 func (l *streamLines) take(ctx context.Context, node pool.Node, hs []Hook) (pool.Lease, error) {
-	tn, ok := node.(slotTrier)
-	for ok {
-		conn, err := tn.TryGet(ctx)
-		if !errors.Is(err, pool.ErrNoFreeSlot) {
-			return conn, err
-		}
-		if !l.giveBack(ctx, node) {
-			break
-		}
-		if !sleep(ctx, slotRetry) {
-			break
-		}
+	sw, ok := node.(slotWaiter)
+	if !ok {
+		return get(ctx, node, hs)
 	}
-	return get(ctx, node, hs)
+	var waited time.Duration // told to the hooks as one wait
+	return reportWait(ctx, node.Addr(), hs, func() (pool.Lease, time.Duration, error) {
+		for {
+			conn, d, err := sw.GetWithin(ctx, slotWait)
+			waited += d
+			if !errors.Is(err, pool.ErrNoFreeSlot) {
+				return conn, waited, err
+			}
+			l.giveBack(ctx, node)
+		}
+	})
 }
 
 // giveBack gives back the connections of nodes other than node that run no
-// group, and reports whether the stream still holds some (false: waiting
-// for a connection of node holds up no other stream). A stream that waits
-// for its replicas sends its WAIT on each first, since a WAIT acknowledges
-// only its connection's writes; one whose commands changed their
-// connection's state keeps them all.
-func (l *streamLines) giveBack(ctx context.Context, node pool.Node) (holds bool) {
+// group. A stream that waits for its replicas sends its WAIT on each first,
+// since a WAIT acknowledges only its connection's writes; one whose
+// commands changed their connection's state keeps them all.
+func (l *streamLines) giveBack(ctx context.Context, node pool.Node) {
 	stateful := l.stateful.Load()
 	l.mu.Lock()
 	var idle []nodePipe
 	for n, p := range l.nodes {
 		switch {
-		case n == node || p == nil:
-		case stateful || l.running[p] > 0:
-			holds = true
+		case n == node || p == nil, stateful, l.running[p] > 0:
 		default:
 			idle = append(idle, nodePipe{n, p})
 			delete(l.nodes, n) // the next group there takes a connection anew
@@ -182,7 +179,6 @@ func (l *streamLines) giveBack(ctx context.Context, node pool.Node) (holds bool)
 		}
 		np.pipe.Release(true)
 	}
-	return holds
 }
 
 // pipeFor returns the pipe for the entry's group and the node it leads

@@ -99,25 +99,49 @@ var ErrNoFreeSlot = errors.New("no free pooled connection")
 // TryGet is Get without the wait for a free slot: with every connection
 // of the pool out it fails at once with ErrNoFreeSlot.
 func (p *Pool) TryGet(ctx context.Context) (Lease, error) {
-	l, _, err := p.getTimed(ctx, false)
+	l, _, err := p.GetWithin(ctx, 0)
 	return l, err
+}
+
+// GetWithin is GetTimed waiting at most d for a free slot (ErrNoFreeSlot
+// then); the dial, when there is one, is bounded by ctx alone.
+func (p *Pool) GetWithin(ctx context.Context, d time.Duration) (Lease, time.Duration, error) {
+	if d <= 0 {
+		return p.getTimed(ctx, false)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	return p.getSlot(ctx, t.C)
 }
 
 // getTimed is GetTimed; without wait, a pool with no free slot fails at
 // once with ErrNoFreeSlot (and counts no wait).
 func (p *Pool) getTimed(ctx context.Context, wait bool) (Lease, time.Duration, error) {
+	if !wait {
+		select {
+		case p.slots <- struct{}{}:
+		default:
+			return nil, 0, ErrNoFreeSlot
+		}
+		return p.getHeld(ctx, 0)
+	}
+	return p.getSlot(ctx, nil)
+}
+
+// getSlot is getTimed waiting for a free slot until ctx ends or giveUp
+// fires (ErrNoFreeSlot; nil: never).
+func (p *Pool) getSlot(ctx context.Context, giveUp <-chan time.Time) (Lease, time.Duration, error) {
 	var waited time.Duration
 	select {
 	case p.slots <- struct{}{}:
 	default:
-		if !wait {
-			return nil, 0, ErrNoFreeSlot
-		}
 		start := time.Now()
 		select {
 		case p.slots <- struct{}{}:
 			waited = time.Since(start)
 			p.countWait(waited, false)
+		case <-giveUp:
+			return nil, time.Since(start), ErrNoFreeSlot
 		case <-ctx.Done():
 			waited = time.Since(start)
 			p.countWait(waited, true)
@@ -128,6 +152,12 @@ func (p *Pool) getTimed(ctx context.Context, wait bool) (Lease, time.Duration, e
 			return nil, waited, ErrClosed
 		}
 	}
+	return p.getHeld(ctx, waited)
+}
+
+// getHeld takes an idle connection or dials one, for a caller that holds a
+// slot (after waiting for it waited).
+func (p *Pool) getHeld(ctx context.Context, waited time.Duration) (Lease, time.Duration, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
