@@ -92,19 +92,13 @@ func (p *Pool) GetTimed(ctx context.Context) (Lease, time.Duration, error) {
 	return p.getTimed(ctx, true)
 }
 
-// ErrNoFreeSlot is returned by TryGet, and by a GetShared told not to
+// ErrNoFreeSlot is returned by GetWithin, and by a GetShared told not to
 // wait, when every connection of the pool is out.
 var ErrNoFreeSlot = errors.New("no free pooled connection")
 
-// TryGet is Get without the wait for a free slot: with every connection
-// of the pool out it fails at once with ErrNoFreeSlot.
-func (p *Pool) TryGet(ctx context.Context) (Lease, error) {
-	l, _, err := p.GetWithin(ctx, 0)
-	return l, err
-}
-
 // GetWithin is GetTimed waiting at most d for a free slot (ErrNoFreeSlot
-// then); the dial, when there is one, is bounded by ctx alone.
+// then; d ≤ 0: no wait); the dial, when there is one, is bounded by ctx
+// alone.
 func (p *Pool) GetWithin(ctx context.Context, d time.Duration) (Lease, time.Duration, error) {
 	if d <= 0 {
 		return p.getTimed(ctx, false)

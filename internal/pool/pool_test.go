@@ -101,6 +101,31 @@ func TestPoolGetWaitsForASlot(t *testing.T) {
 	assert.NoError(t, p.PingIdle())
 }
 
+// GetWithin waits for a free slot no longer than it is told, and takes one
+// that comes back meanwhile.
+func TestPoolGetWithin(t *testing.T) {
+	s := redistest.Standalone(t)
+	p, _ := newPool(t, s, 1)
+	ctx := context.Background()
+	c1, waited, err := p.GetWithin(ctx, time.Second)
+	require.NoError(t, err)
+	assert.Zero(t, waited, "a free slot is taken at once")
+
+	start := time.Now()
+	_, _, err = p.GetWithin(ctx, 30*time.Millisecond)
+	assert.ErrorIs(t, err, pool.ErrNoFreeSlot)
+	assert.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond)
+	_, _, err = p.GetWithin(ctx, 0)
+	assert.ErrorIs(t, err, pool.ErrNoFreeSlot, "no wait at all")
+
+	time.AfterFunc(20*time.Millisecond, func() { c1.Release(true) })
+	c2, waited, err := p.GetWithin(ctx, 5*time.Second)
+	require.NoError(t, err)
+	assert.Same(t, c1, c2, "the connection given back meanwhile")
+	assert.Positive(t, waited)
+	c2.Release(true)
+}
+
 func TestPoolSizeBoundsConnections(t *testing.T) {
 	s := redistest.Standalone(t)
 	base := connectedClients(t, s)
