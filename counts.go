@@ -5,8 +5,8 @@ import "errors"
 // Counts tells how many commands ended in each state (see the package doc,
 // "Errors"); the six add up to the commands queued.
 type Counts struct {
-	Applied int // Redis ran it: a value, or ErrNil
-	Failed  int // Redis answered an error (WRONGTYPE, …), or the reply did not decode
+	Applied int // Redis ran it: a value, ErrNil, or a reply that did not decode (ErrDecode)
+	Failed  int // Redis answered an error (WRONGTYPE, …)
 	Aborted int // its transaction was discarded: ErrTxAborted
 	NotSent int // it never reached Redis: ErrNotSent, ErrConditionFailed, ErrDiscarded
 	Unknown int // written, not answered: ErrUnknownOutcome
@@ -23,6 +23,8 @@ func (c *Counts) add(err error) {
 	switch {
 	case err == nil || err == ErrNil:
 		c.Applied++
+	case errors.Is(err, ErrDecode):
+		c.Applied++ // Redis ran it; only its value was lost
 	case err == ErrResultSkipped:
 		c.Skipped++
 	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed), errors.Is(err, ErrDiscarded):

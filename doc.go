@@ -152,7 +152,9 @@
 // a nil reply), failed (a *RedisError such as WRONGTYPE), aborted
 // (ErrTxAborted), not sent (ErrNotSent with its cause: safe to retry),
 // unknown (ErrUnknownOutcome: written but not answered, it may or may not
-// have been applied), or skipped (ErrResultSkipped). rbatch never re-sends a
+// have been applied), or skipped (ErrResultSkipped). A reply that does not
+// fit its future's type fails the future with ErrDecode, yet the command
+// ran and counts as applied. rbatch never re-sends a
 // write whose outcome is unknown. Execute returns nil exactly when every
 // command succeeded; otherwise a *BatchError lists the failed commands, and
 // errors.Is and errors.As reach each cause:

@@ -89,7 +89,20 @@ var (
 	// before anything was written (a bad argument, a cancelled context): the
 	// cause is wrapped alongside. Safe to retry.
 	ErrNotSent = errors.New("rbatch: not sent")
+
+	// ErrDecode is wrapped by the error of a command whose reply came back
+	// but does not fit its future's type (a script returning a string to
+	// EvalIntAsync, a value another codec wrote): Redis ran the command,
+	// and it counts as applied; only its value is lost.
+	ErrDecode = errors.New("rbatch: reply does not decode")
 )
+
+// decodeError is a reply that ran but did not decode: it reads as the
+// decoder's own message and unwraps to ErrDecode and that error.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string   { return e.err.Error() }
+func (e *decodeError) Unwrap() []error { return []error{ErrDecode, e.err} }
 
 // RedisError is an error reply from the server, such as "WRONGTYPE Operation
 // against a key holding the wrong kind of value". The command was rejected

@@ -128,6 +128,9 @@ func (f *Future[T]) resolve(reply any, err error) {
 		return
 	}
 	f.val, f.err = f.dec(reply)
+	if f.err != nil && f.err != ErrNil {
+		f.err = &decodeError{f.err} // the command ran: applied, its value lost
+	}
 }
 
 // response is the command's entry in BatchResult.Responses: its value, nil

@@ -199,6 +199,33 @@ func TestScriptTypedResults(t *testing.T) {
 	assert.Contains(t, err.Error(), "text")
 }
 
+// A reply that does not fit its future's type came from a command Redis
+// ran: it is counted applied, its error says ErrDecode (not a server error),
+// and a retry would run it twice. So is a value written in another shape.
+func TestDecodeErrorIsAppliedNotFailed(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	srv.MustDo(t, "SET", "dec:json", "not json")
+	b := c.NewBatch(rbatch.WithCodec(rbatch.JSONCodec))
+	ran := b.Script().EvalIntAsync("redis.call('INCR', KEYS[1]); return 'done'", []string{"dec:n"})
+	typed := rbatch.BucketOf[map[string]int](b, "dec:json").GetAsync()
+	refused := b.Do("INCR", "dec:json")
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, rbatch.Counts{Applied: 2, Failed: 1}, res.Counts)
+	assert.Equal(t, []byte("1"), srv.MustDo(t, "GET", "dec:n"), "the script ran once")
+	for _, e := range []error{errOf(ran), errOf(typed)} {
+		assert.ErrorIs(t, e, rbatch.ErrDecode)
+		var re *rbatch.RedisError
+		assert.False(t, errors.As(e, &re), "not a server error: %v", e)
+	}
+	assert.Contains(t, errOf(ran).Error(), `"done" is not an integer`)
+	var re *rbatch.RedisError
+	require.ErrorAs(t, errOf(refused), &re)
+	assert.NotErrorIs(t, errOf(refused), rbatch.ErrDecode)
+	assert.ErrorIs(t, err, rbatch.ErrDecode, "Execute's error reaches the cause")
+}
+
 // In a cluster each primary that does not hold a script answers NOSCRIPT
 // once and gets it as EVAL; the next batch's EVALSHA finds it there.
 func TestScriptFallsBackToEvalPerClusterNode(t *testing.T) {

@@ -90,7 +90,8 @@ func soakCancelAtEnd(t *testing.T, mode rbatch.ExecutionMode) {
 // errors.Is(err, ErrTxAborted) was false although every future was aborted.
 // Fixed in 77ed2fe while the soak was written. (A queue whose session had
 // no connection yet wrote nothing: its futures are not sent, so each case
-// waits for its commands to be queued in Redis.)
+// waits for its commands to be queued in Redis, after any MULTI another
+// test left open has ended.)
 func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 	c := newClient(t)
 	check := func(t *testing.T, f *rbatch.Future[int64], err error) {
@@ -103,6 +104,7 @@ func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 		}
 	}
 	t.Run("cancelled before Execute", func(t *testing.T) {
+		waitUntil(t, "no other client is in a MULTI", func() bool { return clientInMulti(t, srv) < 0 })
 		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
 		f := b.AtomicLong("soak:refused").IncrementAndGetAsync()
 		waitUntil(t, "the INCR is queued in Redis", func() bool { return clientInMulti(t, srv) == 1 })
@@ -112,6 +114,7 @@ func TestRefusedRedisSideBatchErrorReachesAborted(t *testing.T) {
 		check(t, f, err)
 	})
 	t.Run("write in a RedisReadAtomic batch", func(t *testing.T) {
+		waitUntil(t, "no other client is in a MULTI", func() bool { return clientInMulti(t, srv) < 0 })
 		b := c.NewBatch(rbatch.WithMode(rbatch.RedisReadAtomic))
 		f := b.AtomicLong("soak:refused").GetAsync()
 		// Queued in Redis (its session had a connection): the DISCARD aborts it.
