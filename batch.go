@@ -162,6 +162,9 @@ type execution struct {
 	// was split from (see splitMultiKey).
 	partOf    []int
 	partsFrom int
+	// unsucceeded counts the commands that did not succeed, as collect
+	// found them: an error other than ErrResultSkipped.
+	unsucceeded int
 }
 
 type batchState int32

@@ -145,7 +145,11 @@ type BatchError struct {
 	// counts, when set, say how every command of the batch ended; refused
 	// says that nothing of it was sent because of Err.
 	counts  *Counts
-	refused bool
+	// unsucceeded is how many commands did not succeed: those of counts
+	// that are neither applied nor skipped, and the applied ones whose reply
+	// did not decode (ErrDecode).
+	unsucceeded int
+	refused     bool
 	// errSaid: Err only repeats the listed commands' cause (a Redis-side
 	// batch refused for one bad command): Error leaves it out.
 	errSaid bool
@@ -184,15 +188,15 @@ func (e *BatchError) Error() string {
 		}
 		return oneLine(sb.String())
 	case n == 0 && e.Err != nil:
-		if c := e.counts; c != nil && c.Total() > c.Applied+c.Skipped {
-			fmt.Fprintf(&sb, "%d of %s did not succeed (%s): ", c.Total()-c.Applied-c.Skipped, commands(c.Total()), c.failures())
+		if c := e.counts; c != nil && e.unsucceeded > 0 {
+			fmt.Fprintf(&sb, "%d of %s did not succeed (%s): ", e.unsucceeded, commands(c.Total()), e.states())
 		}
 		sb.WriteString(bare(e.Err))
 		return oneLine(sb.String())
 	}
 	if c := e.counts; c != nil {
-		fmt.Fprintf(&sb, "%d of %s did not succeed", c.Total()-c.Applied-c.Skipped, commands(c.Total()))
-		if st := e.counts.failures(); st != "" {
+		fmt.Fprintf(&sb, "%d of %s did not succeed", e.unsucceeded, commands(c.Total()))
+		if st := e.states(); st != "" {
 			sb.WriteString(" (" + st + ")")
 		}
 	} else {
@@ -243,13 +247,16 @@ func commands(n int) string {
 	return strconv.Itoa(n) + " commands"
 }
 
-// failures names the states other than applied and skipped, with counts.
-func (c *Counts) failures() string {
+// states names the states other than applied and skipped, with counts, and
+// the applied commands whose reply did not decode.
+func (e *BatchError) states() string {
+	c := e.counts
 	var parts []string
 	for _, s := range []struct {
 		n    int
 		name string
-	}{{c.Failed, "failed"}, {c.Aborted, "aborted"}, {c.NotSent, "not sent"}, {c.Unknown, "unknown"}} {
+	}{{c.Failed, "failed"}, {c.Aborted, "aborted"}, {c.NotSent, "not sent"}, {c.Unknown, "unknown"},
+		{e.unsucceeded - (c.Total() - c.Applied - c.Skipped), "applied, reply not decoded"}} {
 		if s.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", s.n, s.name))
 		}

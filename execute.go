@@ -516,13 +516,14 @@ func (b *Batch) collect(nodes []NodeResult, nodeErr error) (*BatchResult, error)
 			nFailed++
 		}
 	}
+	b.run.unsucceeded = nFailed
 	var failed []CommandError
 	if nFailed > 0 && !b.segment { // a stream lists its segments' failures itself (stream.keepFailures)
 		failed = b.failures(nFailed)
 	}
 	if failed != nil || nodeErr != nil {
 		counts := res.Counts
-		return res, &BatchError{Err: nodeErr, Commands: failed, counts: &counts}
+		return res, &BatchError{Err: nodeErr, Commands: failed, counts: &counts, unsucceeded: nFailed}
 	}
 	return res, nil
 }
@@ -667,7 +668,7 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 	res, _ := b.collect(nil, nil)
 	res.Counts.NotSent += b.unqueued
 	counts := res.Counts
-	berr := &BatchError{Err: err, counts: &counts, refused: aborted == nil}
+	berr := &BatchError{Err: err, counts: &counts, unsucceeded: counts.Total() - counts.Skipped, refused: aborted == nil}
 	switch {
 	case aborted != nil && counts.NotSent == 0: // every command was in the discarded MULTI
 		berr.Err = aborted

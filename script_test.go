@@ -226,6 +226,39 @@ func TestDecodeErrorIsAppliedNotFailed(t *testing.T) {
 	assert.ErrorIs(t, err, rbatch.ErrDecode, "Execute's error reaches the cause")
 }
 
+// A reply that did not decode fails Execute in every mode, Streaming too
+// (where the commands are counted segment by segment), and the message's
+// count of commands that did not succeed includes it.
+func TestDecodeErrorFailsExecuteInEveryMode(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	srv.MustDo(t, "SET", "dec:str", "x")
+	for _, m := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.Streaming} {
+		t.Run(m.String(), func(t *testing.T) {
+			b := c.NewBatch(rbatch.WithMode(m))
+			dec := b.Script().EvalIntAsync("return 'not an int'", []string{"dec:k"})
+			b.Bucket("dec:ok").SetAsync("v")
+			wrong := b.List("dec:str").AddAsync("v") // WRONGTYPE
+			res, err := b.Execute(context.Background())
+			assert.Equal(t, rbatch.Counts{Applied: 2, Failed: 1}, res.Counts)
+			assert.ErrorIs(t, errOf(dec), rbatch.ErrDecode)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, rbatch.ErrDecode)
+			var re *rbatch.RedisError
+			assert.True(t, errors.As(err, &re) && re.Prefix() == "WRONGTYPE", "Execute's error reaches the WRONGTYPE too: %v", err)
+			assert.ErrorAs(t, errOf(wrong), &re)
+			assert.Contains(t, err.Error(), "2 of 3 commands did not succeed (1 failed, 1 applied, reply not decoded)")
+
+			b = c.NewBatch(rbatch.WithMode(m))
+			dec = b.Script().EvalIntAsync("return 'not an int'", []string{"dec:k"})
+			res, err = b.Execute(context.Background())
+			assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts)
+			assert.ErrorIs(t, errOf(dec), rbatch.ErrDecode)
+			assert.ErrorIs(t, err, rbatch.ErrDecode, "the one command did not succeed")
+		})
+	}
+}
+
 // In a cluster each primary that does not hold a script answers NOSCRIPT
 // once and gets it as EVAL; the next batch's EVALSHA finds it there.
 func TestScriptFallsBackToEvalPerClusterNode(t *testing.T) {

@@ -64,14 +64,16 @@ type stream struct {
 	wrote writtenPrimaries
 
 	// What the segments did, gathered by the runner.
-	counts   Counts
-	failed   []CommandError
-	nodes    []NodeResult
-	nodeFrom []time.Time     // when each of nodes first took a connection
-	applied  map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
-	nodeErrs []error
-	synced   int
-	anySync  bool
+	counts Counts
+	// unsucceeded counts the commands that did not succeed (see BatchError).
+	unsucceeded int
+	failed      []CommandError
+	nodes       []NodeResult
+	nodeFrom    []time.Time     // when each of nodes first took a connection
+	applied     map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
+	nodeErrs    []error
+	synced      int
+	anySync     bool
 }
 
 func newStream(b *Batch) *stream {
@@ -258,8 +260,9 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 		res, err = seg.executeAll(s.ctx)
 	}
 	var failed []CommandError
-	if c := res.Counts; c.Total() > c.Applied+c.Skipped && s.wantsFailuresFrom(seg.base) {
-		failed = seg.failures(min(maxFailuresKept, c.Total()-c.Applied-c.Skipped))
+	bad := seg.run.unsucceeded // a reply that did not decode counts as applied, yet did not succeed
+	if bad > 0 && s.wantsFailuresFrom(seg.base) {
+		failed = seg.failures(min(maxFailuresKept, bad))
 	}
 	seg.end()
 
@@ -268,6 +271,7 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	c := res.Counts
 	s.counts.Applied += c.Applied
 	s.counts.Failed += c.Failed
+	s.unsucceeded += bad
 	s.counts.Aborted += c.Aborted
 	s.counts.NotSent += c.NotSent
 	s.counts.Unknown += c.Unknown
@@ -426,7 +430,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	var err error
 	if len(s.failed) > 0 || len(s.nodeErrs) > 0 {
 		counts := s.counts
-		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, counts: &counts}
+		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, counts: &counts, unsucceeded: s.unsucceeded}
 	}
 	if s.progress != nil {
 		s.progress.finish(res.Counts)
