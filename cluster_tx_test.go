@@ -130,10 +130,23 @@ func TestClusterTransactionRawCommandKeys(t *testing.T) {
 		"SORT":        {"SORT", "{x}l", "ALPHA", "STORE", "pk:1"},
 		"XREAD":       {"XREAD", "COUNT", "1", "STREAMS", "{x}st", "pk:1", "0", "0"},
 	}
-	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+	// One transaction per slot fits none of them either, nor a script
+	// whose keys span slots.
+	modes := []struct {
+		rbatch.ExecutionMode
+		perSlot bool
+	}{{rbatch.InMemoryAtomic, false}, {rbatch.RedisWriteAtomic, false}, {rbatch.InMemoryAtomic, true}, {rbatch.RedisWriteAtomic, true}}
+	cases["EVAL"] = []any{"EVAL", "return redis.call('INCR', KEYS[2])", "2", "{x}n", "pk:1"}
+	for _, m := range modes {
+		mode := m.ExecutionMode
 		for name, cmd := range cases {
 			cl.ResetStats(t)
-			b := c.NewBatch(rbatch.WithMode(mode))
+			opts := []rbatch.Option{rbatch.WithMode(mode)}
+			if m.perSlot {
+				opts = append(opts, rbatch.WithTransactionPerSlot())
+				name += " per slot"
+			}
+			b := c.NewBatch(opts...)
 			set := b.Bucket("{x}a").SetAsync("1")
 			f := b.Do(cmd[0].(string), cmd[1:]...)
 			_, err := b.Execute(context.Background())

@@ -76,6 +76,15 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 		// Conditions make one transaction even when split per slot: they
 		// hold for all of it.
 		tx = &txSlot{perSlot: b.perSlot()}
+		if tx.perSlot {
+			// Each slot's transaction is atomic on its own: a command
+			// whose own keys span slots (a script, RENAME) fits none.
+			for _, i := range idx {
+				if err := b.keepAll(&txSlot{}, i); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
 		if !tx.perSlot {
 			if err := b.pinTransaction(tx, idx); err != nil {
 				return nil, nil, err
