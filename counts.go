@@ -27,12 +27,14 @@ func (c *Counts) add(err error) {
 		c.Applied++ // Redis ran it; only its value was lost
 	case err == ErrResultSkipped:
 		c.Skipped++
-	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed), errors.Is(err, ErrDiscarded):
+	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed):
 		c.NotSent++
 	case errors.Is(err, ErrTxAborted):
 		c.Aborted++
-	case errors.Is(err, ErrUnknownOutcome):
+	case errors.Is(err, ErrUnknownOutcome): // (a discarded stream's written commands: unknown)
 		c.Unknown++
+	case errors.Is(err, ErrDiscarded):
+		c.NotSent++
 	default:
 		c.Failed++
 	}

@@ -533,7 +533,7 @@ func (s *stream) discard() {
 	s.mu.Lock()
 	s.discarded = true
 	s.mu.Unlock()
-	s.cancel(nil)
+	s.cancel(ErrDiscarded) // what a running segment did not write ends not sent, ErrDiscarded
 	s.finish(context.Background())
 }
 

@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"syscall"
 	"testing"
@@ -71,4 +72,41 @@ func TestStreamNodeDurationCoversWait(t *testing.T) {
 			assert.GreaterOrEqual(t, res.Nodes[0].Duration, 250*time.Millisecond, "Duration covers the WAIT")
 		})
 	}
+}
+
+// Discarding a stream while its parts are on the wire: what was answered
+// keeps its value, what was written and not answered is unknown, and the
+// rest, written or not yet taken by a part, is not sent with ErrDiscarded
+// (not a context cancellation the caller never made).
+func TestStreamDiscardedMidWaySaysDiscarded(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	notSent := 0
+	for range 10 {
+		srv.ResetStats(t)
+		b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+		var fs []*rbatch.Future[int64]
+		for j := range 3000 {
+			fs = append(fs, b.AtomicLong("sdd:"+strconv.Itoa(j%16)).IncrementAndGetAsync())
+		}
+		require.NoError(t, b.Discard(context.Background()))
+		var got rbatch.Counts
+		for i, f := range fs {
+			switch _, err := f.Get(); {
+			case err == nil:
+				got.Applied++
+			case errors.Is(err, rbatch.ErrUnknownOutcome):
+				got.Unknown++
+			case errors.Is(err, rbatch.ErrDiscarded):
+				got.NotSent++
+			default:
+				t.Fatalf("command %d of a discarded stream: %v", i, err)
+			}
+		}
+		incrs := int(calls(t, "incr"))
+		assert.GreaterOrEqual(t, incrs, got.Applied)
+		assert.LessOrEqual(t, incrs, got.Applied+got.Unknown)
+		notSent += got.NotSent
+	}
+	assert.Positive(t, notSent, "some commands were not sent before the discard")
 }
