@@ -175,8 +175,9 @@ func (c *Client) closeHeld() []*Batch {
 	return out
 }
 
-// closeDiscardTimeout bounds how long Close waits for the DISCARD of each
-// abandoned Redis-side batch before it closes its connection.
+// closeDiscardTimeout bounds how long Close waits for the DISCARDs of the
+// abandoned Redis-side batches (sent side by side) before it closes their
+// connections.
 const closeDiscardTimeout = 5 * time.Second
 
 // NewClient connects to the first reachable address of cfg.Addrs, checks the
@@ -346,10 +347,18 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	// All at once, under one deadline: a frozen server costs one timeout,
+	// not one per abandoned batch.
+	ctx, cancel := context.WithTimeout(context.Background(), closeDiscardTimeout)
+	var wg sync.WaitGroup
 	for _, b := range c.closeHeld() {
-		ctx, cancel := context.WithTimeout(context.Background(), closeDiscardTimeout)
-		b.Discard(ctx) // ErrAlreadyExecuted when it is running: it ends by itself
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Discard(ctx) // ErrAlreadyExecuted when it is running: it ends by itself
+		}()
 	}
+	wg.Wait()
+	cancel()
 	return c.router.Close()
 }

@@ -67,6 +67,31 @@ func TestCloseDiscardsAbandonedRedisSideBatch(t *testing.T) {
 	}
 }
 
+// Close discards its abandoned Redis-side batches side by side: on a server
+// that stopped answering, six of them cost one response timeout, not six.
+func TestCloseDiscardsHeldBatchesTogether(t *testing.T) {
+	s := redistest.Standalone(t)
+	const held, timeout = 6, 500 * time.Millisecond
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{s.Addr}, PoolSize: held, ReadTimeout: timeout})
+	require.NoError(t, err)
+	var fs []*rbatch.Future[int64]
+	for i := range held {
+		b := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+		fs = append(fs, b.AtomicLong("held:"+strconv.Itoa(i)).IncrementAndGetAsync())
+		waitUntil(t, "the batch is queued in Redis", func() bool { return clientsInMulti(t, s) == i+1 })
+	}
+	resume := stopServer(t, s)
+	start := time.Now()
+	require.NoError(t, c.Close())
+	took := time.Since(start)
+	resume()
+	assert.Less(t, took, held/2*timeout, "the DISCARDs waited one after another")
+	for _, f := range fs {
+		assert.ErrorIs(t, errOf(f), rbatch.ErrDiscarded)
+	}
+	assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "held:0", "held:1", "held:2", "held:3", "held:4", "held:5"), "nothing applied")
+}
+
 // Close while other goroutines queue on a Redis-side batch: no race, no
 // session opened after Close, nothing left in MULTI.
 func TestCloseWhileQueueingRedisSide(t *testing.T) {

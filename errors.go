@@ -144,7 +144,7 @@ type BatchError struct {
 
 	// counts, when set, say how every command of the batch ended; refused
 	// says that nothing of it was sent because of Err.
-	counts  *Counts
+	counts *Counts
 	// unsucceeded is how many commands did not succeed: those of counts
 	// that are neither applied nor skipped, and the applied ones whose reply
 	// did not decode (ErrDecode).

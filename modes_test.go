@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,6 +206,12 @@ func clientInMulti(t testing.TB, s *redistest.Server) int {
 		return n
 	}
 	return -1
+}
+
+// clientsInMulti counts s's clients in a MULTI.
+func clientsInMulti(t testing.TB, s *redistest.Server) int {
+	list, _ := redis.String(s.MustDo(t, "CLIENT", "LIST"), nil)
+	return strings.Count(list, "flags=x ")
 }
 
 func waitUntil(t testing.TB, what string, cond func() bool) {
