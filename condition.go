@@ -253,9 +253,8 @@ func (b *Batch) AddCondition(c Condition) *Future[bool] {
 	if cd.err != nil {
 		cd.err = fmt.Errorf("rbatch: invalid condition %d, %v: %w", k, c, cd.err)
 		if b.stream != nil { // a stream cannot be refused whole: the condition alone fails
-			err := &notSentError{cause: cd.err}
-			b.stream.refuseCondition(err) // Execute says so; what follows it is not sent
-			return failedFuture[bool](err)
+			b.stream.refuseCondition(cd.err) // Execute says so; what follows it is not sent
+			return failedFuture[bool](&notSentError{cause: cd.err})
 		}
 		if b.opts.Mode.redisSide() && b.remoteErr == nil {
 			b.remoteErr = cd.err // the Redis-side queue stops: Execute discards it

@@ -394,6 +394,8 @@ func TestConditionOnStreamFailsAlone(t *testing.T) {
 	assert.Equal(t, rbatch.Counts{Applied: 1, NotSent: 1}, res.Counts)
 	assert.NoError(t, errOf(before))
 	assert.ErrorIs(t, errOf(guarded), rbatch.ErrNotSent)
+	assert.NotContains(t, errOf(guarded).Error(), "not sent: not sent")
+	assert.NotContains(t, err.Error(), "not sent: not sent")
 	assert.Equal(t, []byte("x"), srv.MustDo(t, "GET", "cs:before"))
 	assert.Equal(t, []byte("0"), srv.MustDo(t, "HGET", "cs:stock", "sku"), "the guarded write was not applied")
 	assert.Zero(t, calls(t, "hincrby"))
