@@ -168,7 +168,8 @@
 //
 // WithRetry retries only what cannot have been applied: commands not sent,
 // rejections with LOADING, BUSY, TRYAGAIN, CLUSTERDOWN or MASTERDOWN (a
-// transaction is retried whole), and read-only commands left unknown.
+// transaction is retried whole), and read-only commands left unknown (not
+// in Streaming, whose later parts may have written their keys meanwhile).
 //
 // # Concurrency
 //

@@ -64,7 +64,10 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *fol
 	p := &b.plan
 	// Read-only commands left unknown are retried when they ran on their
 	// own (not inside a transaction, replies on): reading twice is harmless.
-	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil)
+	// Not in a stream's part: a later part may have written their keys
+	// already (keepRetriesInOrder sees only this part), and the read would
+	// come back with a value from after it.
+	rereadable := !p.SkipResult && (!p.Atomic || r.MultiRefused != nil) && !b.segment
 	var buf [3]batch.Span
 	for _, sp := range r.Spans(buf[:0], len(idx), *p, b.opts.Mode.redisSide()) {
 		cmds := idx[sp.From:sp.To]
