@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -109,4 +111,41 @@ func TestStreamDiscardedMidWaySaysDiscarded(t *testing.T) {
 		notSent += got.NotSent
 	}
 	assert.Positive(t, notSent, "some commands were not sent before the discard")
+}
+
+// A read of a stream's part left unknown stays unknown, not read again: a
+// later part may have written its key already (here a SET after it ran
+// before the cut), and the read would come back with a value from after
+// it. (A batch of one round checks that within itself; a stream's parts do
+// not see each other.)
+func TestStreamUnknownReadIsNotReadAgain(t *testing.T) {
+	fresh(t)
+	p := redistest.NewProxy(t, srv.Addr)
+	// (Not clientAt: the cut leaves a dead idle connection in its pool.)
+	c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{p.Addr}, StreamBuffer: 64 << 10, ReadTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	srv.MustDo(t, "SET", "sr:k", "before")
+	// The stream's connection (a new one: the idle one is cut) gets the
+	// reply to its PING and no more; the one a read again would take is
+	// not stalled.
+	p.SetFault(redistest.Fault{Kind: redistest.Stall, Dir: redistest.ToClient, AfterBytes: int64(len("+PONG\r\n")), Scope: redistest.NewConns, Once: true})
+	p.CutAll()
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithRetry(2, time.Millisecond))
+	pad := strings.Repeat("p", 1000)
+	get := b.Bucket("sr:k").GetAsync()
+	for i := range 40 { // past a part's size: the GET's part is sealed and written
+		b.Bucket("sr:pad:" + strconv.Itoa(i)).SetAsync(pad)
+	}
+	b.Bucket("sr:k").SetAsync("later")
+	for i := range 40 {
+		b.Bucket("sr:pad2:" + strconv.Itoa(i)).SetAsync(pad)
+	}
+	waitUntil(t, "the later SET ran", func() bool { v, _ := redis.String(srv.MustDo(t, "GET", "sr:k"), nil); return v == "later" })
+	p.CutAll()
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	assert.Positive(t, res.Counts.Unknown)
+	v, gerr := get.Get()
+	assert.ErrorIs(t, gerr, rbatch.ErrUnknownOutcome, "read again after the later SET, it gave %q", v)
 }
