@@ -81,7 +81,7 @@ func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 func (b *Batch) mayHaveApplied(idx []int) bool {
 	for _, i := range idx {
 		switch err := b.q.At(i).Future.(outcome).failure(); {
-		case errors.Is(err, ErrUnknownOutcome):
+		case errors.Is(err, ErrUnknownOutcome), errors.Is(err, ErrDecode): // (a decode error may wrap an error element)
 			return true
 		case errors.Is(err, ErrNotSent), errors.Is(err, ErrTxAborted), errors.Is(err, ErrDiscarded), errors.Is(err, ErrConditionFailed):
 		case asRedisError(err) != nil && !runsScript(b.q.Name(i)):

@@ -252,6 +252,8 @@ func errorAttrs(err error) []attribute.KeyValue {
 // errorType names a failure that is not an error reply, in few words.
 func errorType(err error) string {
 	switch {
+	case errors.Is(err, rbatch.ErrDiscarded) && !errors.Is(err, rbatch.ErrUnknownOutcome):
+		return "discarded" // (a discarded stream's unwritten commands wrap its cancel too)
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return "timeout"
 	case errors.Is(err, context.Canceled):
