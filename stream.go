@@ -406,6 +406,9 @@ func (s *stream) close() {
 // batch's result.
 func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	// The stream's context ends with Execute's cause (its deadline, say).
+	if err := ctxerr.Of(ctx); err != nil {
+		s.cancel(err) // ended already: before the last part is sealed, not when AfterFunc's goroutine runs
+	}
 	stop := context.AfterFunc(ctx, func() { s.cancel(ctxerr.Of(ctx)) })
 	defer stop()
 	s.mu.Lock()
