@@ -18,24 +18,54 @@ func (c Counts) Total() int {
 	return c.Applied + c.Failed + c.Aborted + c.NotSent + c.Unknown + c.Skipped
 }
 
+// state is one of the states a command ends in (SEMANTICS.md).
+type state int8
+
+const (
+	applied state = iota
+	failed
+	aborted
+	notSent
+	unknown
+	skipped
+)
+
+// stateOf tells the state of a command that ended with err. The order
+// matters: a reply that did not decode may wrap an error element of it
+// (applied all the same), and a written command of a discarded stream
+// wraps the discard as well (unknown, not not sent).
+func stateOf(err error) state {
+	switch {
+	case err == nil || err == ErrNil, errors.Is(err, ErrDecode):
+		return applied
+	case err == ErrResultSkipped:
+		return skipped
+	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed):
+		return notSent
+	case errors.Is(err, ErrTxAborted):
+		return aborted
+	case errors.Is(err, ErrUnknownOutcome):
+		return unknown
+	case errors.Is(err, ErrDiscarded):
+		return notSent
+	}
+	return failed
+}
+
 // add counts a command that ended with err.
 func (c *Counts) add(err error) {
-	switch {
-	case err == nil || err == ErrNil:
+	switch stateOf(err) {
+	case applied:
 		c.Applied++
-	case errors.Is(err, ErrDecode):
-		c.Applied++ // Redis ran it; only its value was lost
-	case err == ErrResultSkipped:
-		c.Skipped++
-	case errors.Is(err, ErrNotSent), errors.Is(err, ErrConditionFailed):
-		c.NotSent++
-	case errors.Is(err, ErrTxAborted):
-		c.Aborted++
-	case errors.Is(err, ErrUnknownOutcome): // (a discarded stream's written commands: unknown)
-		c.Unknown++
-	case errors.Is(err, ErrDiscarded):
-		c.NotSent++
-	default:
+	case failed:
 		c.Failed++
+	case aborted:
+		c.Aborted++
+	case notSent:
+		c.NotSent++
+	case unknown:
+		c.Unknown++
+	case skipped:
+		c.Skipped++
 	}
 }

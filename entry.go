@@ -80,12 +80,11 @@ func (b *Batch) groupByNode(idx []int) (entries []*entry, unserved []int, err er
 			// Each slot's transaction is atomic on its own: a command
 			// whose own keys span slots (a script, RENAME) fits none.
 			for _, i := range idx {
-				if err := b.keepAll(&txSlot{}, i); err != nil {
+				if err := b.oneSlot(i); err != nil {
 					return nil, nil, err
 				}
 			}
-		}
-		if !tx.perSlot {
+		} else {
 			if err := b.pinTransaction(tx, idx); err != nil {
 				return nil, nil, err
 			}

@@ -207,9 +207,10 @@ func WithCodec(c Codec) Option { return func(o *BatchOptions) { o.Codec = c } }
 // Redis-side modes queue each command in Redis whole, so there its keys
 // must share a slot, or Execute fails with ErrCrossSlot and nothing is
 // applied. A command that cannot be split (a script, RENAME, SMOVE, …)
-// must name keys of one slot in either mode, or Execute fails likewise. With WithSync or WithSyncAOF each slot's transaction is followed
-// by a WAIT (or WAITAOF) of its own, on its own connection, the slots side
-// by side: a WAIT covers only what its connection wrote. The node's
+// must name keys of one slot in either mode, or Execute fails likewise.
+// With WithSync or WithSyncAOF each slot's transaction is followed by a
+// WAIT (or WAITAOF) of its own, on its own connection, the slots side by
+// side: a WAIT covers only what its connection wrote. The node's
 // NodeResult.SyncedReplicas is the fewest of its slots'.
 func WithTransactionPerSlot() Option {
 	return func(o *BatchOptions) { o.TransactionPerSlot = true }

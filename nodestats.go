@@ -1,7 +1,6 @@
 package rbatch
 
 import (
-	"errors"
 	"sync"
 	"time"
 )
@@ -80,11 +79,12 @@ func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 // failover) has nothing for its WAIT to acknowledge.
 func (b *Batch) mayHaveApplied(idx []int) bool {
 	for _, i := range idx {
-		switch err := b.q.At(i).Future.(outcome).failure(); {
-		case errors.Is(err, ErrUnknownOutcome), errors.Is(err, ErrDecode): // (a decode error may wrap an error element)
-			return true
-		case errors.Is(err, ErrNotSent), errors.Is(err, ErrTxAborted), errors.Is(err, ErrDiscarded), errors.Is(err, ErrConditionFailed):
-		case asRedisError(err) != nil && !runsScript(b.q.Name(i)):
+		switch err := b.q.At(i).Future.(outcome).failure(); stateOf(err) {
+		case notSent, aborted:
+		case failed:
+			if asRedisError(err) == nil || runsScript(b.q.Name(i)) {
+				return true
+			}
 		default:
 			return true
 		}

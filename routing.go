@@ -39,6 +39,21 @@ func (t *txSlot) keep(key []byte) error {
 	return nil
 }
 
+// oneSlot checks that the keys of command i share a slot (ErrCrossSlot).
+func (b *Batch) oneSlot(i int) error {
+	var first []byte
+	slot := -1
+	return b.eachKey(i, func(k []byte) error {
+		switch s := route.Slot(k); {
+		case slot < 0:
+			first, slot = k, s
+		case s != slot:
+			return crossSlot(string(first), slot, string(k), s)
+		}
+		return nil
+	})
+}
+
 // keepAll pins or checks every key of command i.
 func (b *Batch) keepAll(t *txSlot, i int) error { return b.eachKey(i, t.keep) }
 
