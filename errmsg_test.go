@@ -41,6 +41,19 @@ func TestBatchErrorMessages(t *testing.T) {
 				b.List("em:s").AddAsync("y")
 			}
 		}, "rbatch: 5 of 6 commands did not succeed (5 failed): commands 1 to 5: server error: WRONGTYPE Operation against a key holding the wrong kind of value"},
+		{"the same error reply with successes between", nil, func(b *rbatch.Batch) {
+			b.Bucket("em:s").SetAsync("x")
+			b.List("em:s").AddAsync("y")
+			b.Bucket("em:s").GetAsync()
+			b.List("em:s").AddAsync("y")
+		}, "rbatch: 2 of 4 commands did not succeed (2 failed): commands 1 and 3: server error: WRONGTYPE Operation against a key holding the wrong kind of value"},
+		{"the same error reply many times with successes between", nil, func(b *rbatch.Batch) {
+			b.Bucket("em:s").SetAsync("x")
+			for range 6 {
+				b.List("em:s").AddAsync("y")
+				b.Bucket("em:s").GetAsync()
+			}
+		}, "rbatch: 6 of 13 commands did not succeed (6 failed): 6 commands from 1 to 11: server error: WRONGTYPE Operation against a key holding the wrong kind of value"},
 		{"a condition that does not hold", []rbatch.Option{rbatch.WithMode(rbatch.InMemoryAtomic)}, func(b *rbatch.Batch) {
 			b.AddCondition(rbatch.KeyExists("em:none"))
 			b.Bucket("em:a").SetAsync("1")

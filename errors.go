@@ -162,6 +162,36 @@ const maxListed = 3
 
 // Error reads once: one "rbatch:" prefix, what happened to how many
 // commands, then the causes, each said once, on one line.
+// namedIndices is how many indices a message lists before it says only
+// how many commands there are and where they lie.
+const namedIndices = 5
+
+// sameCommands names the listed commands, which all failed alike: as a
+// range when they are contiguous, else by their indices, or by how many
+// lie between the first and the last when they are many (a range would
+// claim the commands between that succeeded).
+func (e *BatchError) sameCommands(sb *strings.Builder) {
+	cs := e.Commands
+	n, first, last := len(cs), cs[0].Index, cs[len(cs)-1].Index
+	switch {
+	case last-first+1 == n:
+		fmt.Fprintf(sb, "commands %d to %d", first, last)
+	case n <= namedIndices:
+		sb.WriteString("commands ")
+		for i, c := range cs {
+			switch {
+			case i == n-1:
+				sb.WriteString(" and ")
+			case i > 0:
+				sb.WriteString(", ")
+			}
+			sb.WriteString(strconv.Itoa(c.Index))
+		}
+	default:
+		fmt.Fprintf(sb, "%d commands from %d to %d", n, first, last)
+	}
+}
+
 func (e *BatchError) Error() string {
 	var sb strings.Builder
 	sb.WriteString("rbatch: ")
@@ -213,7 +243,8 @@ func (e *BatchError) Error() string {
 		// The batch's cause, when it is every command's, is said once.
 		said = said || same && e.Err != nil && bare(e.Err) == first
 		if same && n > 1 {
-			fmt.Fprintf(&sb, "commands %d to %d: %s", e.Commands[0].Index, e.Commands[n-1].Index, first)
+			e.sameCommands(&sb)
+			sb.WriteString(": " + first)
 		} else {
 			e.listCommands(&sb)
 		}
