@@ -6,7 +6,7 @@ import "errors"
 // "Errors"); the six add up to the commands queued.
 type Counts struct {
 	Applied int // Redis ran it: a value, ErrNil, or a reply that did not decode (ErrDecode)
-	Failed  int // Redis answered an error (WRONGTYPE, …)
+	Failed  int // Redis answered an error (WRONGTYPE, …); a script's error can follow writes it made, which stay
 	Aborted int // its transaction was discarded: ErrTxAborted
 	NotSent int // it never reached Redis: ErrNotSent, ErrConditionFailed, ErrDiscarded
 	Unknown int // written, not answered: ErrUnknownOutcome
