@@ -65,7 +65,8 @@
 // queued and unanswered, so memory does not grow with the batch. The
 // library keeps nothing of a command once it is answered: futures belong
 // to whoever holds them, BatchResult.Responses stays empty, Counts counts
-// every command and a *BatchError lists the first 1,000 failures. Each
+// every command and a *BatchError lists the first 1,000 failures (errors.Is
+// and errors.As still reach the causes of those past them). Each
 // command has InMemory's outcomes, redirects and retries; WithSync and
 // WithSyncAOF wait once per node, after the stream's last command, on the
 // connection that carried the node's writes (WAIT covers all of them).

@@ -142,6 +142,10 @@ type BatchError struct {
 	Err      error
 	Commands []CommandError
 
+	// beyond are failures past the listed ones (a stream lists at most
+	// maxFailuresKept), one of each distinct cause, for Unwrap only.
+	beyond []CommandError
+
 	// counts, when set, say how every command of the batch ended; refused
 	// says that nothing of it was sent because of Err.
 	counts *Counts
@@ -309,12 +313,15 @@ func (e *BatchError) Unwrap() []error {
 	if p := e.unwrapped.Load(); p != nil {
 		return *p
 	}
-	errs := make([]error, 0, len(e.Commands)+1)
+	errs := make([]error, 0, len(e.Commands)+len(e.beyond)+1)
 	if e.Err != nil {
 		errs = append(errs, e.Err)
 	}
 	for i := range e.Commands {
 		errs = append(errs, &e.Commands[i])
+	}
+	for i := range e.beyond {
+		errs = append(errs, &e.beyond[i])
 	}
 	e.unwrapped.Store(&errs)
 	return errs

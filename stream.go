@@ -68,12 +68,16 @@ type stream struct {
 	// unsucceeded counts the commands that did not succeed (see BatchError).
 	unsucceeded int
 	failed      []CommandError
-	nodes       []NodeResult
-	nodeFrom    []time.Time     // when each of nodes first took a connection
-	applied     map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
-	nodeErrs    []error
-	synced      int
-	anySync     bool
+	// beyond are failures past those listed in failed, the first of each
+	// distinct cause (keepCauses); beyondSeen their causes.
+	beyond     []CommandError
+	beyondSeen map[cause]struct{}
+	nodes      []NodeResult
+	nodeFrom   []time.Time     // when each of nodes first took a connection
+	applied    map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
+	nodeErrs   []error
+	synced     int
+	anySync    bool
 }
 
 func newStream(b *Batch) *stream {
@@ -259,10 +263,14 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	} else {
 		res, err = seg.executeAll(s.ctx)
 	}
-	var failed []CommandError
+	var failed, past []CommandError
 	bad := seg.run.unsucceeded // a reply that did not decode counts as applied, yet did not succeed
-	if bad > 0 && s.wantsFailuresFrom(seg.base) {
-		failed = seg.failures(min(maxFailuresKept, bad))
+	if bad > 0 {
+		limit := 0
+		if s.wantsFailuresFrom(seg.base) {
+			limit = min(maxFailuresKept, bad)
+		}
+		failed, past = seg.failuresAndCauses(limit, bad > limit)
 	}
 	seg.end()
 
@@ -286,6 +294,7 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 		s.addNode(nr, k >= len(seg.run.stats.at) || seg.run.stats.at[k].wrote)
 	}
 	s.keepFailures(failed)
+	s.keepCauses(past)
 	var berr *BatchError
 	if errors.As(err, &berr) && berr.Err != nil && len(s.nodeErrs) < 10 {
 		s.nodeErrs = append(s.nodeErrs, berr.Err)
@@ -340,8 +349,29 @@ func (s *stream) keepFailures(failed []CommandError) {
 		slices.SortFunc(s.failed, func(a, b CommandError) int { return cmp.Compare(a.Index, b.Index) })
 	}
 	if len(s.failed) > maxFailuresKept {
+		s.keepCauses(s.failed[maxFailuresKept:])
 		clear(s.failed[maxFailuresKept:])
 		s.failed = s.failed[:maxFailuresKept]
+	}
+}
+
+// keepCauses keeps, of failures past the listed ones, the first of each
+// cause not kept yet: errors.Is and errors.As on Execute's error reach
+// every cause, though the list stops at maxFailuresKept. Under s.mu.
+func (s *stream) keepCauses(past []CommandError) {
+	for _, c := range past {
+		if len(s.beyond) == maxCausesBeyond {
+			return
+		}
+		k := causeOf(c.Err)
+		if _, ok := s.beyondSeen[k]; ok {
+			continue
+		}
+		if s.beyondSeen == nil {
+			s.beyondSeen = map[cause]struct{}{}
+		}
+		s.beyondSeen[k] = struct{}{}
+		s.beyond = append(s.beyond, c)
 	}
 }
 
@@ -349,13 +379,58 @@ func (s *stream) keepFailures(failed []CommandError) {
 // succeed, not sent ones included) in submission order, at most limit; a
 // stream's segment gives their index in the stream.
 func (b *Batch) failures(limit int) []CommandError {
-	out := make([]CommandError, 0, limit) // sized once: a cancelled million-command batch fails them all
-	for i := 0; i < int(b.submitted) && len(out) < limit; i++ {
-		if err := b.q.At(i).Future.(outcome).failure(); err != nil && err != ErrResultSkipped {
-			out = append(out, CommandError{Index: b.base + i, Command: b.q.Name(i), Err: err})
-		}
-	}
+	out, _ := b.failuresAndCauses(limit, false)
 	return out
+}
+
+// failuresAndCauses is failures, and with causes, past lists the first
+// failure of each distinct cause among those past the limit (at most
+// maxCausesBeyond).
+func (b *Batch) failuresAndCauses(limit int, causes bool) (listed, past []CommandError) {
+	listed = make([]CommandError, 0, limit) // sized once: a cancelled million-command batch fails them all
+	var seen map[cause]struct{}
+	for i := 0; i < int(b.submitted); i++ {
+		if len(listed) == limit && (!causes || len(past) == maxCausesBeyond) {
+			break
+		}
+		err := b.q.At(i).Future.(outcome).failure()
+		if err == nil || err == ErrResultSkipped {
+			continue
+		}
+		c := CommandError{Index: b.base + i, Command: b.q.Name(i), Err: err}
+		if len(listed) < limit {
+			listed = append(listed, c)
+			continue
+		}
+		k := causeOf(err)
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		if seen == nil {
+			seen = map[cause]struct{}{}
+		}
+		seen[k] = struct{}{}
+		past = append(past, c)
+	}
+	return listed, past
+}
+
+// maxCausesBeyond bounds the failures past the listed ones that a stream
+// keeps so that errors.Is and errors.As reach their causes: the first of
+// each distinct cause.
+const maxCausesBeyond = 32
+
+// cause tells failures apart for keepCauses: by state and message.
+type cause struct {
+	st  state
+	msg string
+}
+
+func causeOf(err error) cause {
+	if re, ok := err.(*RedisError); ok { // its message, without building Error's
+		return cause{failed, re.Msg}
+	}
+	return cause{stateOf(err), err.Error()}
 }
 
 // addNode merges a segment's figures for one node into the stream's.
@@ -433,7 +508,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	var err error
 	if len(s.failed) > 0 || len(s.nodeErrs) > 0 {
 		counts := s.counts
-		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, counts: &counts, unsucceeded: s.unsucceeded}
+		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, beyond: s.beyond, counts: &counts, unsucceeded: s.unsucceeded}
 	}
 	if s.progress != nil {
 		s.progress.finish(res.Counts)

@@ -149,3 +149,53 @@ func TestStreamUnknownReadIsNotReadAgain(t *testing.T) {
 	v, gerr := get.Get()
 	assert.ErrorIs(t, gerr, rbatch.ErrUnknownOutcome, "read again after the later SET, it gave %q", v)
 }
+
+// A stream lists its first 1,000 failures, yet errors.Is and errors.As on
+// Execute's error reach the causes of those past them: a caller asking
+// whether anything ended unknown or not sent gets the truth.
+func TestStreamErrorReachesCausesPastTheList(t *testing.T) {
+	t.Run("not sent", func(t *testing.T) {
+		fresh(t)
+		srv.MustDo(t, "SET", "sc:s", "x")
+		b := newClient(t).NewBatch(rbatch.WithMode(rbatch.Streaming))
+		for range 1200 {
+			b.List("sc:s").AddAsync("y") // WRONGTYPE
+		}
+		b.Bucket("sc:c").SetAsync(user{"ada"}) // no codec: not sent
+		res, err := b.Execute(context.Background())
+		assert.Equal(t, rbatch.Counts{Failed: 1200, NotSent: 1}, res.Counts)
+		var be *rbatch.BatchError
+		require.ErrorAs(t, err, &be)
+		assert.Len(t, be.Commands, 1000, "the list stops at 1,000")
+		assert.ErrorIs(t, err, rbatch.ErrNotSent)
+		assert.ErrorIs(t, err, rbatch.ErrNoCodec)
+		var ce *rbatch.CommandError
+		var found bool
+		for _, e := range be.Unwrap() {
+			if errors.As(e, &ce) && ce.Index == 1200 {
+				found = true
+			}
+		}
+		assert.True(t, found, "the not-sent command is reached with its index")
+		assert.Contains(t, err.Error(), "1201 of 1201 commands did not succeed (1200 failed, 1 not sent)")
+	})
+	t.Run("unknown", func(t *testing.T) {
+		f := redistest.NewFake(t, func(cmd []string) string {
+			switch cmd[0] {
+			case "RPUSH":
+				return "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+			case "SET":
+				return "" // never answered
+			}
+			return redistest.DefaultReply(cmd)
+		})
+		b := clientAt(t, f.Addr).NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithResponseTimeout(200*time.Millisecond))
+		for range 1200 {
+			b.List("sc:s").AddAsync("y")
+		}
+		b.Bucket("sc:k").SetAsync("v")
+		res, err := b.Execute(context.Background())
+		assert.Equal(t, rbatch.Counts{Failed: 1200, Unknown: 1}, res.Counts)
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome)
+	})
+}
