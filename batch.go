@@ -158,6 +158,8 @@ type execution struct {
 	// progress is WithProgress's report, which the groups' writes and
 	// replies count in as they happen (nil: none).
 	progress *progress
+	// marks count each command once in progress (nil: no progress).
+	marks *progressMarks
 	// partOf[k] is the command that the part at queue position partsFrom+k
 	// was split from (see splitMultiKey).
 	partOf    []int

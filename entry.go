@@ -1,8 +1,6 @@
 package rbatch
 
 import (
-	"sync/atomic"
-
 	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/queue"
@@ -29,8 +27,8 @@ type entry struct {
 	q     *queue.Queue
 	errs  []errReply
 	proxy bool // through a proxy: its own errors end commands unknown (proxyFault)
-	// answered counts the replies handed out, for WithProgress (nil: none).
-	answered *atomic.Int64
+	// marks count the replies handed out, for WithProgress (nil: none).
+	marks *progressMarks
 	// again are the EVALSHAs the node answered NOSCRIPT for: their
 	// scripts are loaded and they are sent again.
 	again []int

@@ -80,6 +80,7 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 		unserved = b.remoteWaiting
 		b.unserved(unserved, b.remoteWaitErr)
 	}
+	n := b.q.Len() // the commands queued, before any is split
 	if !b.opts.Mode.redisSide() {
 		var idx []int
 		idx, splits = b.splitMultiKey()
@@ -96,6 +97,9 @@ func (b *Batch) executeAll(ctx context.Context) (*BatchResult, error) {
 		if b.pipe != nil {
 			b.pipe.genTo = b.c.router.Generation()
 		}
+	}
+	if p := b.run.progress; p != nil {
+		b.run.marks = newProgressMarks(p, n, b.run.partOf, b.run.partsFrom)
 	}
 	stats := &b.run.stats
 	stats.list, stats.at = b.out.nodes[:0], stats.at[:0]
@@ -417,9 +421,9 @@ func (b *Batch) buildGroup(e *entry) (*batch.Group, []string) {
 	// some 500 bytes) is reset by whatever runs it, and zeroing it here
 	// was a tenth of a small batch's own work.
 	g.Queue, g.Indices, g.Prefix, g.Resolve = &b.q, e.indices, loads, (*groupReplies)(e)
-	g.Plan, g.Guard, g.Added, g.Written, e.answered = b.plan, b.guard, nil, nil, nil
-	if p := b.run.progress; p != nil {
-		g.Written, e.answered = &p.written, &p.answered
+	g.Plan, g.Guard, g.Added, g.Wrote, e.marks = b.plan, b.guard, nil, nil, b.run.marks
+	if m := b.run.marks; m != nil {
+		g.Wrote = m.wrote
 	}
 	if e.asking {
 		g.AskMulti, g.AskEach = g.Atomic, !g.Atomic
@@ -465,8 +469,8 @@ func (g *groupReplies) Resolve(i int, reply any) {
 	if isErr {
 		g.errs = append(g.errs, errReply{index: i, err: e})
 	}
-	if g.answered != nil {
-		g.answered.Add(1)
+	if g.marks != nil {
+		g.marks.answer(i)
 	}
 }
 

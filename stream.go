@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rbatch/rbatch/batch"
@@ -613,76 +612,6 @@ func (s *stream) discard() {
 	s.mu.Unlock()
 	s.cancel(ErrDiscarded) // what a running segment did not write ends not sent, ErrDiscarded
 	s.finish(context.Background())
-}
-
-// progress calls WithProgress's function: on a timer while the batch runs,
-// never two calls at once, skipping a tick while the function still runs,
-// and once at the end.
-type progress struct {
-	fn      func(Progress)
-	every   time.Duration
-	start   time.Time
-	calling sync.Mutex                 // held while fn runs
-	timer   atomic.Pointer[time.Timer] // the next tick's
-	ended   atomic.Bool
-
-	queued, written, answered, failed atomic.Int64
-}
-
-// startProgress starts the ticks; an interval that is not positive (an
-// invalid option, which refuses the batch) gives only the last call.
-func startProgress(every time.Duration, fn func(Progress), start time.Time) *progress {
-	p := &progress{fn: fn, every: every, start: start}
-	if every > 0 {
-		p.arm()
-	}
-	return p
-}
-
-// arm schedules the next tick. Each tick arms its successor, so no timer
-// is reset while its own function may be starting.
-func (p *progress) arm() { p.timer.Store(time.AfterFunc(p.every, p.tick)) }
-
-func (p *progress) tick() {
-	if p.ended.Load() {
-		return
-	}
-	if !p.calling.TryLock() {
-		p.arm() // fn still runs: this tick is skipped
-		return
-	}
-	defer p.calling.Unlock()
-	if p.ended.Load() {
-		return
-	}
-	p.fn(p.now())
-	p.arm()
-}
-
-// now reports the figures so far. Written and answered count commands sent
-// again (redirected, retried) each time: they are kept within queued.
-func (p *progress) now() Progress {
-	queued := int(p.queued.Load())
-	return Progress{Queued: queued, Written: min(int(p.written.Load()), queued),
-		Answered: min(int(p.answered.Load()), queued), Failed: int(p.failed.Load()), Elapsed: time.Since(p.start)}
-}
-
-// finish stops the timer and makes the last call, with c's figures.
-func (p *progress) finish(c Counts) {
-	p.calling.Lock()
-	defer p.calling.Unlock()
-	p.ended.Store(true)
-	if t := p.timer.Load(); t != nil {
-		t.Stop()
-	}
-	p.fn(finalProgress(c, time.Since(p.start)))
-}
-
-// finalProgress is the last Progress of a batch that ended with c.
-func finalProgress(c Counts, elapsed time.Duration) Progress {
-	return Progress{Queued: c.Total(), Written: c.Total() - c.NotSent,
-		Answered: c.Applied + c.Failed + c.Skipped, Failed: c.Failed + c.Aborted + c.NotSent + c.Unknown,
-		Elapsed: elapsed}
 }
 
 // withoutBad returns idx without the commands of a stream's segment that

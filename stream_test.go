@@ -683,3 +683,49 @@ func TestStreamInvalidOptionFailsEachCommandAtOnce(t *testing.T) {
 	assert.Equal(t, rbatch.Counts{NotSent: n}, res.Counts)
 	assert.Zero(t, calls(t, "set"))
 }
+
+// A stream's progress counts a command once: a multi-key command split
+// over slots is one command written and answered, not one per part, and a
+// command refused at queueing is never written. So no call while the
+// stream runs says more than its last call, and each figure only grows.
+func TestProgressCountsASplitCommandOnce(t *testing.T) {
+	cl := freshCluster(t)
+	c := clusterClient(t, cl)
+	var mu sync.Mutex
+	var seen []rbatch.Progress
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithProgress(5*time.Millisecond, func(p rbatch.Progress) {
+		mu.Lock()
+		seen = append(seen, p)
+		mu.Unlock()
+	}))
+	const dels, refused = 200, 50
+	for i := range dels {
+		keys := make([]string, 5)
+		for k := range keys {
+			keys[k] = "ps:" + strconv.Itoa(i*5+k) // slots of every node
+		}
+		b.Keys().DeleteAsync(keys...)
+	}
+	for range refused {
+		b.Bucket("ps:c").SetAsync(struct{ A int }{1}) // no codec: refused at queueing
+	}
+	b.Do("DEBUG", "SLEEP", "0.2") // the stream runs on while ticks come
+	res, _ := b.Execute(context.Background())
+	require.Equal(t, rbatch.Counts{Applied: dels + 1, NotSent: refused}, res.Counts)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Greater(t, len(seen), 5, "ticks came while the server slept")
+	last := seen[len(seen)-1]
+	assert.Equal(t, dels+1, last.Written)
+	assert.Equal(t, dels+1, last.Answered)
+	for k, p := range seen {
+		assert.LessOrEqual(t, p.Written, last.Written, "call %d: %+v", k, p)
+		assert.LessOrEqual(t, p.Answered, last.Answered, "call %d: %+v", k, p)
+		if k > 0 {
+			prev := seen[k-1]
+			assert.True(t, p.Written >= prev.Written && p.Answered >= prev.Answered && p.Queued >= prev.Queued,
+				"call %d went back: %+v after %+v", k, p, prev)
+		}
+	}
+}

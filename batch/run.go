@@ -91,9 +91,10 @@ type Group struct {
 	// Shared line (or cannot have one): what is added later goes after it.
 	Added func()
 
-	// Written, when set, counts the commands as they are handed to the
-	// connection (a progress report; many groups may add to one).
-	Written *atomic.Int64
+	// Wrote, when set, is told the commands (their Queue positions) as
+	// they are handed to the connection: a progress report, which many
+	// groups may feed at once.
+	Wrote func(idx []int)
 
 	Plan
 	layout layout // built by Run from Plan and Prefix
@@ -253,10 +254,10 @@ func (w *progress) markExec() error {
 	return nil
 }
 
-// wrote counts n commands handed to the connection in g.Written.
-func (g *Group) wrote(n int) {
-	if g.Written != nil {
-		g.Written.Add(int64(n))
+// wrote tells g.Wrote of the commands idx, handed to the connection.
+func (g *Group) wrote(idx []int) {
+	if g.Wrote != nil {
+		g.Wrote(idx)
 	}
 }
 
@@ -281,7 +282,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		if g.layout.askEach {
 			w.sent.Add(1)
-			g.wrote(1)
+			g.wrote(idx[:1])
 			if _, err := conn.Write(Asking); err != nil {
 				return err
 			}
@@ -293,7 +294,7 @@ func writeGroup(ctx context.Context, conn Conn, g *Group, w *progress) (err erro
 		}
 		b, n := g.Queue.Span(idx)
 		w.sent.Add(int64(n))
-		g.wrote(n)
+		g.wrote(idx[:n])
 		if _, err := conn.Write(b); err != nil {
 			return err
 		}
