@@ -346,7 +346,7 @@ func answeredAll(r *batch.Result, e *entry, tail bool) bool {
 func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, round int, stats *nodeStats) (fu followUp, done bool) {
 	if connErr == nil && answeredAll(r, e, b.plan.Tail != nil) {
 		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
-		if b.skipsRead() {
+		if b.skipsRead() || r.RepliesRead {
 			b.skipAnswers(e.indices, e.errs)
 		}
 		stats.add(*nr, round, true)

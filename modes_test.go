@@ -387,17 +387,20 @@ func TestSkipResultInEveryMode(t *testing.T) {
 }
 
 // A server that refuses CLIENT (as some proxies do) still completes a
-// skip-result batch: replies are read and dropped, errors counted.
+// skip-result batch: its replies are read. Outside a transaction a
+// command's error reply is its own, as on a cluster: it fails with it and
+// Execute says so; the others end skipped. A transaction's replies are
+// read and dropped, their errors counted in ServerErrors.
 func TestSkipResultWhenClientReplyIsRefused(t *testing.T) {
 	s := redistest.Standalone(t, "--rename-command", "CLIENT", "")
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
-	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic} {
 		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
 		b.Bucket("fb:s").SetAsync("x")
 		for range 1000 {
 			b.AtomicLong("fb:n").IncrementAndGetAsync()
 		}
-		b.List("fb:s").AddAsync("y") // WRONGTYPE, counted
+		bad := b.List("fb:s").AddAsync("y") // WRONGTYPE
 		done := make(chan struct{})
 		var res *rbatch.BatchResult
 		var err error
@@ -407,11 +410,31 @@ func TestSkipResultWhenClientReplyIsRefused(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("skip-result batch hangs when CLIENT REPLY is refused")
 		}
-		require.NoError(t, err)
 		require.Len(t, res.Nodes, 1)
-		assert.Equal(t, 1, res.Nodes[0].ServerErrors, mode)
+		if mode == rbatch.InMemoryAtomic {
+			require.NoError(t, err)
+			assert.Equal(t, rbatch.Counts{Skipped: 1002}, res.Counts)
+			assert.Equal(t, 1, res.Nodes[0].ServerErrors, mode)
+			continue
+		}
+		var re *rbatch.RedisError
+		require.ErrorAs(t, err, &re, mode)
+		assert.Equal(t, "WRONGTYPE", re.Prefix())
+		require.ErrorAs(t, errOf(bad), &re, mode)
+		assert.Equal(t, rbatch.Counts{Skipped: 1001, Failed: 1}, res.Counts, mode)
+		assert.Zero(t, res.Nodes[0].ServerErrors, mode)
 	}
-	assert.Equal(t, []byte("2000"), s.MustDo(t, "GET", "fb:n"))
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic} {
+		// Every reply a success: each still ends skipped, as asked.
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+		set := b.Bucket("fb:t").SetAsync("x")
+		b.AtomicLong("fb:n").IncrementAndGetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		assert.Equal(t, rbatch.Counts{Skipped: 2}, res.Counts, mode)
+		assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped, mode)
+	}
+	assert.Equal(t, []byte("3003"), s.MustDo(t, "GET", "fb:n"))
 	assertPoolAnswers(t, c, 1)
 }
 

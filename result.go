@@ -28,9 +28,9 @@ type NodeResult struct {
 	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included; a round's transactions per slot are one
 	Duration       time.Duration // from taking a connection to the last reply, each round's longest group added up
 	// ServerErrors counts the error replies read and dropped in a
-	// WithSkipResult batch on a server that refused CLIENT REPLY (or, for
-	// a transaction, CLIENT SETNAME): rbatch then reads every reply
-	// instead of skipping them.
+	// WithSkipResult transaction on a server that refused CLIENT REPLY or
+	// CLIENT SETNAME: rbatch then reads every reply instead of skipping
+	// them. (Outside a transaction such a reply fails its command.)
 	ServerErrors int
 	// Moved and Asked count the commands this node redirected with MOVED or
 	// ASK to another node (a cluster resharding); rbatch sent them on there,

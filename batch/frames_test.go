@@ -76,10 +76,11 @@ func TestLayoutsExactBytes(t *testing.T) {
 				redis.Error("ERR unknown command 'CLIENT'"), int64(0)},
 			check: func(t *testing.T, r batch.Result, got map[int]any) {
 				assert.True(t, r.ReplyRefused)
-				assert.True(t, r.Skipped)
-				assert.Equal(t, 1, r.ServerErrors)
+				assert.True(t, r.RepliesRead, "each command's reply is read, its error kept")
+				assert.False(t, r.Skipped)
+				assert.Equal(t, 3, r.Answered)
+				assert.Equal(t, redis.Error("WRONGTYPE x"), got[1])
 				assert.True(t, r.Synced)
-				assert.Empty(t, got)
 			},
 		},
 		{

@@ -118,13 +118,17 @@ func (rd *reader) frame(f frame) bool {
 		}
 		if e := replyError(r); e != nil {
 			res.ReplyRefused = true
-			if refusedForNow(e) {
-				// A server busy with a script, or loading, refuses
-				// everything for now: replies stay on, and each command's
-				// tells whether it ran.
+			if refusedForNow(e) || !rd.p.Atomic {
+				// Replies stay on, and each command's tells whether it
+				// ran: a server busy with a script, or loading, refuses
+				// everything for now; one that never allows CLIENT REPLY
+				// (an ACL, a renamed command) answers each command, and an
+				// error reply is the command's, as without WithSkipResult.
 				res.RepliesRead = true
 				return true
 			}
+			// A transaction's replies are read and dropped: its EXEC
+			// answers its mark as well.
 			rd.dropped = true
 			return true
 		}

@@ -277,8 +277,10 @@ func TestRunSkipResult(t *testing.T) {
 	}
 }
 
-// A proxy that refuses CLIENT REPLY answers every frame: the replies are
-// read and dropped, their errors counted, and the connection stays usable.
+// A server that refuses CLIENT REPLY answers every frame: a pipeline's
+// replies are read as without WithSkipResult (each error kept), a
+// transaction's read and dropped, their errors counted; the connection
+// stays usable.
 func TestRunClientReplyRefused(t *testing.T) {
 	unknown := redis.Error("ERR unknown subcommand 'REPLY'")
 	wrongType := redis.Error("WRONGTYPE Operation against a key")
@@ -289,14 +291,14 @@ func TestRunClientReplyRefused(t *testing.T) {
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.ReplyRefused)
-		assert.True(t, r.Skipped)
-		assert.Equal(t, 2, r.ServerErrors)
-		assert.Zero(t, r.Answered)
+		assert.True(t, r.RepliesRead)
+		assert.False(t, r.Skipped)
+		assert.Equal(t, 3, r.Answered)
+		assert.Equal(t, map[int]any{0: "OK", 1: wrongType, 2: redis.Error("ERR not an integer")}, got)
 		assert.Equal(t, 3, r.Sent)
-		assert.True(t, r.Synced, "the tail is read after the dropped replies")
+		assert.True(t, r.Synced, "the tail is read after the replies")
 		assert.Equal(t, 1, r.Replicas)
 		assert.True(t, r.Clean)
-		assert.Empty(t, got)
 	})
 	t.Run("atomic", func(t *testing.T) {
 		g, _ := group(batch.Plan{SkipResult: true, Atomic: true}, three...)
