@@ -280,7 +280,7 @@ func push[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyFirst b
 		i = b.q.Add(c, b.opts.Codec, args...)
 	}
 	f.index = int32(i)
-	if err := b.c.proxyCommandRefusal(c.Name); err != nil && !b.segment { // (a stream's segment: pushStream)
+	if err := b.c.proxyCommandRefusal(&b.q, i); err != nil && !b.segment { // (a stream's segment: pushStream)
 		failQueued(b, f, i, err)
 	}
 	if b.opts.Mode.redisSide() {

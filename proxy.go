@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rbatch/rbatch/internal/pool"
+	"github.com/rbatch/rbatch/queue"
 )
 
 // A proxy such as twemproxy forwards plain keyed commands and closes the
@@ -49,12 +50,26 @@ func proxyRefusal(o BatchOptions) error {
 // proxyCommandRefusal returns why command name cannot go through the
 // client's server, a proxy that closes the connection on it, wrapping
 // ErrUnsupported; nil when it can (or the server is no proxy).
-func (c *Client) proxyCommandRefusal(name string) error {
-	if !c.info.Proxy || !proxyCloses[name] {
+func (c *Client) proxyCommandRefusal(q *queue.Queue, i int) error {
+	if !c.info.Proxy {
 		return nil
 	}
-	return fmt.Errorf("rbatch: %s cannot go through the server, a proxy that closes the connection on it: %w", name, ErrUnsupported)
+	name := q.Name(i)
+	switch {
+	case proxyCloses[name]:
+		return fmt.Errorf("rbatch: %s cannot go through the server, a proxy that closes the connection on it: %w", name, ErrUnsupported)
+	case proxyScripts[name] && len(q.Bytes(i)) > 0: // (none: it failed to encode, and goes nowhere)
+		if args := q.Args(i); len(args) < 2 || string(args[1]) == "0" {
+			return fmt.Errorf("rbatch: %s without keys cannot go through the server, a proxy that routes a script by its first key and closes the connection on one without: %w", name, ErrUnsupported)
+		}
+	}
+	return nil
 }
+
+// proxyScripts are the commands whose second argument counts their keys:
+// twemproxy routes them by the first key, and closes the connection on
+// one with none.
+var proxyScripts = map[string]bool{"EVAL": true, "EVALSHA": true}
 
 // proxyCloses are the commands twemproxy (nutcracker 0.5.0, checked with
 // redis-cli) closes the connection on, among those rbatch's objects send

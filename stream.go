@@ -136,7 +136,7 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	f.index = int32(seg.base + i)
 	err := seg.admit(i)
 	if err == nil {
-		err = b.c.proxyCommandRefusal(c.Name)
+		err = b.c.proxyCommandRefusal(&seg.q, i)
 	}
 	if err == nil && s.stopped != nil {
 		err = s.stopped

@@ -183,6 +183,28 @@ func TestTwemproxyScripts(t *testing.T) {
 	require.ErrorIs(t, err, rbatch.ErrUnsupported)
 	assert.True(t, errors.Is(err, rbatch.ErrNotSent) || strings.Contains(err.Error(), "not sent"), "%v", err)
 	assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "twsc:other"))
+
+	// Through Do, a script without keys fails alone, not sent; the rest
+	// of the batch runs, a script with a key among it.
+	b = c.NewBatch()
+	b.AtomicLong("twsc:n").IncrementAndGetAsync()
+	eval := b.Do("EVAL", "return 1", 0)
+	evalsha := b.Do("evalsha", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0")
+	keyed := b.Do("EVAL", "return redis.call('INCR', KEYS[1])", 1, "twsc:n")
+	b.AtomicLong("twsc:n").IncrementAndGetAsync()
+	res, err := b.Execute(shortCtx(t))
+	require.ErrorIs(t, err, rbatch.ErrUnsupported)
+	for _, f := range []*rbatch.Future[any]{eval, evalsha} {
+		ferr := errOf(f)
+		assert.ErrorIs(t, ferr, rbatch.ErrNotSent)
+		assert.ErrorIs(t, ferr, rbatch.ErrUnsupported)
+		assert.Contains(t, ferr.Error(), "without keys")
+	}
+	v, err := keyed.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), v)
+	assert.Equal(t, rbatch.Counts{Applied: 3, NotSent: 2}, res.Counts)
+	assert.Equal(t, []byte("3"), s.MustDo(t, "GET", "twsc:n"))
 }
 
 // A proxy that gives up waiting for Redis answers "ERR Connection timed out"
