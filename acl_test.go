@@ -201,7 +201,8 @@ func TestACLMultiRefusedRedisSide(t *testing.T) {
 
 // An atomic skip-result batch of a user who may not name connections (the
 // mark a transaction run with replies off carries) has its replies read
-// and dropped instead: applied, and skipped, whether INFO is allowed or not.
+// instead: applied, and skipped, whether INFO is allowed or not; a command
+// inside EXEC that fails keeps its error.
 func TestACLSkipResultTransactionWithoutClientSetname(t *testing.T) {
 	for _, rules := range [][]any{{"-client|setname"}, {"-info", "-client"}, {"-client|getname"}} {
 		s := redistest.Standalone(t)
@@ -217,6 +218,17 @@ func TestACLSkipResultTransactionWithoutClientSetname(t *testing.T) {
 		assert.ErrorIs(t, errOf(n), rbatch.ErrResultSkipped, rules)
 		assert.Equal(t, []byte("v"), s.MustDo(t, "GET", "noname:k"), rules)
 		assert.Equal(t, []byte("1"), s.MustDo(t, "GET", "noname:n"), rules)
+
+		b = c.NewBatch(rbatch.WithMode(rbatch.InMemoryAtomic), rbatch.WithSkipResult())
+		b.AtomicLong("noname:n").IncrementAndGetAsync()
+		bad := b.List("noname:k").AddAsync("x") // WRONGTYPE inside EXEC
+		res, err = b.Execute(context.Background())
+		var re *rbatch.RedisError
+		require.ErrorAs(t, err, &re, rules)
+		assert.Equal(t, "WRONGTYPE", re.Prefix(), rules)
+		require.ErrorAs(t, errOf(bad), &re, rules)
+		assert.Equal(t, rbatch.Counts{Skipped: 1, Failed: 1}, res.Counts, rules)
+		assert.Equal(t, []byte("2"), s.MustDo(t, "GET", "noname:n"), rules)
 	}
 }
 

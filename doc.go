@@ -45,8 +45,8 @@
 // sends no replies, futures end with ErrResultSkipped. Where CLIENT REPLY is
 // refused (an ACL, a renamed command), rbatch reads the replies instead: a
 // command answered an error fails with it, the others end with
-// ErrResultSkipped; a transaction's replies are read and dropped, and its
-// error replies counted in NodeResult.ServerErrors. A server that refuses it for now (BUSY
+// ErrResultSkipped. So does a transaction where CLIENT SETNAME is refused
+// (see below). A server that refuses it for now (BUSY
 // with a script, LOADING) refuses every command then: their replies are
 // read, and the commands fail with BUSY or LOADING (a transaction is
 // aborted), and WithRetry sends them again. On a cluster, and through a proxy that

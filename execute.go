@@ -345,7 +345,7 @@ func answeredAll(r *batch.Result, e *entry, tail bool) bool {
 // that nothing was left to settle and nothing follows.
 func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr error, nr *NodeResult, round int, stats *nodeStats) (fu followUp, done bool) {
 	if connErr == nil && answeredAll(r, e, b.plan.Tail != nil) {
-		nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
+		nr.SyncedReplicas, nr.SyncedLocal = r.Replicas, r.Local
 		if b.skipsRead() || r.RepliesRead {
 			b.skipAnswers(e.indices, e.errs)
 		}
@@ -694,19 +694,18 @@ func (b *Batch) refuse(cause error) (*BatchResult, error) {
 // which takes no CLIENT REPLY.
 //
 // An atomic one on a server that refuses CLIENT SETNAME or GETNAME has its
-// replies read and dropped too: a transaction run with replies off is told
+// replies read too: a transaction run with replies off is told
 // run or discarded by the name it gives its connection (see batch.Plan),
 // and there the CLIENT SETNAME would itself discard it.
 func (b *Batch) makePlan() batch.Plan {
 	atomic := b.opts.Mode.atomic()
-	drop := atomic && b.c.info.NoClientName
-	// No CLIENT REPLY through a proxy: its replies are read, as on a
+	// No CLIENT REPLY through a proxy, nor for a transaction where the
+	// connection cannot be named (its mark): the replies are read, as on a
 	// cluster, and a command refused (or lost by the proxy) keeps its error.
-	read := b.c.cluster || b.c.info.Proxy
+	read := b.c.cluster || b.c.info.Proxy || atomic && b.c.info.NoClientName
 	p := batch.Plan{
 		Atomic:          atomic,
-		SkipResult:      b.opts.SkipResult && !drop && !read,
-		DropReplies:     b.opts.SkipResult && drop,
+		SkipResult:      b.opts.SkipResult && !read,
 		ResponseTimeout: b.opts.ResponseTimeout,
 	}
 	switch {

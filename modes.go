@@ -127,10 +127,11 @@ func WithMode(m ExecutionMode) Option { return func(o *BatchOptions) { o.Mode = 
 
 // WithSkipResult asks Redis not to reply to the commands (CLIENT REPLY OFF …
 // ON). Futures resolve with ErrResultSkipped and BatchResult.Responses is empty.
-// On a cluster the replies are read and dropped instead of turned off:
-// only a reply tells a MOVED, ASK or TRYAGAIN, and a command redirected
-// unseen would be lost. There a command the server rejects (WRONGTYPE, …)
-// fails with its error, as without WithSkipResult.
+// On a cluster the replies are read instead of turned off: only a reply
+// tells a MOVED, ASK or TRYAGAIN, and a command redirected unseen would be
+// lost. There, as wherever replies are read (a proxy, a server that
+// refuses CLIENT REPLY), a command the server rejects (WRONGTYPE, …) fails
+// with its error, as without WithSkipResult; the others end skipped.
 //
 // In the atomic modes the transaction also names its connection (CLIENT
 // SETNAME rbatch-tx-N, its last command) and reads the name back after

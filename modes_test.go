@@ -387,14 +387,13 @@ func TestSkipResultInEveryMode(t *testing.T) {
 }
 
 // A server that refuses CLIENT (as some proxies do) still completes a
-// skip-result batch: its replies are read. Outside a transaction a
-// command's error reply is its own, as on a cluster: it fails with it and
-// Execute says so; the others end skipped. A transaction's replies are
-// read and dropped, their errors counted in ServerErrors.
+// skip-result batch: its replies are read, as on a cluster. A command's
+// error reply is its own (inside a transaction, EXEC's array element): it
+// fails with it and Execute says so; the others end skipped.
 func TestSkipResultWhenClientReplyIsRefused(t *testing.T) {
 	s := redistest.Standalone(t, "--rename-command", "CLIENT", "")
 	c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.PoolSize = 1 })
-	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic} {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
 		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
 		b.Bucket("fb:s").SetAsync("x")
 		for range 1000 {
@@ -411,20 +410,13 @@ func TestSkipResultWhenClientReplyIsRefused(t *testing.T) {
 			t.Fatal("skip-result batch hangs when CLIENT REPLY is refused")
 		}
 		require.Len(t, res.Nodes, 1)
-		if mode == rbatch.InMemoryAtomic {
-			require.NoError(t, err)
-			assert.Equal(t, rbatch.Counts{Skipped: 1002}, res.Counts)
-			assert.Equal(t, 1, res.Nodes[0].ServerErrors, mode)
-			continue
-		}
 		var re *rbatch.RedisError
 		require.ErrorAs(t, err, &re, mode)
 		assert.Equal(t, "WRONGTYPE", re.Prefix())
 		require.ErrorAs(t, errOf(bad), &re, mode)
 		assert.Equal(t, rbatch.Counts{Skipped: 1001, Failed: 1}, res.Counts, mode)
-		assert.Zero(t, res.Nodes[0].ServerErrors, mode)
 	}
-	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic} {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
 		// Every reply a success: each still ends skipped, as asked.
 		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
 		set := b.Bucket("fb:t").SetAsync("x")
@@ -434,7 +426,7 @@ func TestSkipResultWhenClientReplyIsRefused(t *testing.T) {
 		assert.Equal(t, rbatch.Counts{Skipped: 2}, res.Counts, mode)
 		assert.ErrorIs(t, errOf(set), rbatch.ErrResultSkipped, mode)
 	}
-	assert.Equal(t, []byte("3003"), s.MustDo(t, "GET", "fb:n"))
+	assert.Equal(t, []byte("4004"), s.MustDo(t, "GET", "fb:n"))
 	assertPoolAnswers(t, c, 1)
 }
 

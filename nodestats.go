@@ -56,7 +56,6 @@ func (s *nodeStats) add(nr NodeResult, round int, wrote bool) {
 			a.longest = nr.Duration
 		}
 		p.Commands += nr.Commands
-		p.ServerErrors += nr.ServerErrors
 		p.Moved += nr.Moved
 		p.Asked += nr.Asked
 		return

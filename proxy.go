@@ -16,8 +16,9 @@ import (
 // by the closed connection on INFO or CONFIG (pool.ServerInfo.Proxy), and
 // batches then keep to what the proxy takes:
 //
-//   - WithSkipResult sends the commands plainly and reads and drops their
-//     replies instead of wrapping them in CLIENT REPLY OFF … ON;
+//   - WithSkipResult sends the commands plainly and reads their replies
+//     (an error reply fails its command, the others end skipped) instead
+//     of wrapping them in CLIENT REPLY OFF … ON;
 //   - scripts go as EVAL (routed by their first key) instead of SCRIPT LOAD
 //     and EVALSHA; a script without keys is refused with ErrUnsupported;
 //   - the atomic modes (MULTI), WithSync (WAIT) and WithSyncAOF (WAITAOF)

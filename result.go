@@ -27,11 +27,6 @@ type NodeResult struct {
 	SyncedLocal    bool          // WAITAOF: the local AOF was fsynced
 	Attempts       int           // rounds (1 without retries or redirects), those that never had a connection included; a round's transactions per slot are one
 	Duration       time.Duration // from taking a connection to the last reply, each round's longest group added up
-	// ServerErrors counts the error replies read and dropped in a
-	// WithSkipResult transaction on a server that refused CLIENT REPLY or
-	// CLIENT SETNAME: rbatch then reads every reply instead of skipping
-	// them. (Outside a transaction such a reply fails its command.)
-	ServerErrors int
 	// Moved and Asked count the commands this node redirected with MOVED or
 	// ASK to another node (a cluster resharding); rbatch sent them on there,
 	// but for a command redirected past its bound, which keeps the error. A

@@ -25,7 +25,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
 		return followUp{retry: idx, refresh: true, failed: nr.Addr}
 	}
-	nr.SyncedReplicas, nr.SyncedLocal, nr.ServerErrors = r.Replicas, r.Local, r.ServerErrors
+	nr.SyncedReplicas, nr.SyncedLocal = r.Replicas, r.Local
 	if r.Err != nil {
 		fu.refresh, fu.failed = true, nr.Addr
 	}
@@ -113,7 +113,7 @@ func (b *Batch) settleSpans(idx []int, errs []errReply, r *batch.Result, fu *fol
 // skipsRead reports whether the batch asked for WithSkipResult but has its
 // replies read: on a cluster, where a redirect is seen only in a reply.
 func (b *Batch) skipsRead() bool {
-	return b.opts.SkipResult && !b.plan.SkipResult && !b.plan.DropReplies
+	return b.opts.SkipResult && !b.plan.SkipResult
 }
 
 // skipAnswers gives the answered commands of a skip-result batch whose

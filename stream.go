@@ -454,7 +454,6 @@ func (s *stream) addNode(nr NodeResult, wrote bool) {
 			p.Commands += nr.Commands
 			p.Attempts = max(p.Attempts, nr.Attempts)
 			p.Duration = now.Sub(s.nodeFrom[i])
-			p.ServerErrors += nr.ServerErrors
 			p.Moved += nr.Moved
 			p.Asked += nr.Asked
 			p.SyncedReplicas = min(p.SyncedReplicas, nr.SyncedReplicas)

@@ -51,7 +51,6 @@ type layout struct {
 	nHead, nEnd int
 	prefix      [][]byte // framePrefix's encoded commands
 	askEach     bool     // ASKING before each command (an ASK redirect outside a transaction)
-	drop        bool     // every reply is read and dropped (a proxy without CLIENT REPLY)
 	mark        []byte   // the name frameMark gives the connection (nil: no mark)
 }
 
@@ -67,11 +66,11 @@ func (l *layout) after() []frame  { return l.end[:l.nEnd] }
 func (l *layout) build(p Plan, prefix [][]byte, discard bool) {
 	// Only what before and after read is reset: frames past the counts are
 	// never read, and zeroing the arrays costs more than the build.
-	l.nHead, l.nEnd, l.prefix, l.askEach, l.drop = 0, 0, prefix, p.AskEach, p.DropReplies
+	l.nHead, l.nEnd, l.prefix, l.askEach = 0, 0, prefix, p.AskEach
 	if len(prefix) > 0 {
 		l.addHead(frame{kind: framePrefix})
 	}
-	if p.SkipResult && !p.DropReplies {
+	if p.SkipResult {
 		l.addHead(frame{kind: frameReplyOff, bytes: clientReplyOff})
 	}
 	if p.Atomic {
@@ -90,13 +89,13 @@ func (l *layout) buildEnd(p Plan, discard bool) {
 	case discard:
 		l.addEnd(frame{kind: frameDiscard, bytes: discardCmd})
 	case p.Atomic:
-		if p.SkipResult && !p.DropReplies {
+		if p.SkipResult {
 			l.mark = newMark()
 			l.addEnd(frame{kind: frameMark, bytes: mustEncode("CLIENT", "SETNAME", l.mark)})
 		}
 		l.addEnd(frame{kind: frameExec, bytes: exec})
 	}
-	if p.SkipResult && !p.DropReplies {
+	if p.SkipResult {
 		l.addEnd(frame{kind: frameReplyOn, bytes: clientReplyOn})
 	}
 	if l.mark != nil {

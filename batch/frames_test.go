@@ -98,17 +98,6 @@ func TestLayoutsExactBytes(t *testing.T) {
 			},
 		},
 		{
-			name: "replies dropped without CLIENT REPLY (a proxy)", plan: batch.Plan{SkipResult: true, DropReplies: true},
-			wire:    cmdsWire,
-			replies: []any{"OK", redis.Error("WRONGTYPE x"), []byte("1")},
-			check: func(t *testing.T, r batch.Result, got map[int]any) {
-				assert.True(t, r.Skipped)
-				assert.False(t, r.ReplyRefused)
-				assert.Equal(t, 1, r.ServerErrors)
-				assert.Empty(t, got)
-			},
-		},
-		{
 			name: "WAITAOF after a plain pipeline", plan: batch.Plan{Tail: batch.WaitAOF(true, 1, 2*time.Second)},
 			wire:    wire(cmdsWire, waitAOF),
 			replies: []any{"OK", int64(1), []byte("1"), []any{int64(1), int64(1)}},

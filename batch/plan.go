@@ -18,10 +18,6 @@ import (
 type Plan struct {
 	Atomic     bool // MULTI … EXEC around the commands
 	SkipResult bool // CLIENT REPLY OFF … ON around the rest
-	// DropReplies sends the commands plainly and reads and drops their
-	// replies: skipping results on a server that must not get CLIENT REPLY
-	// (a proxy that closes the connection on it). Not with SkipResult.
-	DropReplies bool
 	// Tail is the encoded WAIT or WAITAOF sent after the group (nil: none).
 	Tail []byte
 	// ResponseTimeout bounds the wait for each reply (0: the connection's default).
@@ -99,14 +95,12 @@ type Result struct {
 	// Skipped reports that replies were not asked for: the sent commands'
 	// outcomes are unknown to the client by request.
 	Skipped bool
-	// ReplyRefused reports that the server refused CLIENT REPLY, so replies
-	// were read and dropped; ServerErrors counts the error replies among them
-	// (and those dropped under Plan.DropReplies).
+	// ReplyRefused reports that the server refused CLIENT REPLY OFF
+	// (for now: BUSY, LOADING; or for good: an ACL, a renamed command).
 	ReplyRefused bool
-	ServerErrors int
-	// RepliesRead reports that CLIENT REPLY OFF was refused for now (BUSY,
-	// LOADING: the server refused every command then), so the commands'
-	// replies were read and resolved them, as on a cluster.
+	// RepliesRead reports that replies stayed on (CLIENT REPLY OFF was
+	// refused), so the commands' replies were read and resolved them, as
+	// on a cluster.
 	RepliesRead bool
 
 	// Synced reports that the tail (WAIT/WAITAOF) answered; Replicas and

@@ -45,18 +45,19 @@ type reader struct {
 	src     source
 	res     *Result
 	silent  bool    // CLIENT REPLY OFF took effect: nothing answers until ON
-	dropped bool    // every reply is read and dropped (CLIENT REPLY refused, or a proxy)
 	queued  int     // QUEUED replies (or queue-time errors) inside MULTI
 	nPrefix int     // the prefix frame's commands
 	l       *layout // the group's frames: frameCheck compares its mark
-	txOpen  bool    // MULTI answered +OK (told apart even when replies are dropped)
+	// markQueued: the mark's CLIENT SETNAME was answered QUEUED (replies
+	// were on: CLIENT REPLY refused), so EXEC's array answers it last.
+	markQueued bool
 }
 
 // read consumes the replies of a group laid out by l: its head frames, the
 // commands, then src.after(), resolving the commands' sinks, and fills
 // res. It stops at the first transport error.
 func read(conn Conn, p Plan, l *layout, src source, res *Result, w *progress) {
-	rd := reader{conn: conn, w: w, p: p, src: src, res: res, dropped: p.DropReplies, nPrefix: len(l.prefix), l: l}
+	rd := reader{conn: conn, w: w, p: p, src: src, res: res, nPrefix: len(l.prefix), l: l}
 	head := l.before()
 	for i := 0; i < len(head); i++ {
 		if !rd.frame(head[i]) {
@@ -70,9 +71,6 @@ func read(conn Conn, p Plan, l *layout, src source, res *Result, w *progress) {
 		if !rd.frame(f) {
 			return
 		}
-	}
-	if rd.dropped {
-		res.Skipped = true
 	}
 	res.Clean = res.Err == nil
 }
@@ -116,20 +114,13 @@ func (rd *reader) frame(f frame) bool {
 		if err != nil {
 			return false
 		}
-		if e := replyError(r); e != nil {
-			res.ReplyRefused = true
-			if refusedForNow(e) || !rd.p.Atomic {
-				// Replies stay on, and each command's tells whether it
-				// ran: a server busy with a script, or loading, refuses
-				// everything for now; one that never allows CLIENT REPLY
-				// (an ACL, a renamed command) answers each command, and an
-				// error reply is the command's, as without WithSkipResult.
-				res.RepliesRead = true
-				return true
-			}
-			// A transaction's replies are read and dropped: its EXEC
-			// answers its mark as well.
-			rd.dropped = true
+		if replyError(r) != nil {
+			// Replies stay on, and each command's tells whether it ran:
+			// a server busy with a script, or loading, refuses everything
+			// for now; one that never allows CLIENT REPLY (an ACL, a
+			// renamed command) answers each command, and an error reply
+			// is the command's, as without WithSkipResult.
+			res.ReplyRefused, res.RepliesRead = true, true
 			return true
 		}
 		rd.silent = true // the frames up to ON answer nothing
@@ -150,45 +141,32 @@ func (rd *reader) frame(f frame) bool {
 		if err != nil {
 			return false
 		}
-		rd.txOpen = replyError(r) == nil
-		if !rd.dropped {
-			// Refused: no transaction; the commands run (or fail) one by one.
-			res.MultiRefused = replyError(r)
-		}
+		// Refused: no transaction; the commands run (or fail) one by one.
+		res.MultiRefused = replyError(r)
 		return true
 	case frameExec, frameDiscard:
 		r, err := rd.recv(0)
 		if err != nil {
 			return false
 		}
-		switch {
-		case rd.dropped:
-			rd.count(r)
-			if rd.txOpen && f.kind == frameExec {
-				rd.droppedExec(r)
-			}
-		case res.MultiRefused == nil:
+		if res.MultiRefused == nil {
 			return rd.transaction(r, f.kind == frameExec)
 		}
 		return true
 	case frameCheck:
 		r, err := rd.recv(0)
 		if err != nil {
-			if !rd.dropped {
-				res.Skipped = false // whether the transaction ran is not known: unknown, not skipped
-			}
+			res.Skipped = false // whether the transaction ran is not known: unknown, not skipped
 			return false
 		}
-		if name, _ := r.([]byte); !rd.dropped && res.Aborted == nil && string(name) != string(rd.l.mark) {
+		// (With replies read, EXEC's told, and GETNAME may be refused.)
+		if name, _ := r.([]byte); !res.RepliesRead && res.Aborted == nil && string(name) != string(rd.l.mark) {
 			// The mark queued last in the transaction did not run: Redis
 			// discarded the transaction.
 			res.Aborted = &AbortError{Index: -1, Cause: ErrDiscardedUnseen}
 		}
 		return true
 	case frameTail:
-		if rd.dropped {
-			res.Skipped = true // every reply before it was read and dropped
-		}
 		timeout := rd.p.ResponseTimeout
 		if rd.p.TailTimeout != 0 {
 			timeout = rd.p.TailTimeout
@@ -199,33 +177,17 @@ func (rd *reader) frame(f frame) bool {
 		}
 		parseTail(res, r)
 		return true
-	default: // frameAsking, and frameMark when replies are dropped (its QUEUED)
+	default: // frameAsking, and frameMark when replies are on (its QUEUED)
 		r, err := rd.recv(0)
 		if err == nil && f.kind == frameMark {
-			rd.count(r)
+			rd.markQueued = replyError(r) == nil
 		}
 		return err == nil
 	}
 }
 
-// droppedExec notes, from EXEC's reply when every reply is dropped, whether
-// the transaction ran: the commands stay skipped when it did, and are
-// aborted when Redis discarded it.
-func (rd *reader) droppedExec(r any) {
-	switch v := r.(type) {
-	case []any:
-		rd.res.Aborted = nil // it ran
-	case nil:
-		rd.res.Aborted = &AbortError{Index: -1, Cause: ErrNilExec}
-	case redis.Error:
-		if rd.res.Aborted == nil {
-			rd.res.Aborted = &AbortError{Index: -1, Cause: v}
-		}
-	}
-}
-
 // commands reads the commands' replies: each resolves its command, or
-// inside MULTI is its QUEUED (or queue-time error), or is dropped.
+// inside MULTI is its QUEUED (or queue-time error).
 func (rd *reader) commands() bool {
 	res := rd.res
 	if rd.silent {
@@ -245,11 +207,6 @@ func (rd *reader) commands() bool {
 			return false
 		}
 		switch {
-		case rd.dropped:
-			rd.count(r)
-			if e := replyError(r); e != nil && rd.txOpen && res.Aborted == nil {
-				res.Aborted = &AbortError{Index: k, Cause: e} // the transaction's fate is EXEC's
-			}
 		case inTx:
 			if e := replyError(r); e != nil && res.Aborted == nil {
 				res.Aborted = &AbortError{Index: k, Cause: e}
@@ -273,8 +230,12 @@ func (rd *reader) transaction(r any, exec bool) bool {
 	res := rd.res
 	switch v := r.(type) {
 	case []any:
-		if exec && len(v) == rd.queued && res.Aborted == nil {
-			for k, e := range v {
+		want := rd.queued
+		if rd.markQueued {
+			want++
+		}
+		if exec && len(v) == want && res.Aborted == nil {
+			for k, e := range v[:rd.queued] {
 				rd.src.resolve(k, e)
 			}
 			res.Answered = rd.queued
@@ -316,20 +277,6 @@ func describeReply(r any) string {
 		return "nil"
 	default:
 		return fmt.Sprintf("%T %v", v, v)
-	}
-}
-
-// count counts the error replies among dropped ones (an EXEC's array
-// element by element).
-func (rd *reader) count(r any) {
-	if v, ok := r.([]any); ok {
-		for _, e := range v {
-			rd.count(e)
-		}
-		return
-	}
-	if replyError(r) != nil {
-		rd.res.ServerErrors++
 	}
 }
 
