@@ -53,9 +53,8 @@ func (r *Result) Spans(dst []Span, n int, p Plan, queuedBefore bool) []Span {
 		// conditions were read, or at MULTI): none reached Redis.
 		add(NotSent, 0, n)
 	case p.Atomic && r.Aborted != nil && r.MultiRefused == nil:
-		// Discarded, though its replies were skipped (EXECABORT seen with
-		// replies dropped, or the mark of a transaction run with them off
-		// missing).
+		// Discarded: EXECABORT or a nil EXEC read, or the mark of a
+		// transaction run with replies off missing.
 		add(Aborted, 0, n)
 	case r.Skipped:
 		add(Skipped, 0, n)
