@@ -3,6 +3,7 @@ package rbatch
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,8 +83,12 @@ type GroupResult struct {
 	// whose replies are read apart from the groups, 0 as well.
 	BytesWritten, BytesRead int64
 	Counts                  Counts // the group's commands by state, as this round left them
+	// Redirected counts the commands the node sent elsewhere, which
+	// rbatch followed (MOVED, ASK: see Hook.Redirect); they are not in Counts.
+	Redirected int
 	// ServerError is the first error reply among the group's commands
-	// (WRONGTYPE, MOVED, …), or else the one that aborted its transaction
+	// (WRONGTYPE, TRYAGAIN, a MOVED not followed, …; a MOVED or ASK that
+	// sent its command on is a Redirect), or else the one that aborted its transaction
 	// (a queue-time error, EXECABORT) or refused its conditions' reads;
 	// nil when none.
 	ServerError *RedisError
@@ -202,15 +207,19 @@ func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeR
 		gr.Err = connErr
 	}
 	for _, i := range e.indices {
+		if fu.redirects(i) {
+			gr.Redirected++
+			continue
+		}
 		gr.Counts.add(b.q.At(i).Future.(outcome).failure())
 	}
 	for _, er := range errs {
-		if re := asRedisError(er.err); re != nil {
+		if re := asRedisError(er.err); re != nil && !fu.redirects(er.index) {
 			gr.ServerError = re
 			break
 		}
 	}
-	if gr.ServerError == nil && r.Aborted != nil { // a queue-time error, or EXEC's own refusal
+	if gr.ServerError == nil && r.Aborted != nil && gr.Redirected == 0 { // a queue-time error, or EXEC's own refusal
 		gr.ServerError = asRedisError(r.Aborted.Cause)
 	}
 	if gr.ServerError == nil && r.GuardErr != nil {
@@ -254,4 +263,17 @@ func reportWait(ctx context.Context, addr string, hs []Hook, take func() (pool.L
 		}
 	}
 	return conn, err
+}
+
+// redirects reports whether fu sends command i on to another node (a
+// MOVED or ASK followed).
+func (fu *followUp) redirects(i int) bool {
+	for _, m := range []map[string][]int{fu.moved, fu.asked} {
+		for _, idx := range m {
+			if slices.Contains(idx, i) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -244,8 +244,12 @@ func TestHookSeesRedirects(t *testing.T) {
 		assert.Equal(t, want.Addr, rec.groups[k].Addr)
 		assert.Equal(t, want.Attempt, rec.groups[k].Attempt)
 	}
-	require.NotNil(t, rec.results[0].ServerError)
-	assert.Equal(t, "ASK", rec.results[0].ServerError.Prefix())
+	// A redirect followed is no error reply of the group: its command is
+	// counted redirected, not in a state.
+	assert.Nil(t, rec.results[0].ServerError)
+	assert.Equal(t, 1, rec.results[0].Redirected)
+	assert.Zero(t, rec.results[0].Counts.Total())
+	assert.Equal(t, rbatch.Counts{Applied: 1}, rec.results[1].Counts)
 }
 
 // While the server is paused, reads time out and are retried: the hook sees

@@ -268,6 +268,53 @@ func TestClusterBatchSpans(t *testing.T) {
 	}
 }
 
+// A MOVED that rbatch followed is a redirect, not a failure: the batch
+// succeeds, and no span of it says Error, in a pipeline and in a
+// transaction (redirected whole); the old owner's span has the event.
+func TestFollowedMovedIsNoError(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	in := newInstrumented(t, cl.Addrs()[0])
+	const key = "{otmv}k"
+	slot := int(cl.Nodes()[0].MustDo(t, "CLUSTER", "KEYSLOT", key).(int64))
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+		b := in.c.NewBatch() // the slot map is loaded: the next batch goes where it says
+		b.Bucket(key).SetAsync("v")
+		_, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		from := cl.OwnerOf(t, slot)
+		to := cl.Primaries[0]
+		if to == from {
+			to = cl.Primaries[1]
+		}
+		cl.MigrateSlot(t, slot, from, to)
+		in.spans.Reset()
+
+		b = in.c.NewBatch(rbatch.WithMode(mode))
+		b.Bucket(key).GetAsync()
+		b.Bucket(key).GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err, mode)
+		moved := 0
+		for _, nr := range res.Nodes {
+			moved += nr.Moved
+		}
+		require.Equal(t, 2, moved, "%s: the old owner redirected both", mode)
+		redirects := 0
+		for _, sp := range in.spans.Ended() {
+			assert.NotEqual(t, codes.Error, sp.Status().Code, "%s: span %q: %v", mode, sp.Name(), sp.Status())
+			_, failed := attrs(sp)["error.type"]
+			assert.False(t, failed, "%s: span %q has an error type", mode, sp.Name())
+			for _, e := range sp.Events() {
+				if e.Name == "redirect" {
+					redirects++
+				}
+			}
+		}
+		assert.Equal(t, 1, redirects, mode)
+		assert.Len(t, in.spans.Ended(), 3, "%s: the batch, the old owner's round, the new owner's", mode)
+	}
+}
+
 // Every batch records its duration, with the operation and the error.
 func TestDurationHistogram(t *testing.T) {
 	in := newInstrumented(t, srv.Addr)
