@@ -297,3 +297,31 @@ func TestACLMultiRefusedStopsAConditionalOrder(t *testing.T) {
 	assert.Zero(t, s.CommandStats(t)["hincrby"])
 	assert.EqualValues(t, 1, s.CommandStats(t)["unwatch"], "the keys unwatched: the connection is reused")
 }
+
+// A user who may not run CLIENT REPLY but may name connections: the
+// replies are read, and in a transaction EXEC's array carries its
+// commands' replies and then the name's +OK. In every mode, on shared
+// connections (PoolSize 8) and pooled ones, an error reply fails its
+// command and the others end skipped.
+func TestACLClientReplyRefusedKeepsErrorReplies(t *testing.T) {
+	s := redistest.Standalone(t)
+	s.MustDo(t, "ACL", "SETUSER", "noreply", "on", ">"+aclPassword, "~*", "+@all", "-client|reply")
+	for _, pool := range []int{1, 8} {
+		c := clientFor(t, s, func(cfg *rbatch.Config) { cfg.Username, cfg.Password, cfg.PoolSize = "noreply", aclPassword, pool })
+		for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+			s.MustDo(t, "SET", "nr:k", "v")
+			b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSkipResult())
+			n := b.AtomicLong("nr:n").IncrementAndGetAsync()
+			bad := b.List("nr:k").AddAsync("x") // WRONGTYPE
+			res, err := b.Execute(context.Background())
+			var re *rbatch.RedisError
+			require.ErrorAs(t, err, &re, "%s pool %d", mode, pool)
+			assert.Equal(t, "WRONGTYPE", re.Prefix())
+			require.ErrorAs(t, errOf(bad), &re, "%s pool %d", mode, pool)
+			assert.ErrorIs(t, errOf(n), rbatch.ErrResultSkipped, "%s pool %d", mode, pool)
+			assert.Equal(t, rbatch.Counts{Skipped: 1, Failed: 1}, res.Counts, "%s pool %d", mode, pool)
+		}
+		assertPoolAnswers(t, c, 1)
+	}
+	assert.Equal(t, []byte("8"), s.MustDo(t, "GET", "nr:n"))
+}

@@ -67,10 +67,9 @@ type stream struct {
 	// unsucceeded counts the commands that did not succeed (see BatchError).
 	unsucceeded int
 	failed      []CommandError
-	// beyond are failures past those listed in failed, the first of each
-	// distinct cause (keepCauses); beyondSeen their causes.
-	beyond     []CommandError
-	beyondSeen map[cause]struct{}
+	// causes are failures past those listed in failed that tell their
+	// causes (keepCauses).
+	causes causes
 	nodes      []NodeResult
 	nodeFrom   []time.Time     // when each of nodes first took a connection
 	applied    map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
@@ -271,6 +270,15 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 		}
 		failed, past = seg.failuresAndCauses(limit, bad > limit)
 	}
+	if m := seg.run.marks; m != nil && seg.plan.SkipResult {
+		// With replies off, a part's end is their answer; with them read
+		// (CLIENT REPLY refused) each counted as it came: marked once.
+		for i := 0; i < int(seg.submitted); i++ {
+			if seg.q.At(i).Future.(outcome).failure() == ErrResultSkipped {
+				m.answer(i)
+			}
+		}
+	}
 	seg.end()
 
 	s.mu.Lock()
@@ -285,9 +293,6 @@ func (s *stream) runSegment(seg *Batch, discarded bool) {
 	s.counts.Skipped += c.Skipped
 	if p := s.progress; p != nil {
 		p.failed.Add(int64(c.Failed + c.Aborted + c.NotSent + c.Unknown))
-		if seg.plan.SkipResult { // with replies off, a segment's end is their answer
-			p.answered.Add(int64(c.Skipped))
-		}
 	}
 	for k, nr := range res.Nodes {
 		s.addNode(nr, k >= len(seg.run.stats.at) || seg.run.stats.at[k].wrote)
@@ -354,23 +359,12 @@ func (s *stream) keepFailures(failed []CommandError) {
 	}
 }
 
-// keepCauses keeps, of failures past the listed ones, the first of each
-// cause not kept yet: errors.Is and errors.As on Execute's error reach
-// every cause, though the list stops at maxFailuresKept. Under s.mu.
+// keepCauses offers failures past the listed ones to the stream's causes:
+// errors.Is and errors.As on Execute's error reach every cause, though the
+// list stops at maxFailuresKept. Under s.mu.
 func (s *stream) keepCauses(past []CommandError) {
 	for _, c := range past {
-		if len(s.beyond) == maxCausesBeyond {
-			return
-		}
-		k := causeOf(c.Err)
-		if _, ok := s.beyondSeen[k]; ok {
-			continue
-		}
-		if s.beyondSeen == nil {
-			s.beyondSeen = map[cause]struct{}{}
-		}
-		s.beyondSeen[k] = struct{}{}
-		s.beyond = append(s.beyond, c)
+		s.causes.offer(c)
 	}
 }
 
@@ -382,14 +376,13 @@ func (b *Batch) failures(limit int) []CommandError {
 	return out
 }
 
-// failuresAndCauses is failures, and with causes, past lists the first
-// failure of each distinct cause among those past the limit (at most
-// maxCausesBeyond).
-func (b *Batch) failuresAndCauses(limit int, causes bool) (listed, past []CommandError) {
+// failuresAndCauses is failures, and with causes, past holds failures
+// past the limit that tell their causes (see causes).
+func (b *Batch) failuresAndCauses(limit int, withCauses bool) (listed, past []CommandError) {
 	listed = make([]CommandError, 0, limit) // sized once: a cancelled million-command batch fails them all
-	var seen map[cause]struct{}
+	var cs causes
 	for i := 0; i < int(b.submitted); i++ {
-		if len(listed) == limit && (!causes || len(past) == maxCausesBeyond) {
+		if len(listed) == limit && (!withCauses || cs.done()) {
 			break
 		}
 		err := b.q.At(i).Future.(outcome).failure()
@@ -401,35 +394,9 @@ func (b *Batch) failuresAndCauses(limit int, causes bool) (listed, past []Comman
 			listed = append(listed, c)
 			continue
 		}
-		k := causeOf(err)
-		if _, ok := seen[k]; ok {
-			continue
-		}
-		if seen == nil {
-			seen = map[cause]struct{}{}
-		}
-		seen[k] = struct{}{}
-		past = append(past, c)
+		cs.offer(c)
 	}
-	return listed, past
-}
-
-// maxCausesBeyond bounds the failures past the listed ones that a stream
-// keeps so that errors.Is and errors.As reach their causes: the first of
-// each distinct cause.
-const maxCausesBeyond = 32
-
-// cause tells failures apart for keepCauses: by state and message.
-type cause struct {
-	st  state
-	msg string
-}
-
-func causeOf(err error) cause {
-	if re, ok := err.(*RedisError); ok { // its message, without building Error's
-		return cause{failed, re.Msg}
-	}
-	return cause{stateOf(err), err.Error()}
+	return listed, cs.kept
 }
 
 // addNode merges a segment's figures for one node into the stream's.
@@ -506,7 +473,7 @@ func (s *stream) finish(ctx context.Context) (*BatchResult, error) {
 	var err error
 	if len(s.failed) > 0 || len(s.nodeErrs) > 0 {
 		counts := s.counts
-		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, beyond: s.beyond, counts: &counts, unsucceeded: s.unsucceeded}
+		err = &BatchError{Err: errors.Join(s.nodeErrs...), Commands: s.failed, beyond: s.causes.kept, counts: &counts, unsucceeded: s.unsucceeded}
 	}
 	if s.progress != nil {
 		s.progress.finish(res.Counts)

@@ -179,6 +179,22 @@ func TestStreamErrorReachesCausesPastTheList(t *testing.T) {
 		assert.True(t, found, "the not-sent command is reached with its index")
 		assert.Contains(t, err.Error(), "1201 of 1201 commands did not succeed (1200 failed, 1 not sent)")
 	})
+	t.Run("not sent, past many distinct messages", func(t *testing.T) {
+		fresh(t)
+		srv.MustDo(t, "SET", "sc:s", "x")
+		b := newClient(t).NewBatch(rbatch.WithMode(rbatch.Streaming))
+		for range 1000 {
+			b.List("sc:s").AddAsync("y") // WRONGTYPE
+		}
+		for i := range 40 {
+			b.Do("EVAL", "return redis.error_reply(ARGV[1])", 0, "ERR custom "+strconv.Itoa(i))
+		}
+		b.Bucket("sc:c").SetAsync(user{"ada"}) // no codec: not sent
+		res, err := b.Execute(context.Background())
+		assert.Equal(t, rbatch.Counts{Failed: 1040, NotSent: 1}, res.Counts)
+		assert.ErrorIs(t, err, rbatch.ErrNotSent, "the first not-sent command is kept whatever came before")
+		assert.ErrorIs(t, err, rbatch.ErrNoCodec)
+	})
 	t.Run("unknown", func(t *testing.T) {
 		f := redistest.NewFake(t, func(cmd []string) string {
 			switch cmd[0] {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rbatch/rbatch"
+	"github.com/rbatch/rbatch/internal/redistest"
 	"github.com/rbatch/rbatch/internal/route"
 )
 
@@ -728,4 +729,34 @@ func TestProgressCountsASplitCommandOnce(t *testing.T) {
 				"call %d went back: %+v after %+v", k, p, prev)
 		}
 	}
+}
+
+// On a server that refuses CLIENT REPLY a skip-result stream's replies are
+// read: each command counts answered once, as its reply comes, not again
+// when its part ends.
+func TestProgressSkipResultRefusedCountsOnce(t *testing.T) {
+	s := redistest.Standalone(t, "--rename-command", "CLIENT", "")
+	c := clientFor(t, s)
+	var mu sync.Mutex
+	var last rbatch.Progress
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming), rbatch.WithSkipResult(),
+		rbatch.WithProgress(5*time.Millisecond, func(p rbatch.Progress) { mu.Lock(); last = p; mu.Unlock() }))
+	var f *rbatch.Future[int64]
+	for range 100 {
+		f = b.AtomicLong("pr:n").IncrementAndGetAsync()
+	}
+	_, err := f.Get() // its part ended
+	require.ErrorIs(t, err, rbatch.ErrResultSkipped)
+	b.Do("DEBUG", "SLEEP", "0.5")
+	for range 200 {
+		b.AtomicLong("pr:n").IncrementAndGetAsync()
+	}
+	time.Sleep(200 * time.Millisecond) // the server sleeps: only the first part is answered
+	mu.Lock()
+	mid := last
+	mu.Unlock()
+	res, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, rbatch.Counts{Skipped: 301}, res.Counts)
+	assert.Equal(t, 100, mid.Answered, "mid-stream: %+v", mid)
 }
