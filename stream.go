@@ -69,13 +69,13 @@ type stream struct {
 	failed      []CommandError
 	// causes are failures past those listed in failed that tell their
 	// causes (keepCauses).
-	causes causes
-	nodes      []NodeResult
-	nodeFrom   []time.Time     // when each of nodes first took a connection
-	applied    map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
-	nodeErrs   []error
-	synced     int
-	anySync    bool
+	causes   causes
+	nodes    []NodeResult
+	nodeFrom []time.Time     // when each of nodes first took a connection
+	applied  map[string]bool // the nodes where a command may have been applied: those syncNodes waits on
+	nodeErrs []error
+	synced   int
+	anySync  bool
 }
 
 func newStream(b *Batch) *stream {
