@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -469,9 +470,15 @@ func (g *groupReplies) Resolve(i int, reply any) {
 	if isErr {
 		g.errs = append(g.errs, errReply{index: i, err: e})
 	}
-	if g.marks != nil {
+	if g.marks != nil && !(isErr && redirectReply(string(e))) { // a redirected command is answered where it goes
 		g.marks.answer(i)
 	}
+}
+
+// redirectReply reports whether an error reply sends its command to
+// another node (MOVED, ASK).
+func redirectReply(msg string) bool {
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
 }
 
 func (b *Batch) resolve(idx []int, err error) {
