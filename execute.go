@@ -367,6 +367,21 @@ func (b *Batch) settleEntry(e *entry, addr string, r *batch.Result, connErr erro
 // wire did in r, and says which node's connection ran it. r is written in
 // place: a result copied from frame to frame costs more than reading it.
 func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr string, connErr error) {
+	addr, connErr = b.runGroupOnce(ctx, e, r)
+	if connErr == nil && b.replicaDown(e, r) && ctx.Err() == nil {
+		// The replica serves no data (MASTERDOWN: its link to the primary
+		// is down, and replica-serve-stale-data is no): nothing ran there,
+		// and the primary answers instead, as for a replica not reachable.
+		e.node, e.fallback = e.fallback, nil
+		*r = batch.Result{}
+		addr, connErr = b.runGroupOnce(ctx, e, r)
+	}
+	return addr, connErr
+}
+
+// runGroupOnce is runGroup on the entry's node (or its fallback, when the
+// node cannot be reached).
+func (b *Batch) runGroupOnce(ctx context.Context, e *entry, r *batch.Result) (addr string, connErr error) {
 	if b.shares() {
 		if sh := b.c.sharedOf(e.node); sh != nil {
 			addr = e.node.Addr()

@@ -260,6 +260,49 @@ func TestReadFromFallsBackWhenReplicaDown(t *testing.T) {
 	}
 }
 
+// A replica whose link to its primary is down and that serves no stale
+// data refuses reads with MASTERDOWN: nothing ran there, and the primary
+// answers them in the same round, without WithRetry, in the buffered
+// modes (in a pipeline, a transaction, on a shared connection or not).
+func TestReadFromReplicaMasterDownReadsPrimary(t *testing.T) {
+	primary, replica := redistest.PrimaryReplica(t)
+	primary.MustDo(t, "SET", "rmd:k", "v")
+	primary.WaitReplicated(t, 1)
+	for _, pool := range []int{1, 8} {
+		c := clientFor(t, primary, func(cfg *rbatch.Config) { cfg.ReadFrom, cfg.PoolSize = rbatch.Replica, pool })
+		b := c.NewBatch()
+		b.Bucket("rmd:k").GetAsync()
+		res, err := b.Execute(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, replica.Addr, res.Nodes[0].Addr, "the replica serves reads while it is linked")
+
+		replica.MustDo(t, "CONFIG", "SET", "replica-serve-stale-data", "no")
+		replica.MustDo(t, "REPLICAOF", "127.0.0.1", "1") // a primary that is not there: the link is down
+		_, err = replica.Call("GET", "rmd:k")
+		require.ErrorContains(t, err, "MASTERDOWN")
+		primary.ResetStats(t)
+		for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+			b := c.NewBatch(rbatch.WithMode(mode))
+			get := b.Bucket("rmd:k").GetAsync()
+			n := b.Keys().CountExistsAsync("rmd:k")
+			res, err := b.Execute(context.Background())
+			require.NoError(t, err, "%s pool %d", mode, pool)
+			v, err := get.Get()
+			require.NoError(t, err, mode)
+			assert.Equal(t, "v", v, mode)
+			m, _ := n.Get()
+			assert.EqualValues(t, 1, m, mode)
+			assert.Equal(t, rbatch.Counts{Applied: 2}, res.Counts, mode)
+			require.Len(t, res.Nodes, 1, mode)
+			assert.Equal(t, primary.Addr, res.Nodes[0].Addr, "%s pool %d: the primary served the reads", mode, pool)
+		}
+		assert.EqualValues(t, 2, primary.CommandStats(t)["get"], "pool %d", pool)
+		replica.MustDo(t, "REPLICAOF", "127.0.0.1", primary.Port)
+		replica.MustDo(t, "CONFIG", "SET", "replica-serve-stale-data", "yes")
+		primary.WaitReplicated(t, 1)
+	}
+}
+
 // In a cluster, a stream's reads for a primary whose replica is down go
 // to the primary, and those for the other primaries still to their
 // replicas.

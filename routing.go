@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/rbatch/rbatch/batch"
 	"github.com/rbatch/rbatch/internal/pool"
 	"github.com/rbatch/rbatch/internal/route"
 	"github.com/rbatch/rbatch/queue"
@@ -268,4 +269,37 @@ func (b *Batch) markWrites(idx []int) {
 		b.run.wrote.add(node)
 		last = node
 	}
+}
+
+// replicaDown reports that the replica the entry's read-only group went to
+// refused all of it with MASTERDOWN: every command, or the transaction.
+func (b *Batch) replicaDown(e *entry, r *batch.Result) bool {
+	if e.fallback == nil || r.Err != nil || b.opts.Mode.redisSide() {
+		return false
+	}
+	if r.Aborted != nil {
+		return masterDown(r.Aborted.Cause)
+	}
+	if len(e.errs) == 0 || len(e.errs) != len(e.indices) {
+		return false
+	}
+	for _, er := range e.errs {
+		if !masterDown(er.err) {
+			return false
+		}
+	}
+	return true
+}
+
+// masterDown reports whether err is a MASTERDOWN refusal (or an EXECABORT
+// for one).
+func masterDown(err error) bool {
+	re := asRedisError(err)
+	if re == nil {
+		return false
+	}
+	if inner, ok := execRefusal(re); ok {
+		re = inner
+	}
+	return re.Prefix() == "MASTERDOWN"
 }
