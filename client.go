@@ -347,6 +347,10 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	// The pools first: a batch waiting for a connection fails now, and
+	// does not take the one an abandoned batch's DISCARD gives back.
+	// (Connections in use stay usable until released; then they close.)
+	err := c.router.Close()
 	// All at once, under one deadline: a frozen server costs one timeout,
 	// not one per abandoned batch.
 	ctx, cancel := context.WithTimeout(context.Background(), closeDiscardTimeout)
@@ -360,5 +364,5 @@ func (c *Client) Close() error {
 	}
 	wg.Wait()
 	cancel()
-	return c.router.Close()
+	return err
 }

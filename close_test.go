@@ -273,3 +273,39 @@ func (h groupStarted) GroupStart(ctx context.Context, _ rbatch.GroupInfo) contex
 	}
 	return ctx
 }
+
+// A batch waiting for a connection when Close comes fails with ErrClosed,
+// nothing sent: it does not take the connection that the DISCARD of an
+// abandoned Redis-side batch gives back. Repeated: the two race.
+func TestCloseFailsBatchWaitingBehindAHeldOne(t *testing.T) {
+	s := redistest.Standalone(t)
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic, rbatch.RedisWriteAtomic} {
+		for round := range 8 {
+			c, err := rbatch.NewClient(context.Background(), rbatch.Config{Addrs: []string{s.Addr}, PoolSize: 1, DisableSharing: true})
+			require.NoError(t, err)
+			holder := c.NewBatch(rbatch.WithMode(rbatch.RedisWriteAtomic))
+			holder.Do("INCR", "cw:holder") // holds the only connection, MULTI open
+			waitUntil(t, "the held batch's MULTI is open", func() bool {
+				list, _ := redis.String(s.MustDo(t, "CLIENT", "LIST"), nil)
+				return strings.Contains(list, " multi=1 ")
+			})
+			waiter := c.NewBatch(rbatch.WithMode(mode))
+			wf := waiter.Do("INCR", "cw:waiter")
+			done := make(chan error, 1)
+			go func() {
+				_, err := waiter.Execute(context.Background())
+				done <- err
+			}()
+			time.Sleep(100 * time.Millisecond) // it waits for the connection (counted once the wait ends)
+			require.NoError(t, c.Close())
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the waiting Execute hangs")
+			}
+			assert.ErrorIs(t, err, rbatch.ErrClosed, "%s round %d", mode, round)
+			assert.ErrorIs(t, errOf(wf), rbatch.ErrNotSent, "%s round %d", mode, round)
+			assert.Equal(t, int64(0), s.MustDo(t, "EXISTS", "cw:holder", "cw:waiter"), "%s round %d: nothing applied", mode, round)
+		}
+	}
+}
