@@ -332,9 +332,8 @@ func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 			if b.stateful && b.stream != nil {
 				b.stream.lines.stateful.Store(true)
 			}
-			if blocking && b.blockWait >= 0 && (wait < 0 || wait > b.blockWait) {
-				b.blockWait = wait
-				b.extendForBlock()
+			if blocking {
+				b.blockFor(wait) // (a stream's part notes it as it is queued: pushStream)
 			}
 		}
 		b.mu.Unlock()

@@ -20,11 +20,21 @@ func blocks(name string, args []any) bool {
 	return queue.Blocks(name, strs)
 }
 
+// blockFor notes a blocking command queued that may hold its reply back
+// for wait (-1: forever), and extends the plan's bound past the longest.
+func (b *Batch) blockFor(wait time.Duration) {
+	if b.blockWait >= 0 && (wait < 0 || wait > b.blockWait) {
+		b.blockWait = wait
+		b.extendForBlock()
+	}
+}
+
 // extendForBlock lets the plan's bound on each reply start after the
 // longest block queued, as Redisson adds a blocking command's timeout to its
 // response timeout: the client's ReadTimeout counts from there. A batch's
 // own WithResponseTimeout stays as it is, and so does a MULTI's (nothing
-// blocks inside it), and a stream's segments plan on their own.
+// blocks inside it); a stream's parts are InMemory batches, each extended
+// for the blocks it carries.
 func (b *Batch) extendForBlock() {
 	if b.opts.ResponseTimeout == 0 && b.opts.Mode == InMemory {
 		b.plan.ResponseTimeout = b.extended(b.blockWait)

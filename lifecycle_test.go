@@ -347,37 +347,41 @@ func TestResponseTimeoutEndsUnknown(t *testing.T) {
 // its timeout (last argument, first, or after BLOCK), and a block of 0 waits
 // as long as it takes.
 func TestBlockingCommandOutlastsReadTimeout(t *testing.T) {
-	fresh(t)
-	c := newClient(t, func(cfg *rbatch.Config) { cfg.ReadTimeout = 150 * time.Millisecond })
-	b := c.NewBatch()
-	before := b.AtomicLong("block:ctr").IncrementAndGetAsync()
-	timedOut := map[string]*rbatch.Future[any]{
-		"BLPOP":      b.Do("BLPOP", "block:empty1", 0.4),
-		"BRPOPLPUSH": b.Do("BRPOPLPUSH", "block:empty2", "block:dst", "0.4"),
-		"BLMOVE":     b.Do("BLMOVE", "block:empty3", "block:dst", "LEFT", "RIGHT", 0.4),
-		"BZPOPMIN":   b.Do("BZPOPMIN", "block:empty4", 0.4),
-		"BLMPOP":     b.Do("BLMPOP", 0.4, 1, "block:empty5", "LEFT"),
-		"BZMPOP":     b.Do("BZMPOP", "0.4", 1, "block:empty6", "MIN"),
-		"XREAD":      b.Do("XREAD", "COUNT", 1, "block", 400, "STREAMS", "block:stream", "$"),
-	}
-	forever := b.Do("BLPOP", "block:later", 0)
-	after := b.AtomicLong("block:ctr").IncrementAndGetAsync()
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} { // (a stream: each part for its own blocks)
+		t.Run(mode.String(), func(t *testing.T) {
+			fresh(t)
+			c := newClient(t, func(cfg *rbatch.Config) { cfg.ReadTimeout = 150 * time.Millisecond })
+			b := c.NewBatch(rbatch.WithMode(mode))
+			before := b.AtomicLong("block:ctr").IncrementAndGetAsync()
+			timedOut := map[string]*rbatch.Future[any]{
+				"BLPOP":      b.Do("BLPOP", "block:empty1", 0.4),
+				"BRPOPLPUSH": b.Do("BRPOPLPUSH", "block:empty2", "block:dst", "0.4"),
+				"BLMOVE":     b.Do("BLMOVE", "block:empty3", "block:dst", "LEFT", "RIGHT", 0.4),
+				"BZPOPMIN":   b.Do("BZPOPMIN", "block:empty4", 0.4),
+				"BLMPOP":     b.Do("BLMPOP", 0.4, 1, "block:empty5", "LEFT"),
+				"BZMPOP":     b.Do("BZMPOP", "0.4", 1, "block:empty6", "MIN"),
+				"XREAD":      b.Do("XREAD", "COUNT", 1, "block", 400, "STREAMS", "block:stream", "$"),
+			}
+			forever := b.Do("BLPOP", "block:later", 0)
+			after := b.AtomicLong("block:ctr").IncrementAndGetAsync()
 
-	go func() {
-		time.Sleep(time.Second) // well past every block and the ReadTimeout
-		srv.Do(t, "RPUSH", "block:later", "v")
-	}()
-	_, err := b.Execute(context.Background())
-	require.NoError(t, err)
-	for name, f := range timedOut {
-		assert.ErrorIs(t, errOf(f), rbatch.ErrNil, "%s timed out empty: a nil reply, not an unknown outcome", name)
+			go func() {
+				time.Sleep(time.Second) // well past every block and the ReadTimeout
+				srv.Do(t, "RPUSH", "block:later", "v")
+			}()
+			_, err := b.Execute(context.Background())
+			require.NoError(t, err)
+			for name, f := range timedOut {
+				assert.ErrorIs(t, errOf(f), rbatch.ErrNil, "%s timed out empty: a nil reply, not an unknown outcome", name)
+			}
+			v, err := forever.Get()
+			require.NoError(t, err, "BLPOP with no timeout waits for the push")
+			assert.Equal(t, []any{"block:later", "v"}, v)
+			n1, _ := before.Get()
+			n2, _ := after.Get()
+			assert.Equal(t, []int64{1, 2}, []int64{n1, n2})
+		})
 	}
-	v, err := forever.Get()
-	require.NoError(t, err, "BLPOP with no timeout waits for the push")
-	assert.Equal(t, []any{"block:later", "v"}, v)
-	n1, _ := before.Get()
-	n2, _ := after.Get()
-	assert.Equal(t, []int64{1, 2}, []int64{n1, n2})
 }
 
 // A batch's own response timeout bounds a blocking command's reply as it

@@ -145,6 +145,8 @@ func pushStream[T any](b *Batch, dec func(any) (T, error), c queue.Command, keyF
 	}
 	if err != nil {
 		failQueued(seg, f, i, err) // it goes nowhere: its future fails now
+	} else if wait, blocking := blockWait(c.Name, args); blocking {
+		seg.blockFor(wait) // the part's replies wait behind it
 	}
 	n := len(seg.q.Bytes(i))
 	seg.bytes += n
