@@ -395,7 +395,7 @@ func TestNativeValueKinds(t *testing.T) {
 
 func TestDoForbiddenCommandsSendNothing(t *testing.T) {
 	for _, cmd := range [][]any{{"SUBSCRIBE", "ch"}, {"psubscribe", "c*"}, {"MONITOR"}, {"MULTI"}, {"EXEC"},
-		{"WATCH", "k"}, {"DISCARD"}, {"SELECT", 1}, {"CLIENT", "REPLY", "OFF"}, {""}} {
+		{"WATCH", "k"}, {"DISCARD"}, {"SELECT", 1}, {"CLIENT", "REPLY", "OFF"}, {"script", "DEBUG", "YES"}, {""}} {
 		t.Run(fmt.Sprint(cmd[0]), func(t *testing.T) {
 			fresh(t)
 			c := newClient(t)

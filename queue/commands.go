@@ -99,6 +99,9 @@ func Lookup(name, sub string) (string, Flags, error) {
 	if name == "CLIENT" && strings.EqualFold(sub, "TRACKING") {
 		return name, 0, &forbiddenError{name: "CLIENT TRACKING", why: "it makes the connection receive invalidation messages"}
 	}
+	if name == "SCRIPT" && strings.EqualFold(sub, "DEBUG") {
+		return name, 0, &forbiddenError{name: "SCRIPT DEBUG", why: "it puts the connection in Lua debugging mode"}
+	}
 	return name, FlagsOf(name), nil
 }
 

@@ -214,6 +214,8 @@ func TestLookup(t *testing.T) {
 		{"CLIENT", "REPLY", "CLIENT", 0, true},
 		{"client", "reply", "CLIENT", 0, true},
 		{"CLIENT", "Reply", "CLIENT", 0, true},
+		{"script", "debug", "SCRIPT", 0, true},
+		{"SCRIPT", "LOAD", "SCRIPT", FlagsOf("SCRIPT"), false},
 	}
 	for _, name := range []string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
 		"SUNSUBSCRIBE", "MONITOR", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "SWAPDB",
