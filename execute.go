@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -372,9 +373,15 @@ func (b *Batch) runGroup(ctx context.Context, e *entry, r *batch.Result) (addr s
 		// The replica serves no data (MASTERDOWN: its link to the primary
 		// is down, and replica-serve-stale-data is no): nothing ran there,
 		// and the primary answers instead, as for a replica not reachable.
+		// When the primary cannot be had either, the replica's refusals
+		// stand (and WithRetry decides).
+		replica, refused, errs := e.node, *r, slices.Clone(e.errs)
 		e.node, e.fallback = e.fallback, nil
 		*r = batch.Result{}
-		addr, connErr = b.runGroupOnce(ctx, e, r)
+		if primary, err := b.runGroupOnce(ctx, e, r); err == nil {
+			return primary, nil
+		}
+		e.node, e.fallback, e.errs, *r = replica, e.node, append(e.errs[:0], errs...), refused
 	}
 	return addr, connErr
 }
