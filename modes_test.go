@@ -680,3 +680,24 @@ func TestRedisSideBatchesTakeConnectionsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// WithSync(n, 0) waits for the replicas however long it takes, as WAIT n 0
+// does: only the context ends it, in a stream as in one batch, even where
+// ReadTimeout is short. Its writes stay applied; the WAIT is unanswered.
+func TestWaitForeverEndsOnlyWithTheContext(t *testing.T) {
+	c := newClient(t, func(cfg *rbatch.Config) { cfg.ReadTimeout = 200 * time.Millisecond })
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.Streaming} {
+		b := c.NewBatch(rbatch.WithMode(mode), rbatch.WithSync(1, 0)) // srv has no replica
+		set := b.Bucket("wf:k").SetAsync("v")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		res, err := b.Execute(ctx)
+		took := time.Since(start)
+		cancel()
+		assert.ErrorIs(t, err, rbatch.ErrUnknownOutcome, mode)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s: the context ended the WAIT, not ReadTimeout", mode)
+		assert.GreaterOrEqual(t, took, 900*time.Millisecond, mode)
+		assert.NoError(t, errOf(set), mode)
+		assert.Equal(t, rbatch.Counts{Applied: 1}, res.Counts, mode)
+	}
+}

@@ -161,6 +161,11 @@ func (p *Pipe) Sync(ctx context.Context, tail []byte, timeout time.Duration) (re
 	}
 	var r any
 	if err == nil {
+		if rd, ok := p.conn.(readDeadliner); ok && timeout < 0 {
+			// A WAIT of 0 waits for the replicas however long: no deadline
+			// an earlier group's writer armed may cut it.
+			rd.HoldReadDeadline()
+		}
 		r, err = p.conn.Receive(timeout)
 	}
 	if err != nil {
