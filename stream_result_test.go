@@ -150,17 +150,24 @@ func TestStreamUnknownReadIsNotReadAgain(t *testing.T) {
 	assert.ErrorIs(t, gerr, rbatch.ErrUnknownOutcome, "read again after the later SET, it gave %q", v)
 }
 
+// wrongTypeStream is a stream on srv whose first n commands fail with
+// WRONGTYPE.
+func wrongTypeStream(t *testing.T, n int) *rbatch.Batch {
+	fresh(t)
+	srv.MustDo(t, "SET", "sc:s", "x")
+	b := newClient(t).NewBatch(rbatch.WithMode(rbatch.Streaming))
+	for range n {
+		b.List("sc:s").AddAsync("y")
+	}
+	return b
+}
+
 // A stream lists its first 1,000 failures, yet errors.Is and errors.As on
 // Execute's error reach the causes of those past them: a caller asking
 // whether anything ended unknown or not sent gets the truth.
 func TestStreamErrorReachesCausesPastTheList(t *testing.T) {
 	t.Run("not sent", func(t *testing.T) {
-		fresh(t)
-		srv.MustDo(t, "SET", "sc:s", "x")
-		b := newClient(t).NewBatch(rbatch.WithMode(rbatch.Streaming))
-		for range 1200 {
-			b.List("sc:s").AddAsync("y") // WRONGTYPE
-		}
+		b := wrongTypeStream(t, 1200)
 		b.Bucket("sc:c").SetAsync(user{"ada"}) // no codec: not sent
 		res, err := b.Execute(context.Background())
 		assert.Equal(t, rbatch.Counts{Failed: 1200, NotSent: 1}, res.Counts)
@@ -180,12 +187,7 @@ func TestStreamErrorReachesCausesPastTheList(t *testing.T) {
 		assert.Contains(t, err.Error(), "1201 of 1201 commands did not succeed (1200 failed, 1 not sent)")
 	})
 	t.Run("not sent, past many distinct messages", func(t *testing.T) {
-		fresh(t)
-		srv.MustDo(t, "SET", "sc:s", "x")
-		b := newClient(t).NewBatch(rbatch.WithMode(rbatch.Streaming))
-		for range 1000 {
-			b.List("sc:s").AddAsync("y") // WRONGTYPE
-		}
+		b := wrongTypeStream(t, 1000)
 		for i := range 40 {
 			b.Do("EVAL", "return redis.error_reply(ARGV[1])", 0, "ERR custom "+strconv.Itoa(i))
 		}
