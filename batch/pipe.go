@@ -21,9 +21,13 @@ type Pipe struct {
 	// readTurn is closed when the group written last is done reading:
 	// the next group reads after it (taken and replaced under write).
 	readTurn chan struct{}
-	mu       sync.Mutex // guards broken and used
-	broken   bool       // a group left the connection unclean: later groups are not sent
-	used     bool       // a group was written
+	// arm orders the arming of the read deadline: reading is the group
+	// whose replies are being read, the only one whose writer may arm it.
+	arm     sync.Mutex
+	reading *Group
+	mu      sync.Mutex // guards broken and used
+	broken  bool       // a group left the connection unclean: later groups are not sent
+	used    bool       // a group was written
 }
 
 // NewPipe returns a pipe over conn, which it holds until Release.
@@ -89,8 +93,16 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	go func() {
 		err := writeGroup(ctx, p.conn, g, &w)
 		if w.deferred != nil {
+			// The deadline is the group's only while its replies are the
+			// ones read: armed before (the reader arms it at its turn) or
+			// after (a writer late, the next group reading), it would cut
+			// another group's wait.
+			p.arm.Lock()
 			w.written.Store(true)
-			w.deferred.ArmReadDeadline(g.ResponseTimeout)
+			if p.reading == g {
+				w.deferred.ArmReadDeadline(g.ResponseTimeout)
+			}
+			p.arm.Unlock()
 		}
 		if err != nil {
 			// Known before Added: what follows sees the pipe broken (and
@@ -108,10 +120,13 @@ func (p *Pipe) Run(ctx context.Context, g *Group) Result {
 	if w.deferred != nil {
 		// The read side is this group's now: a deadline left by an earlier
 		// group (armed by its writer) must not bound this one's wait.
+		p.arm.Lock()
+		p.reading = g
 		w.deferred.HoldReadDeadline()
 		if w.written.Load() {
 			w.deferred.ArmReadDeadline(g.ResponseTimeout)
 		}
+		p.arm.Unlock()
 	}
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
