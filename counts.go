@@ -18,7 +18,7 @@ func (c Counts) Total() int {
 	return c.Applied + c.Failed + c.Aborted + c.NotSent + c.Unknown + c.Skipped
 }
 
-// state is one of the states a command ends in (SEMANTICS.md).
+// state is one of the states a command ends in (see the package doc, "Errors").
 type state int8
 
 const (

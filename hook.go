@@ -3,7 +3,6 @@ package rbatch
 import (
 	"bytes"
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,15 +205,16 @@ func (b *Batch) reportGroup(ctx context.Context, e *entry, addr string, nr NodeR
 	if connErr != nil {
 		gr.Err = connErr
 	}
+	redirected := fu.redirected()
 	for _, i := range e.indices {
-		if fu.redirects(i) {
+		if redirected[i] {
 			gr.Redirected++
 			continue
 		}
 		gr.Counts.add(b.q.At(i).Future.(outcome).failure())
 	}
 	for _, er := range errs {
-		if re := asRedisError(er.err); re != nil && !fu.redirects(er.index) {
+		if re := asRedisError(er.err); re != nil && !redirected[er.index] {
 			gr.ServerError = re
 			break
 		}
@@ -265,15 +265,19 @@ func reportWait(ctx context.Context, addr string, hs []Hook, take func() (pool.L
 	return conn, err
 }
 
-// redirects reports whether fu sends command i on to another node (a
-// MOVED or ASK followed).
-func (fu *followUp) redirects(i int) bool {
+// redirected returns the commands fu sends on to another node (a MOVED
+// or ASK followed); nil when none.
+func (fu *followUp) redirected() map[int]bool {
+	var out map[int]bool
 	for _, m := range []map[string][]int{fu.moved, fu.asked} {
 		for _, idx := range m {
-			if slices.Contains(idx, i) {
-				return true
+			if out == nil {
+				out = make(map[int]bool, len(idx))
+			}
+			for _, i := range idx {
+				out[i] = true
 			}
 		}
 	}
-	return false
+	return out
 }
