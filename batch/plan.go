@@ -95,12 +95,10 @@ type Result struct {
 	// Skipped reports that replies were not asked for: the sent commands'
 	// outcomes are unknown to the client by request.
 	Skipped bool
-	// ReplyRefused reports that the server refused CLIENT REPLY OFF
-	// (for now: BUSY, LOADING; or for good: an ACL, a renamed command).
-	ReplyRefused bool
-	// RepliesRead reports that replies stayed on (CLIENT REPLY OFF was
-	// refused), so the commands' replies were read and resolved them, as
-	// on a cluster.
+	// RepliesRead reports that the server refused CLIENT REPLY OFF (for
+	// now: BUSY, LOADING; or for good: an ACL, a renamed command), so
+	// replies stayed on and the commands' replies were read and resolved
+	// them, as on a cluster.
 	RepliesRead bool
 
 	// Synced reports that the tail (WAIT/WAITAOF) answered; Replicas and

@@ -120,7 +120,7 @@ func (rd *reader) frame(f frame) bool {
 			// for now; one that never allows CLIENT REPLY (an ACL, a
 			// renamed command) answers each command, and an error reply
 			// is the command's, as without WithSkipResult.
-			res.ReplyRefused, res.RepliesRead = true, true
+			res.RepliesRead = true
 			return true
 		}
 		rd.silent = true // the frames up to ON answer nothing
@@ -285,17 +285,6 @@ var ErrDiscardedTx = errors.New("transaction discarded")
 
 // errExecReply is the cause when EXEC (or DISCARD) answered what it cannot.
 var errExecReply = errors.New("the transaction's end answered an unexpected reply")
-
-// refusedForNow reports whether e is a refusal a server gives every command
-// for a while (BUSY with a script, LOADING its data), not one of CLIENT
-// REPLY itself (a proxy or an ACL that never allows it).
-func refusedForNow(e error) bool {
-	switch errorPrefix(e) {
-	case "BUSY", "LOADING":
-		return true
-	}
-	return false
-}
 
 // notNow reports whether error reply e says the command was not run, for
 // now or not here: the server is busy, loading or without a quorum, or the

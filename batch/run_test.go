@@ -164,7 +164,7 @@ func TestRunPlainPipeline(t *testing.T) {
 	assert.Nil(t, r.Aborted)
 	assert.Nil(t, r.MultiRefused)
 	assert.False(t, r.Skipped)
-	assert.False(t, r.ReplyRefused)
+	assert.False(t, r.RepliesRead)
 	assert.False(t, r.Synced)
 	assert.True(t, r.Clean)
 	assert.Equal(t, map[int]any{0: "OK", 1: int64(1), 2: []byte("1")}, got)
@@ -263,7 +263,7 @@ func TestRunSkipResult(t *testing.T) {
 
 		assert.NoError(t, r.Err)
 		assert.True(t, r.Skipped)
-		assert.False(t, r.ReplyRefused)
+		assert.False(t, r.RepliesRead)
 		assert.Zero(t, r.Answered)
 		assert.Equal(t, 3, r.Sent)
 		assert.Equal(t, atomic, r.ExecSent)
@@ -289,7 +289,6 @@ func TestRunClientReplyRefused(t *testing.T) {
 		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
-		assert.True(t, r.ReplyRefused)
 		assert.True(t, r.RepliesRead)
 		assert.False(t, r.Skipped)
 		assert.Equal(t, 3, r.Answered)
@@ -306,7 +305,7 @@ func TestRunClientReplyRefused(t *testing.T) {
 		r := batch.Run(context.Background(), conn, &g)
 
 		assert.NoError(t, r.Err)
-		assert.True(t, r.ReplyRefused)
+		assert.True(t, r.RepliesRead)
 		assert.Equal(t, map[int]any{0: "OK", 1: wrongType, 2: int64(1)}, got, "EXEC's array resolves the commands, the mark's +OK aside")
 		assert.True(t, r.ExecSent)
 		assert.Nil(t, r.Aborted, "EXEC ran it (the name read back is not looked at: EXEC said)")
