@@ -94,7 +94,7 @@ func (o *ScoredSortedSet) CountAsync(min, max float64) *Future[int64] {
 
 // scoreBound writes a score bound as Redis reads it ("-inf", "+inf", …).
 func scoreBound(f float64) string {
-	return strconv.FormatFloat(f, 'g', -1, 64) // ±Inf format as +Inf/-Inf, which Redis accepts
+	return strconv.FormatFloat(f, 'f', -1, 64) // plain decimal as values are written; ±Inf format as +Inf/-Inf, which Redis accepts
 }
 
 // StreamEntry is one entry of a stream: its ID and its field/value pairs.

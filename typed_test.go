@@ -2,8 +2,10 @@ package rbatch_test
 
 import (
 	"context"
+	"math"
 	"testing"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -115,4 +117,35 @@ func TestTypedNamedBasicTypes(t *testing.T) {
 		assert.Empty(t, y)
 	}
 	assert.Equal(t, []byte("sku-1"), srv.MustDo(t, "GET", "tn:sku"), "stored as its text")
+}
+
+// Floats are written as plain decimals, as go-redis and rueidis write them:
+// a whole number stays one that INCRBY takes, and every value reads back
+// exactly, the extremes and scores too.
+func TestFloatsWrittenAsPlainDecimals(t *testing.T) {
+	fresh(t)
+	c := newClient(t)
+	b := c.NewBatch()
+	b.Bucket("fp:million").SetAsync(1e6)
+	b.Bucket("fp:f32").SetAsync(float32(2.5e6))
+	b.Bucket("fp:small").SetAsync(1e-7)
+	b.Bucket("fp:max").SetAsync(math.MaxFloat64)
+	b.ScoredSortedSet("fp:z").AddAsync(1.5e9, "m")
+	incr := b.Do("INCRBY", "fp:million", 1)
+	score := b.ScoredSortedSet("fp:z").GetScoreAsync("m")
+	_, err := b.Execute(context.Background())
+	require.NoError(t, err)
+	for key, want := range map[string]string{"fp:million": "1000001", "fp:f32": "2500000", "fp:small": "0.0000001"} {
+		assert.Equal(t, []byte(want), srv.MustDo(t, "GET", key), key)
+	}
+	n, err := incr.Get()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000001), n, "the float 1e6 was stored as an integer INCRBY takes")
+	max, err := redis.Float64(srv.MustDo(t, "GET", "fp:max"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, math.MaxFloat64, max)
+	s, err := score.Get()
+	require.NoError(t, err)
+	assert.Equal(t, 1.5e9, s)
+	assert.Equal(t, []byte("1500000000"), srv.MustDo(t, "ZSCORE", "fp:z", "m"))
 }

@@ -125,8 +125,10 @@ func appendOther(dst []byte, enc Encoder, v any) ([]byte, error) {
 	return appendBulkBytes(dst, b), nil
 }
 
-// FormatFloat writes f as Redis reads scores and increments: the shortest
-// decimal that reads back exactly, and +inf/-inf for the infinities.
+// FormatFloat writes f as Redis reads scores and increments, and as other
+// clients (go-redis, rueidis) write floats: the shortest plain decimal that
+// reads back exactly, never an exponent (1e6 is "1000000", which INCRBY
+// takes too), and +inf/-inf for the infinities.
 func FormatFloat(dst []byte, f float64, bits int) []byte {
 	switch {
 	case math.IsInf(f, 1):
@@ -134,7 +136,7 @@ func FormatFloat(dst []byte, f float64, bits int) []byte {
 	case math.IsInf(f, -1):
 		return append(dst, "-inf"...)
 	}
-	return strconv.AppendFloat(dst, f, 'g', -1, bits)
+	return strconv.AppendFloat(dst, f, 'f', -1, bits)
 }
 
 func appendHeader(dst []byte, kind byte, n int) []byte {

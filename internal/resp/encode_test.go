@@ -74,10 +74,10 @@ func TestAppendArgEncoding(t *testing.T) {
 		{"float64 0.1", 0.1, "0.1"},
 		{"float64 integral", 3.0, "3"},
 		{"float64 negative", -2.5, "-2.5"},
-		{"float64 1e21", 1e21, "1e+21"},
-		{"float64 1e-7", 1e-7, "1e-07"},
-		{"float64 max", math.MaxFloat64, "1.7976931348623157e+308"},
-		{"float64 smallest", math.SmallestNonzeroFloat64, "5e-324"},
+		{"float64 1e21", 1e21, "1" + strings.Repeat("0", 21)},
+		{"float64 1e-7", 1e-7, "0.0000001"},
+		{"float64 max", math.MaxFloat64, "17976931348623157" + strings.Repeat("0", 292)},
+		{"float64 smallest", math.SmallestNonzeroFloat64, "0." + strings.Repeat("0", 323) + "5"},
 		{"float64 +Inf", inf, "+inf"},
 		{"float64 -Inf", -inf, "-inf"},
 		{"float64 negative zero", math.Copysign(0, -1), "-0"},
@@ -85,7 +85,7 @@ func TestAppendArgEncoding(t *testing.T) {
 		{"float32 1.5", float32(1.5), "1.5"},
 		{"float32 +Inf", float32(inf), "+inf"},
 		{"float32 -Inf", float32(-inf), "-inf"},
-		{"float32 1e21", float32(1e21), "1e+21"},
+		{"float32 1e21", float32(1e21), "1" + strings.Repeat("0", 21)},
 		{"bool true", true, "1"},
 		{"bool false", false, "0"},
 		{"named string", namedString("named"), "named"},
@@ -212,7 +212,7 @@ func TestAppendCommand(t *testing.T) {
 
 func TestFormatFloat(t *testing.T) {
 	for f, want := range map[float64]string{
-		0: "0", 1: "1", -1: "-1", 0.1: "0.1", 1e21: "1e+21", 123456789: "1.23456789e+08",
+		0: "0", 1: "1", -1: "-1", 0.1: "0.1", 1e21: "1000000000000000000000", 123456789: "123456789", 1e6: "1000000", 2.5e6: "2500000",
 		math.Inf(1): "+inf", math.Inf(-1): "-inf",
 	} {
 		assert.Equal(t, want, string(FormatFloat(nil, f, 64)), "%v", f)
