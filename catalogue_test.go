@@ -545,6 +545,8 @@ func catCases() []catCase {
 		{"WithSyncAOF(…, -1, …)", []rbatch.Option{rbatch.WithSyncAOF(true, -1, time.Second)}, "WithSyncAOF replicas -1 is negative"},
 		{"WithSyncAOF(…, -1s)", []rbatch.Option{rbatch.WithSyncAOF(true, 0, -time.Second)}, "WithSyncAOF timeout -1s is negative"},
 		{"WithSync with WithSyncAOF", []rbatch.Option{rbatch.WithSync(1, time.Second), rbatch.WithSyncAOF(true, 1, time.Second)}, "WithSync and WithSyncAOF together"},
+		{"WithProgress(1s, nil)", []rbatch.Option{rbatch.WithProgress(time.Second, nil)}, "WithProgress has a nil function"},
+		{"WithProgress(0, nil)", []rbatch.Option{rbatch.WithProgress(0, nil)}, "WithProgress has a nil function"},
 		{"unknown execution mode", []rbatch.Option{rbatch.WithMode(rbatch.ExecutionMode(9))}, "unknown execution mode 9"},
 		// A Redis-side batch with a bad option must not even send MULTI.
 		{"WithRetry(-1, …) in RedisWriteAtomic", []rbatch.Option{rbatch.WithMode(rbatch.RedisWriteAtomic), rbatch.WithRetry(-1, time.Millisecond)}, "WithRetry attempts -1 is negative"},

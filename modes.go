@@ -114,6 +114,7 @@ type BatchOptions struct {
 	// Progress, called every ProgressEvery, is WithProgress's.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	progressNoFn  bool // WithProgress was given a nil function
 
 	// Context bounds the work a batch does before Execute (WithContext).
 	Context context.Context
@@ -224,6 +225,8 @@ func (o *BatchOptions) validate() error {
 		return fmt.Errorf("rbatch: invalid option: unknown execution mode %d", int(o.Mode))
 	case o.Mode == Streaming && o.TransactionPerSlot:
 		return fmt.Errorf("rbatch: invalid option: WithTransactionPerSlot is for the atomic modes, the batch is STREAMING")
+	case o.progressNoFn:
+		return fmt.Errorf("rbatch: invalid option: WithProgress has a nil function to call")
 	case o.ProgressEvery < 0:
 		return fmt.Errorf("rbatch: invalid option: WithProgress interval %v is negative", o.ProgressEvery)
 	case o.Progress != nil && o.ProgressEvery == 0:
@@ -266,7 +269,7 @@ func (o *BatchOptions) validate() error {
 // Written = Total − NotSent, Answered = Applied + Failed + Skipped and
 // Failed = Failed + Aborted + NotSent + Unknown.
 func WithProgress(interval time.Duration, fn func(Progress)) Option {
-	return func(o *BatchOptions) { o.Progress, o.ProgressEvery = fn, interval }
+	return func(o *BatchOptions) { o.Progress, o.ProgressEvery, o.progressNoFn = fn, interval, fn == nil }
 }
 
 // WithContext sets the context of the work a batch does before Execute: a
