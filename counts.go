@@ -35,6 +35,9 @@ const (
 // (applied all the same), and a written command of a discarded stream
 // wraps the discard as well (unknown, not not sent).
 func stateOf(err error) state {
+	if _, ok := err.(*notSentError); ok { // most of a cancelled bulk load: no chain to walk
+		return notSent
+	}
 	switch {
 	case err == nil || err == ErrNil, errors.Is(err, ErrDecode):
 		return applied

@@ -183,7 +183,11 @@ func (b *Batch) runRounds(ctx context.Context, entries []*entry, unserved []int,
 			p.later.Store(true) // the next segment waits for these (see overtakes)
 		}
 
-		b.keepRetriesInOrder(&next, entries)
+		if len(next.retry) > 0 && retryRounds < b.opts.RetryAttempts && ctx.Err() == nil {
+			// Only retries that will be sent need their order checked: a
+			// cancelled bulk load ends with most of its commands here.
+			b.keepRetriesInOrder(&next, entries)
+		}
 		retry := next.retry
 		if len(retry) > 0 {
 			retryRounds++
