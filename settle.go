@@ -23,6 +23,9 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 			return followUp{}
 		}
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
+		if _, gaveUp := connErr.(*unreachableError); gaveUp { // its retries are spent
+			return followUp{failed: nr.Addr}
+		}
 		return followUp{retry: idx, refresh: true, failed: nr.Addr}
 	}
 	nr.SyncedReplicas, nr.SyncedLocal = r.Replicas, r.Local

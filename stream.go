@@ -82,6 +82,7 @@ func newStream(b *Batch) *stream {
 	ctx, cancel := context.WithCancelCause(b.backgroundContext())
 	s := &stream{b: b, ctx: ctx, cancel: cancel, limit: b.c.streamBuffer, start: time.Now()}
 	s.lines.tail, s.lines.tailTimeout = b.plan.Tail, b.plan.TailTimeout
+	s.lines.retries = b.opts.RetryAttempts
 	s.segBytes = max(s.limit/4, 1)
 	s.cond = sync.NewCond(&s.mu)
 	if hs := b.c.hooks.installed(); hs != nil {

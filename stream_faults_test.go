@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,58 @@ func TestStreamRetriesOnNewConnection(t *testing.T) {
 	assert.GreaterOrEqual(t, got, applied)
 	assert.LessOrEqual(t, got, applied+res.Counts.Unknown)
 	t.Logf("counts %+v, counter %d", res.Counts, got)
+}
+
+// A server that takes connections and answers nothing: the stream's
+// connection ends at the read timeout, and the segments after it do not
+// each dial a connection of their own and wait out its handshake (a
+// stream of many segments would take that long many times over): the node
+// is unreachable for the stream, its later commands end not sent at once.
+// A retry round tries it again.
+func TestStreamStopsDialingAnUnreachableNode(t *testing.T) {
+	for _, retry := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			s := redistest.Standalone(t)
+			px := redistest.NewProxy(t, s.Addr)
+			c := clientAt(t, px.Addr, func(cfg *rbatch.Config) {
+				cfg.ReadTimeout = 200 * time.Millisecond
+				cfg.StreamBuffer = 16 << 10
+				cfg.DisableSharing = true
+			})
+			received := func() int {
+				n, _ := strconv.Atoi(s.Info(t, "stats")["total_connections_received"])
+				return n
+			}
+			opts := []rbatch.Option{rbatch.WithMode(rbatch.Streaming)}
+			if retry {
+				opts = append(opts, rbatch.WithRetry(2, 10*time.Millisecond))
+			}
+			px.SetFault(redistest.Fault{Kind: redistest.Stall, Dir: redistest.ToServer})
+			before := received()
+			b := c.NewBatch(opts...)
+			const n = 20_000
+			value := strings.Repeat("v", 100)
+			for i := range n {
+				b.Bucket("un:" + strconv.Itoa(i%100)).SetAsync(value)
+			}
+			res, err := b.Execute(context.Background())
+			require.Error(t, err)
+			assert.Equal(t, n, res.Counts.Total())
+			assert.Equal(t, n, res.Counts.Unknown+res.Counts.NotSent, "nothing answered: %+v", res.Counts)
+			assert.Positive(t, res.Counts.NotSent)
+			dials := received() - before
+			t.Logf("counts %+v, connections %d", res.Counts, dials)
+			// The stream's first connection, the one that found the node
+			// unreachable, and with WithRetry one per retry round of the
+			// segments that were not sent.
+			limit := 2
+			if retry {
+				limit = 2 + 2 // and one per retry the stream allows
+			}
+			assert.LessOrEqual(t, dials, limit, "connections the stream opened")
+			px.Clear()
+		})
+	}
 }
 
 // A stream's *BatchError lists its first 1,000 failures in submission

@@ -3,6 +3,7 @@ package rbatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,11 +31,24 @@ import (
 // it to end, so that what that segment sends again (not sent, retried) is
 // not overtaken by what follows. A failure is known before the group that
 // met it lets the next segment start.
+//
+// A node whose connection could not be had (a dial or handshake that
+// failed, a pool with no connection to give) is unreachable for the
+// stream: the later segments' groups there end not sent at once, with the
+// same cause, instead of each waiting out a dial or a handshake of its own
+// (a server that accepts connections and answers nothing would hold every
+// segment for the read timeout). Only a retry round (WithRetry) tries the
+// node again, and no more often for the whole stream than WithRetry allows
+// one batch: the node's attempts in a row that failed are counted across
+// segments. A connection had clears both.
 type streamLines struct {
-	mu       sync.Mutex
-	nodes    map[pool.Node]*batch.Pipe // nil where the last connection failed
-	troubled map[pool.Node]bool
-	running  map[*batch.Pipe]int // the groups each pipe runs now
+	mu          sync.Mutex
+	nodes       map[pool.Node]*batch.Pipe // nil where the last connection failed
+	unreachable map[pool.Node]error       // why the node's last connection could not be had
+	failedTakes map[pool.Node]int         // the node's attempts in a row that failed
+	retries     int                       // WithRetry's attempts
+	troubled    map[pool.Node]bool
+	running     map[*batch.Pipe]int // the groups each pipe runs now
 	// stateful is set once a command that changes its connection's state
 	// is queued: the stream keeps every connection it took to its end.
 	stateful atomic.Bool
@@ -66,8 +80,8 @@ func (l *streamLines) trouble(node pool.Node) {
 }
 
 // of returns node's pipe, taking a connection on first use and when the
-// pipe failed.
-func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch.Pipe, error) {
+// pipe failed; an unreachable node is tried again only when retry is set.
+func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry bool) (*batch.Pipe, error) {
 	l.mu.Lock()
 	if l.nodes == nil {
 		l.nodes = map[pool.Node]*batch.Pipe{}
@@ -81,6 +95,14 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 		l.mu.Unlock()
 		return p, nil
 	}
+	if err := l.unreachable[node]; err != nil && (!retry || l.failedTakes[node] > l.retries) {
+		n := l.failedTakes[node]
+		l.mu.Unlock()
+		if n > l.retries {
+			return nil, &unreachableError{attempts: n, cause: err}
+		}
+		return nil, err
+	}
 	if p != nil {
 		// Its connection failed and is given up now, not at the end: a
 		// stream cut many times must not hold the pool's connections.
@@ -93,8 +115,17 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
+		if ctx.Err() == nil {
+			if l.unreachable == nil {
+				l.unreachable, l.failedTakes = map[pool.Node]error{}, map[pool.Node]int{}
+			}
+			l.unreachable[node] = err
+			l.failedTakes[node]++
+		}
 		return nil, err
 	}
+	delete(l.unreachable, node)
+	delete(l.failedTakes, node)
 	if q := l.nodes[node]; q != nil && !q.Broken() {
 		conn.Release(true) // another group brought one up meanwhile
 		l.running[q]++
@@ -105,6 +136,19 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook) (*batch
 	l.running[p]++
 	return p, nil
 }
+
+// unreachableError fails a group whose node the stream gave up on: its
+// attempts in a row to get a connection there failed, as many as
+// WithRetry allows. The group is not retried.
+type unreachableError struct {
+	attempts int
+	cause    error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("no connection after %d attempts in a row during the stream: %v", e.attempts, e.cause)
+}
+func (e *unreachableError) Unwrap() error { return e.cause }
 
 // ran ends a group's use of pipe p (from of).
 func (l *streamLines) ran(p *batch.Pipe) {
@@ -184,11 +228,12 @@ func (l *streamLines) giveBack(ctx context.Context, node pool.Node) {
 // pipeFor returns the pipe for the entry's group and the node it leads
 // to: the entry's node's, or its fallback's (the primary, for read-only
 // work sent to a replica) when the node cannot be reached, as acquire
-// does outside a stream.
-func (l *streamLines) pipeFor(ctx context.Context, e *entry, hs []Hook) (*batch.Pipe, pool.Node, error) {
-	p, err := l.of(ctx, e.node, hs)
+// does outside a stream. Unreachable nodes are tried again only when
+// retry is set (see streamLines).
+func (l *streamLines) pipeFor(ctx context.Context, e *entry, hs []Hook, retry bool) (*batch.Pipe, pool.Node, error) {
+	p, err := l.of(ctx, e.node, hs, retry)
 	if err != nil && e.fallback != nil && ctx.Err() == nil {
-		p, err = l.of(ctx, e.fallback, hs)
+		p, err = l.of(ctx, e.fallback, hs, retry)
 		return p, e.fallback, err
 	}
 	return p, e.node, err
@@ -285,7 +330,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 	if round == 1 && (lines.isTroubled(e) || b.pipe.overtakes()) {
 		b.pipe.waitPrev(ctx) // later rounds waited already
 	}
-	p, node, err := lines.pipeFor(ctx, e, b.run.hooks)
+	p, node, err := lines.pipeFor(ctx, e, b.run.hooks, round > 1)
 	if err != nil {
 		if round == 1 {
 			lines.trouble(e.node)
@@ -315,7 +360,7 @@ func (b *Batch) runPiped(ctx context.Context, e *entry, round int) (r batch.Resu
 		// The connection had died while idle and nothing was written: go
 		// again on a new one, on the fallback if the node is down now.
 		var again pool.Node
-		if p, again, err = lines.pipeFor(ctx, e, b.run.hooks); err != nil {
+		if p, again, err = lines.pipeFor(ctx, e, b.run.hooks, true); err != nil {
 			break
 		}
 		if again != node { // its scripts are loaded there anew
