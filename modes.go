@@ -189,6 +189,9 @@ func WithResponseTimeout(d time.Duration) Option {
 
 // WithRetry retries what is safe to retry (commands not sent, LOADING/BUSY/
 // TRYAGAIN rejections, read-only commands) up to attempts times, interval apart.
+// A rejected command that a later command on one of its keys already
+// overtook (answered while it was refused, further down the pipeline) is
+// not retried: it keeps its rejection rather than run after that one.
 func WithRetry(attempts int, interval time.Duration) Option {
 	return func(o *BatchOptions) { o.RetryAttempts, o.RetryInterval = attempts, interval }
 }
