@@ -282,7 +282,10 @@ func newPool(addr string, size int, opts pool.Options) *pool.Pool {
 // out), and Stats has what the redigo pool counts. The server's version is
 // asked (INFO server, within 2 s) by NewBatch the first time a batch needs
 // it, WithSyncAOF's; while it cannot be had, WAITAOF is sent and a server
-// without it fails the sync with ErrUnsupported after the commands.
+// without it fails the sync with ErrUnsupported after the commands. The
+// pool stays the caller's: Client.Close stops the client's batches but
+// leaves the pool open, and closing the pool first makes later batches
+// fail, not sent, with its error.
 func NewClientFromPool(p *redis.Pool) *Client {
 	return &Client{router: route.Single[pool.Node]{Primary: pool.RedigoNode{Pool: p}}, info: pool.ServerInfo{Version: anyVersion},
 		streamBuffer: defaultStreamBuf, fromPool: p}
@@ -333,7 +336,8 @@ func (c *Client) NewBatch(opts ...Option) *Batch {
 	return newBatch(c, opts)
 }
 
-// Close closes the client's idle connections; connections in use by running
+// Close closes the client's idle connections (not those of a pool given to
+// NewClientFromPool, which stays the caller's); connections in use by running
 // batches are closed as those finish, a shared connection once every batch
 // on it got its replies (Close does not wait for them). Batches executed
 // afterwards, and those still waiting for a connection, fail with ErrClosed,
