@@ -278,7 +278,7 @@ func wireCases() []wireCase {
 		}, cmd("ZADD", "zs", "-2.25", "m"), true},
 		{"ScoredSortedSet.AddScoreAsync", func(b *rbatch.Batch) func() (any, error) {
 			return result(b.ScoredSortedSet("zs").AddScoreAsync("m", 1e21))
-		}, cmd("ZINCRBY", "zs", "1e+21", "m"), 1.5},
+		}, cmd("ZINCRBY", "zs", "1000000000000000000000", "m"), 1.5},
 		{"ScoredSortedSet.GetScoreAsync", func(b *rbatch.Batch) func() (any, error) {
 			return result(b.ScoredSortedSet("zs").GetScoreAsync("m"))
 		}, cmd("ZSCORE", "zs", "m"), 1.5},
