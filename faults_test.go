@@ -444,3 +444,41 @@ func modeAndSkip(mode rbatch.ExecutionMode, skip bool) []rbatch.Option {
 	}
 	return []rbatch.Option{rbatch.WithMode(mode)}
 }
+
+// A server that stops reading: the write that blocks fails at the write
+// timeout, and that is what the batch's error names, not the read the
+// aborted connection then broke.
+func TestWriteTimeoutIsTheCause(t *testing.T) {
+	for _, mode := range []rbatch.ExecutionMode{rbatch.InMemory, rbatch.InMemoryAtomic} {
+		t.Run(mode.String(), func(t *testing.T) {
+			release := make(chan struct{})
+			var stalled atomic.Bool
+			f := redistest.NewFake(t, func(cmd []string) string {
+				if strings.EqualFold(cmd[0], "SET") && !stalled.Swap(true) {
+					<-release // reads nothing more: the client's writes fill the socket
+				}
+				return redistest.DefaultReply(cmd)
+			})
+			c := clientAt(t, f.Addr, func(cfg *rbatch.Config) {
+				cfg.WriteTimeout = 200 * time.Millisecond
+				cfg.ReadTimeout = 5 * time.Second
+			})
+			t.Cleanup(func() { close(release) })
+			b := c.NewBatch(rbatch.WithMode(mode))
+			const n = 300_000
+			value := strings.Repeat("v", 100)
+			for i := range n {
+				b.Bucket("wt:" + strconv.Itoa(i)).SetAsync(value)
+			}
+			start := time.Now()
+			res, err := b.Execute(context.Background())
+			require.Error(t, err)
+			t.Logf("after %v: %.300v", time.Since(start), err)
+			assert.Equal(t, n, res.Counts.Total())
+			assert.Zero(t, res.Counts.Applied)
+			assert.Contains(t, err.Error(), "write")
+			assert.Contains(t, err.Error(), "timeout")
+			assert.NotContains(t, err.Error(), "use of closed network connection")
+		})
+	}
+}

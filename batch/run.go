@@ -13,6 +13,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -194,7 +195,13 @@ func exchange(ctx context.Context, conn Conn, p Plan, l *layout, src source, res
 func settleExchange(ctx context.Context, res *Result, w *progress, writeErr error) {
 	res.Sent = int(w.sent.Load())
 	res.ExecSent = w.execSent.Load()
-	if res.Err == nil && writeErr != nil {
+	switch {
+	case writeErr == nil:
+	case res.Err == nil:
+		res.Err = writeErr
+	case errors.Is(res.Err, net.ErrClosed) && !errors.Is(writeErr, net.ErrClosed):
+		// The writer failed first (its timeout, a reset) and aborted the
+		// connection under the reader: the write's error is the cause.
 		res.Err = writeErr
 	}
 	if res.Err != nil && ctx.Err() != nil {
