@@ -201,6 +201,51 @@ func TestStreamStopsDialingAnUnreachableNode(t *testing.T) {
 	}
 }
 
+// An outage longer than a stream's retries: the commands queued during it
+// end not sent, and once the node can be reached again (tried a second
+// after the last attempt failed) the stream goes on there.
+func TestStreamOutlastsAnOutage(t *testing.T) {
+	s := redistest.Standalone(t)
+	px := redistest.NewProxy(t, s.Addr)
+	c := clientAt(t, px.Addr, func(cfg *rbatch.Config) {
+		cfg.StreamBuffer = 16 << 10
+		cfg.DisableSharing = true
+	})
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	const n = 5000
+	queue := func(key string) []*rbatch.Future[int64] {
+		fs := make([]*rbatch.Future[int64], n)
+		for i := range fs {
+			fs[i] = b.AtomicLong(key).IncrementAndGetAsync()
+		}
+		return fs
+	}
+	first := queue("oo:first")
+	for _, f := range first {
+		_, err := f.Get()
+		require.NoError(t, err)
+	}
+	px.Refuse()
+	during := queue("oo:during")
+	for _, f := range during {
+		f.Get()
+	}
+	require.NoError(t, px.Listen())
+	time.Sleep(1200 * time.Millisecond) // past the recheck of the last failed attempt
+	after := queue("oo:after")
+	res, err := b.Execute(context.Background())
+	require.Error(t, err)
+	t.Logf("counts %+v", res.Counts)
+	assert.Equal(t, 3*n, res.Counts.Total())
+	for _, f := range after {
+		_, err := f.Get()
+		require.NoError(t, err, "queued once the node was back")
+	}
+	assert.Positive(t, res.Counts.NotSent)
+	got, _ := redis.Int(s.MustDo(t, "GET", "oo:after"), nil)
+	assert.Equal(t, n, got)
+}
+
 // A stream's *BatchError lists its first 1,000 failures in submission
 // order, whichever part each was in and however the parts ended; Counts
 // has them all.

@@ -33,19 +33,20 @@ import (
 // met it lets the next segment start.
 //
 // A node whose connection could not be had (a dial or handshake that
-// failed, a pool with no connection to give) is unreachable for the
-// stream: the later segments' groups there end not sent at once, with the
-// same cause, instead of each waiting out a dial or a handshake of its own
-// (a server that accepts connections and answers nothing would hold every
-// segment for the read timeout). Only a retry round (WithRetry) tries the
-// node again, and no more often for the whole stream than WithRetry allows
-// one batch: the node's attempts in a row that failed are counted across
-// segments. A connection had clears both.
+// failed) is unreachable: the later segments' groups there end not sent at
+// once, with the same cause, instead of each waiting out a dial or a
+// handshake of its own (a server that accepts connections and answers
+// nothing would hold every segment for the read timeout). One attempt at
+// a time tries the node again: a retry round (WithRetry), while the
+// node's attempts in a row that failed, counted across segments, are no
+// more than WithRetry allows one batch; and any group once
+// unreachableRecheck passed since the last attempt failed, so that a
+// stream outlasts an outage longer than its retries. A connection had
+// makes the node reachable again.
 type streamLines struct {
 	mu          sync.Mutex
 	nodes       map[pool.Node]*batch.Pipe // nil where the last connection failed
-	unreachable map[pool.Node]error       // why the node's last connection could not be had
-	failedTakes map[pool.Node]int         // the node's attempts in a row that failed
+	unreachable map[pool.Node]*reach      // the nodes whose last connection could not be had
 	retries     int                       // WithRetry's attempts
 	troubled    map[pool.Node]bool
 	running     map[*batch.Pipe]int // the groups each pipe runs now
@@ -95,13 +96,13 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry b
 		l.mu.Unlock()
 		return p, nil
 	}
-	if err := l.unreachable[node]; err != nil && (!retry || l.failedTakes[node] > l.retries) {
-		n := l.failedTakes[node]
-		l.mu.Unlock()
-		if n > l.retries {
-			return nil, &unreachableError{attempts: n, cause: err}
+	r := l.unreachable[node]
+	if r != nil {
+		if err := r.refuse(retry, l.retries); err != nil {
+			l.mu.Unlock()
+			return nil, err
 		}
-		return nil, err
+		r.trying = true
 	}
 	if p != nil {
 		// Its connection failed and is given up now, not at the end: a
@@ -114,18 +115,24 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry b
 	conn, err := l.take(ctx, node, hs) // unlocked: a node slow to reach holds up no other node
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if r != nil {
+		r.trying = false
+	}
 	if err != nil {
 		if ctx.Err() == nil {
-			if l.unreachable == nil {
-				l.unreachable, l.failedTakes = map[pool.Node]error{}, map[pool.Node]int{}
+			if r == nil {
+				if l.unreachable == nil {
+					l.unreachable = map[pool.Node]*reach{}
+				}
+				r = &reach{}
+				l.unreachable[node] = r
 			}
-			l.unreachable[node] = err
-			l.failedTakes[node]++
+			r.err, r.at = err, time.Now()
+			r.failures++
 		}
 		return nil, err
 	}
 	delete(l.unreachable, node)
-	delete(l.failedTakes, node)
 	if q := l.nodes[node]; q != nil && !q.Broken() {
 		conn.Release(true) // another group brought one up meanwhile
 		l.running[q]++
@@ -135,6 +142,35 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry b
 	l.nodes[node] = p
 	l.running[p]++
 	return p, nil
+}
+
+// unreachableRecheck is how long after a failed attempt an unreachable
+// node of a stream is tried again by the next group there, retries spent
+// or not.
+const unreachableRecheck = time.Second
+
+// reach is why a stream's node is unreachable (see streamLines).
+type reach struct {
+	err      error     // the last attempt's
+	at       time.Time // when it failed
+	failures int       // attempts in a row that failed
+	trying   bool      // an attempt is under way
+}
+
+// refuse returns the error a group fails with at once, not sent, or nil
+// when it is to try the node again: it is a retry round (retry) and the
+// stream's retries (retries) allow another attempt in a row, or the last
+// attempt failed long enough ago. A refused group is retried, unless no
+// attempt in a row is left (unreachableError).
+func (r *reach) refuse(retry bool, retries int) error {
+	spent := r.failures > retries
+	if !r.trying && ((retry && !spent) || time.Since(r.at) >= unreachableRecheck) {
+		return nil
+	}
+	if spent {
+		return &unreachableError{attempts: r.failures, cause: r.err}
+	}
+	return r.err
 }
 
 // unreachableError fails a group whose node the stream gave up on: its
