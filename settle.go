@@ -24,7 +24,7 @@ func (b *Batch) settle(idx []int, errs []errReply, r *batch.Result, connErr erro
 		}
 		b.resolve(idx, &notSentError{cause: wrap(connErr)})
 		if _, gaveUp := connErr.(*unreachableError); gaveUp { // its retries are spent
-			return followUp{failed: nr.Addr}
+			return followUp{refresh: true, failed: nr.Addr} // a failover may have moved its slots
 		}
 		return followUp{retry: idx, refresh: true, failed: nr.Addr}
 	}

@@ -246,6 +246,35 @@ func TestStreamOutlastsAnOutage(t *testing.T) {
 	assert.Equal(t, n, got)
 }
 
+// A pool with no connection free for a moment is no unreachable node: the
+// parts that found it so end not sent, the later ones run.
+func TestStreamBusyPoolIsNotUnreachable(t *testing.T) {
+	s := redistest.Standalone(t)
+	p := &redis.Pool{MaxActive: 1, Dial: func() (redis.Conn, error) { return redis.Dial("tcp", s.Addr) }}
+	defer p.Close()
+	c := rbatch.NewClientFromPool(p)
+	defer c.Close()
+	held := p.Get()
+	_, err := held.Do("PING")
+	require.NoError(t, err)
+	b := c.NewBatch(rbatch.WithMode(rbatch.Streaming))
+	early := b.AtomicLong("bp:k").IncrementAndGetAsync()
+	require.ErrorIs(t, errOf(early), rbatch.ErrNotSent, "the pool had none free")
+	held.Close()
+	late := make([]*rbatch.Future[int64], 100)
+	for i := range late {
+		late[i] = b.AtomicLong("bp:k").IncrementAndGetAsync()
+	}
+	_, err = b.Execute(context.Background())
+	require.Error(t, err)
+	for _, f := range late {
+		_, err := f.Get()
+		require.NoError(t, err, "queued once the pool had a connection again")
+	}
+	got, _ := redis.Int(s.MustDo(t, "GET", "bp:k"), nil)
+	assert.Equal(t, len(late), got)
+}
+
 // A stream's *BatchError lists its first 1,000 failures in submission
 // order, whichever part each was in and however the parts ended; Counts
 // has them all.

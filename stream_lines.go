@@ -32,8 +32,9 @@ import (
 // not overtaken by what follows. A failure is known before the group that
 // met it lets the next segment start.
 //
-// A node whose connection could not be had (a dial or handshake that
-// failed) is unreachable: the later segments' groups there end not sent at
+// A node whose new connection failed its dial or handshake (not a pool
+// that had none free, or a redigo pool given to NewClientFromPool, whose
+// errors tell neither apart) is unreachable: the later segments' groups there end not sent at
 // once, with the same cause, instead of each waiting out a dial or a
 // handshake of its own (a server that accepts connections and answers
 // nothing would hold every segment for the read timeout). One attempt at
@@ -119,8 +120,12 @@ func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry b
 		r.trying = false
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			if r == nil {
+		var dialErr *pool.DialError
+		if q := l.nodes[node]; ctx.Err() == nil && errors.As(err, &dialErr) && (q == nil || q.Broken()) {
+			// Unreachable, unless another group had a connection meanwhile.
+			if cur := l.unreachable[node]; cur != nil {
+				r = cur // another attempt failed meanwhile: one count for both
+			} else {
 				if l.unreachable == nil {
 					l.unreachable = map[pool.Node]*reach{}
 				}

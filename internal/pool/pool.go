@@ -108,6 +108,14 @@ func (p *Pool) GetWithin(ctx context.Context, d time.Duration) (Lease, time.Dura
 	return p.getSlot(ctx, t.C)
 }
 
+// DialError is a new connection's dial or handshake that failed: the node
+// could not be reached (not a busy pool, a closed one, or a role refused).
+// It reads as its cause.
+type DialError struct{ Err error }
+
+func (e *DialError) Error() string { return e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
+
 // getTimed is GetTimed; without wait, a pool with no free slot fails at
 // once with ErrNoFreeSlot (and counts no wait).
 func (p *Pool) getTimed(ctx context.Context, wait bool) (Lease, time.Duration, error) {
@@ -178,7 +186,7 @@ func (p *Pool) getHeld(ctx context.Context, waited time.Duration) (Lease, time.D
 	c, err := p.dial(ctx)
 	if err != nil {
 		<-p.slots
-		return nil, waited, err
+		return nil, waited, &DialError{Err: err}
 	}
 	p.mu.Lock()
 	p.st.Total++
