@@ -169,8 +169,13 @@ func argString(v any) string {
 	case []byte:
 		return string(s)
 	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+	// Named kinds are sent as their string or bytes (see resp.AppendArg):
+	// they are read so here too, or a forbidden subcommand would slip by.
+	switch rv := reflect.ValueOf(v); {
+	case rv.Kind() == reflect.String:
 		return rv.String()
+	case rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8:
+		return string(rv.Bytes())
 	}
 	return ""
 }

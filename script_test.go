@@ -2,6 +2,7 @@ package rbatch_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -18,14 +19,21 @@ import (
 // server would stop replying, stalling the batch.
 func TestForbiddenSubcommandWhateverItsType(t *testing.T) {
 	type word string
-	for name, sub := range map[string]any{"[]byte": []byte("REPLY"), "named string": word("reply")} {
+	type blob []byte
+	for name, cmd := range map[string][]any{
+		"[]byte":                     {"CLIENT", []byte("REPLY"), "OFF"},
+		"named string":               {"CLIENT", word("reply"), "OFF"},
+		"named []byte":               {"CLIENT", blob("REPLY"), "OFF"},
+		"json.RawMessage":            {"CLIENT", json.RawMessage("tracking"), "ON"},
+		"named []byte, SCRIPT DEBUG": {"SCRIPT", blob("DEBUG"), "SYNC"},
+	} {
 		t.Run(name, func(t *testing.T) {
 			f := redistest.NewFake(t, plausible)
 			c, hs := fakeClient(t, f)
 			b := c.NewBatch(rbatch.WithResponseTimeout(200 * time.Millisecond))
-			b.Do("CLIENT", sub, "OFF")
+			b.Do(cmd[0].(string), cmd[1:]...)
 			_, err := b.Execute(context.Background())
-			require.Error(t, err, "CLIENT REPLY OFF must be refused whatever the argument's type")
+			require.Error(t, err, "%v must be refused whatever the argument's type", cmd)
 			assert.ErrorIs(t, err, rbatch.ErrNotSent)
 			assert.Empty(t, f.Commands()[hs:], "nothing may be sent")
 		})
