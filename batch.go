@@ -314,6 +314,14 @@ func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
 // stream after STREAMS. Commands that would change
 // the connection (SUBSCRIBE, MONITOR, SELECT, …) or that the modes own
 // (MULTI, EXEC, WATCH, …) fail Execute.
+//
+// A command with no key (PING, TIME, DBSIZE, INFO, FLUSHALL, SCRIPT FLUSH,
+// …) runs on one primary of a cluster, whichever the batch reaches
+// first (in an atomic batch, the transaction's): not on each, so DBSIZE
+// counts that node's keys only. Each argument is one argument of the
+// command, as the objects encode values: a []string or []any is not spread
+// into several (without a codec it is refused, with one it is sent
+// encoded as one value); pass args... instead.
 func (b *Batch) Do(cmd string, args ...any) *Future[any] {
 	var sub string
 	if len(args) > 0 {
