@@ -316,8 +316,8 @@ func failQueued[T any](b *Batch, f *Future[T], i int, err error) {
 // (MULTI, EXEC, WATCH, …) fail Execute.
 //
 // A command with no key (PING, TIME, DBSIZE, INFO, FLUSHALL, SCRIPT FLUSH,
-// …) runs on one primary of a cluster, whichever the batch reaches
-// first (in an atomic batch, the transaction's): not on each, so DBSIZE
+// …) runs on one primary of a cluster, any one (in an atomic batch, the
+// transaction's): not on each, so DBSIZE
 // counts that node's keys only. Each argument is one argument of the
 // command, as the objects encode values: a []string or []any is not spread
 // into several (without a codec it is refused, with one it is sent
