@@ -32,18 +32,18 @@ import (
 // not overtaken by what follows. A failure is known before the group that
 // met it lets the next segment start.
 //
-// A node whose new connection failed its dial or handshake (not a pool
-// that had none free, or a redigo pool given to NewClientFromPool, whose
-// errors tell neither apart) is unreachable: the later segments' groups there end not sent at
-// once, with the same cause, instead of each waiting out a dial or a
-// handshake of its own (a server that accepts connections and answers
-// nothing would hold every segment for the read timeout). One attempt at
-// a time tries the node again: a retry round (WithRetry), while the
-// node's attempts in a row that failed, counted across segments, are no
-// more than WithRetry allows one batch; and any group once
-// unreachableRecheck passed since the last attempt failed, so that a
-// stream outlasts an outage longer than its retries. A connection had
-// makes the node reachable again.
+// A node whose new connection failed its dial or handshake is
+// unreachable (not a pool that had none free, nor a redigo pool given to
+// NewClientFromPool, whose errors tell neither apart): the later
+// segments' groups there end not sent at once, with the same cause,
+// instead of each waiting out a dial or a handshake of its own (a server
+// that accepts connections and answers nothing would hold every segment
+// for the read timeout). One attempt at a time tries the node again: a
+// retry round (WithRetry), while the node's attempts in a row that
+// failed, counted across segments, are no more than WithRetry allows one
+// batch; and any group once unreachableRecheck passed since the last
+// attempt failed, so that a stream outlasts an outage longer than its
+// retries. A connection had makes the node reachable again.
 type streamLines struct {
 	mu          sync.Mutex
 	nodes       map[pool.Node]*batch.Pipe // nil where the last connection failed
@@ -82,7 +82,8 @@ func (l *streamLines) trouble(node pool.Node) {
 }
 
 // of returns node's pipe, taking a connection on first use and when the
-// pipe failed; an unreachable node is tried again only when retry is set.
+// pipe failed; an unreachable node is tried again as streamLines says
+// (retry: the group is in a retry round).
 func (l *streamLines) of(ctx context.Context, node pool.Node, hs []Hook, retry bool) (*batch.Pipe, error) {
 	l.mu.Lock()
 	if l.nodes == nil {
